@@ -1,0 +1,1 @@
+//! draft-node (work in progress)

@@ -1,0 +1,1 @@
+//! scot-engine (work in progress)

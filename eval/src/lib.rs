@@ -1,0 +1,1 @@
+//! scot-eval (work in progress)

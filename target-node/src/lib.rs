@@ -1,0 +1,1 @@
+//! target-node (work in progress)
