@@ -4,4 +4,6 @@ pub mod v1 {
     tonic::include_proto!("scot.v1");
 }
 
+pub mod deadline;
+
 pub use v1::*;
