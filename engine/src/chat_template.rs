@@ -1,11 +1,21 @@
 //! Chat templates (Jinja, rendered by minijinja) from GGUF metadata or tokenizer_config.json.
-//! (Owned by the engine-text work; signatures are the contract, bodies are placeholders until then.)
+//!
+//! Hugging Face renders templates with Jinja2 (`trim_blocks`, `lstrip_blocks`, `raise_exception`,
+//! `strftime_now`, a `tojson` that writes Python's `json.dumps` layout) and Python string methods
+//! (`.strip()`, `.split()`, ...). The environment here reproduces those so the models' own templates render
+//! the same text as `transformers.apply_chat_template`.
 
+use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use candle_core::quantized::gguf_file;
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
 
 use crate::error::{EngineError, Result};
+
+const TEMPLATE_NAME: &str = "chat";
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -26,33 +36,432 @@ pub struct ChatTemplate {
     source: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source_len", &self.source.len())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish()
+    }
 }
 
 impl ChatTemplate {
-    pub fn new(source: String, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self> {
+    /// Compiles `source`; a template with a syntax error is a `ChatTemplate` error here, not at render.
+    pub fn new(
+        source: String,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<Self> {
+        let mut env = Environment::new();
+        // Jinja2 settings used by transformers' apply_chat_template.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source.clone())
+            .map_err(|e| {
+                EngineError::ChatTemplate(format!("invalid template: {}", describe(&e)))
+            })?;
         Ok(Self {
             source,
             bos_token,
             eos_token,
+            env,
         })
     }
 
-    /// The template in GGUF metadata `tokenizer.chat_template`, if any.
-    pub fn from_gguf(_content: &gguf_file::Content, _path: &Path) -> Result<Option<Self>> {
-        Ok(None)
+    /// The template in GGUF metadata `tokenizer.chat_template`, if any. BOS/EOS strings come from
+    /// `tokenizer.ggml.{bos,eos}_token_id` looked up in `tokenizer.ggml.tokens`.
+    pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Option<Self>> {
+        let Some(value) = content.metadata.get("tokenizer.chat_template") else {
+            return Ok(None);
+        };
+        let source = value
+            .to_string()
+            .map_err(|e| {
+                EngineError::ChatTemplate(format!(
+                    "{}: tokenizer.chat_template is not a string: {e}",
+                    path.display()
+                ))
+            })?
+            .clone();
+        let token_text = |key: &str| -> Option<String> {
+            let id = content.metadata.get(key)?.to_u32().ok()?;
+            let tokens = content
+                .metadata
+                .get("tokenizer.ggml.tokens")?
+                .to_vec()
+                .ok()?;
+            tokens.get(id as usize)?.to_string().ok().cloned()
+        };
+        let bos = token_text("tokenizer.ggml.bos_token_id");
+        let eos = token_text("tokenizer.ggml.eos_token_id");
+        Self::new(source, bos, eos)
+            .map(Some)
+            .map_err(|e| EngineError::ChatTemplate(format!("{}: {e}", path.display())))
     }
 
-    /// The template in a Hugging Face folder's tokenizer_config.json, if any.
-    pub fn from_tokenizer_config(_dir: &Path) -> Result<Option<Self>> {
-        Ok(None)
+    /// The template of a Hugging Face folder: `chat_template.jinja` if present, else `chat_template` in
+    /// tokenizer_config.json (a string, or a list of named templates of which `default` is used).
+    /// `bos_token` / `eos_token` come from tokenizer_config.json (plain strings or `{"content": ...}`).
+    pub fn from_tokenizer_config(dir: &Path) -> Result<Option<Self>> {
+        let config_path = dir.join("tokenizer_config.json");
+        let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                EngineError::ChatTemplate(format!("{}: invalid JSON: {e}", config_path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+            Err(source) => {
+                return Err(EngineError::Io {
+                    path: config_path,
+                    source,
+                })
+            }
+        };
+        let jinja_path = dir.join("chat_template.jinja");
+        let (source, origin) = match std::fs::read_to_string(&jinja_path) {
+            Ok(text) => (Some(text), jinja_path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (template_from_config(&config), config_path)
+            }
+            Err(source) => {
+                return Err(EngineError::Io {
+                    path: jinja_path,
+                    source,
+                })
+            }
+        };
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        let special = |key: &str| -> Option<String> {
+            match config.get(key)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+                _ => None,
+            }
+        };
+        Self::new(source, special("bos_token"), special("eos_token"))
+            .map(Some)
+            .map_err(|e| EngineError::ChatTemplate(format!("{}: {e}", origin.display())))
     }
 
     pub fn source(&self) -> &str {
         &self.source
     }
 
-    pub fn render(&self, _messages: &[ChatMessage], _add_generation_prompt: bool) -> Result<String> {
-        let _ = (&self.bos_token, &self.eos_token);
-        Err(EngineError::ChatTemplate("not implemented yet".into()))
+    pub fn bos_token(&self) -> Option<&str> {
+        self.bos_token.as_deref()
+    }
+
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+
+    /// Renders the conversation; with `add_generation_prompt` the text ends with the assistant turn's
+    /// opening (e.g. `<|im_start|>assistant\n`). Errors raised by the template (`raise_exception`,
+    /// unsupported roles) come back as `EngineError::ChatTemplate`.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| EngineError::ChatTemplate(describe(&e)))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.as_deref().unwrap_or(""),
+                eos_token => self.eos_token.as_deref().unwrap_or(""),
+            })
+            .map_err(|e| EngineError::ChatTemplate(format!("rendering failed: {}", describe(&e))))
+    }
+}
+
+fn template_from_config(config: &serde_json::Value) -> Option<String> {
+    match config.get("chat_template")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .or_else(|| list.first())
+            .and_then(|t| t.get("template"))
+            .and_then(|t| t.as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The error with its chain of causes and the template line, on one line.
+fn describe(err: &JinjaError) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = write!(out, ": {cause}");
+        source = cause.source();
+    }
+    out
+}
+
+fn raise_exception(message: String) -> std::result::Result<Value, JinjaError> {
+    Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+}
+
+/// `strftime_now(format)`: the current UTC time formatted with a subset of strftime
+/// (%Y %m %d %e %b %B %a %A %H %M %S %y %j %p %I %%), enough for the date lines of Llama-style templates.
+fn strftime_now(format: String) -> std::result::Result<String, JinjaError> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    strftime_utc(&format, secs)
+}
+
+fn strftime_utc(format: &str, unix_secs: u64) -> std::result::Result<String, JinjaError> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let days = (unix_secs / 86_400) as i64;
+    let secs_of_day = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
+    // 1970-01-01 was a Thursday (index 3 from Monday).
+    let weekday = (days + 3).rem_euclid(7) as usize;
+    let day_of_year = days - days_from_civil(year, 1, 1) + 1;
+    let month_name = MONTHS[(month - 1) as usize];
+    let day_name = DAYS[weekday];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let _ = match chars.next() {
+            Some('Y') => write!(out, "{year}"),
+            Some('y') => write!(out, "{:02}", year.rem_euclid(100)),
+            Some('m') => write!(out, "{month:02}"),
+            Some('d') => write!(out, "{day:02}"),
+            Some('e') => write!(out, "{day:>2}"),
+            Some('-') if chars.clone().next() == Some('d') => {
+                chars.next();
+                write!(out, "{day}")
+            }
+            Some('b') => write!(out, "{}", &month_name[..3]),
+            Some('B') => write!(out, "{month_name}"),
+            Some('a') => write!(out, "{}", &day_name[..3]),
+            Some('A') => write!(out, "{day_name}"),
+            Some('H') => write!(out, "{hour:02}"),
+            Some('I') => write!(out, "{:02}", (hour + 11) % 12 + 1),
+            Some('p') => write!(out, "{}", if hour < 12 { "AM" } else { "PM" }),
+            Some('M') => write!(out, "{minute:02}"),
+            Some('S') => write!(out, "{second:02}"),
+            Some('j') => write!(out, "{day_of_year:03}"),
+            Some('%') => write!(out, "%"),
+            Some(other) => {
+                return Err(JinjaError::new(
+                    ErrorKind::InvalidOperation,
+                    format!("strftime_now: unsupported directive %{other}"),
+                ))
+            }
+            None => write!(out, "%"),
+        };
+    }
+    Ok(out)
+}
+
+/// Howard Hinnant's days-since-epoch -> (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False, indent=indent,
+/// sort_keys=sort_keys)`, i.e. `", "` / `": "` separators, no HTML escaping, keys in insertion order.
+fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, JinjaError> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let mut out = String::new();
+    write_json(
+        &mut out,
+        &value,
+        indent,
+        sort_keys.unwrap_or(false),
+        0,
+        &mut 0,
+    )?;
+    Ok(Value::from_safe_string(out))
+}
+
+fn write_json(
+    out: &mut String,
+    value: &Value,
+    indent: Option<usize>,
+    sort_keys: bool,
+    depth: usize,
+    budget: &mut usize,
+) -> std::result::Result<(), JinjaError> {
+    // Guards against self-referencing values.
+    *budget += 1;
+    if depth > 128 || *budget > 1_000_000 {
+        return Err(JinjaError::new(
+            ErrorKind::InvalidOperation,
+            "tojson: value too deep or too large",
+        ));
+    }
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number => {
+            if let Some(i) = value.as_i64() {
+                let _ = write!(out, "{i}");
+            } else {
+                let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
+                if f.is_finite() {
+                    let _ = write!(out, "{f:?}");
+                } else if f.is_nan() {
+                    out.push_str("NaN");
+                } else if f > 0.0 {
+                    out.push_str("Infinity");
+                } else {
+                    out.push_str("-Infinity");
+                }
+            }
+        }
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default();
+            out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = value.try_iter()?.collect();
+            if items.is_empty() {
+                out.push_str("[]");
+                return Ok(());
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                write_json(out, item, indent, sort_keys, depth + 1, budget)?;
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        ValueKind::Map => {
+            let mut keys: Vec<Value> = value.try_iter()?.collect();
+            if sort_keys {
+                keys.sort();
+            }
+            if keys.is_empty() {
+                out.push_str("{}");
+                return Ok(());
+            }
+            out.push('{');
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                let key_text = match key.as_str() {
+                    Some(s) => s.to_string(),
+                    None => key.to_string(),
+                };
+                out.push_str(&serde_json::to_string(&key_text).unwrap_or_else(|_| "\"\"".into()));
+                out.push_str(": ");
+                let item = value.get_item(key)?;
+                write_json(out, &item, indent, sort_keys, depth + 1, budget)?;
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+        _ => {
+            out.push_str(&serde_json::to_string(&value.to_string()).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strftime_formats_known_dates() {
+        // 2024-02-29 13:05:09 UTC, a Thursday.
+        let t = 1_709_211_909;
+        assert_eq!(
+            strftime_utc("%d %b %Y %H:%M:%S %A %j", t).unwrap(),
+            "29 Feb 2024 13:05:09 Thursday 060"
+        );
+        assert_eq!(strftime_utc("%B %-d, %y", 0).unwrap(), "January 1, 70");
+        assert!(strftime_utc("%Q", 0).is_err());
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let t = ChatTemplate::new(
+            r#"{{ {"name": "f", "arguments": {"b": [1, 2.5, true, none], "a": "<é>"}} | tojson }}|{{ {"x": [1]} | tojson(indent=2) }}"#
+                .into(),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[], false).unwrap(),
+            "{\"name\": \"f\", \"arguments\": {\"b\": [1, 2.5, true, null], \"a\": \"<é>\"}}|{\n  \"x\": [\n    1\n  ]\n}"
+        );
     }
 }

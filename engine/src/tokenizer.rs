@@ -1,32 +1,166 @@
 //! Text <-> token ids: from tokenizer.json when present, otherwise built from GGUF metadata.
-//! (Owned by the engine-text work; signatures are the contract, bodies are placeholders until then.)
+//!
+//! The GGUF builder mirrors llama.cpp's byte-level BPE (`tokenizer.ggml.model = "gpt2"`): the vocabulary and
+//! merges come from `tokenizer.ggml.tokens` / `tokenizer.ggml.merges`, the pre-tokenizer split is chosen by
+//! `tokenizer.ggml.pre` (qwen2, llama3, smollm/starcoder, gpt2), and `tokenizer.ggml.token_type` decides
+//! which tokens are matched verbatim in text: control tokens (`<|im_start|>`) become special tokens,
+//! user-defined ones (`<think>`, `<tool_call>`) plain added tokens, unused padding slots nothing.
+//! candle's own `TokenizerFromGguf` gets SmolLM2 wrong (it adds a prefix space and does not split digits)
+//! and marks unused/user-defined tokens special, hence this builder.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel as ByteLevelPre;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::tokenizer::SplitDelimiterBehavior;
+use tokenizers::AddedToken;
 
 use crate::error::{EngineError, Result};
 
+/// The tokens that open and close a model's own chain of thought (`<think>` / `</think>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThinkingMarkers {
+    pub open: u32,
+    pub close: u32,
+}
+
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    special_ids: HashSet<u32>,
 }
+
+// llama.cpp's `llama_token_type` values in `tokenizer.ggml.token_type`.
+const TOKEN_TYPE_CONTROL: u32 = 3;
+const TOKEN_TYPE_USER_DEFINED: u32 = 4;
+
+// Pre-tokenizer regexes, as in llama.cpp's llama-vocab.cpp and the models' tokenizer.json files.
+const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const REGEX_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 impl TextTokenizer {
     /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata. `path` is for error messages.
     pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
-        use candle_core::quantized::tokenizer::TokenizerFromGguf;
-        let inner = tokenizers::Tokenizer::from_gguf(content)
-            .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(Self { inner })
+        let err = |what: String| EngineError::Tokenizer(format!("{}: {what}", path.display()));
+        let model_kind = metadata_str(content, "tokenizer.ggml.model").map_err(&err)?;
+        if model_kind != "gpt2" {
+            return Err(err(format!(
+                "unsupported tokenizer.ggml.model `{model_kind}` (only byte-level BPE `gpt2` is supported)"
+            )));
+        }
+        let tokens = metadata_strings(content, "tokenizer.ggml.tokens").map_err(&err)?;
+        let merges = metadata_strings(content, "tokenizer.ggml.merges")
+            .map_err(&err)?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| err(format!("invalid merge entry `{m}`")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let token_types = match content.metadata.get("tokenizer.ggml.token_type") {
+            Some(v) => {
+                let arr = v
+                    .to_vec()
+                    .map_err(|e| err(format!("tokenizer.ggml.token_type: {e}")))?;
+                arr.iter()
+                    .map(value_as_u32)
+                    .collect::<Option<Vec<u32>>>()
+                    .ok_or_else(|| err("tokenizer.ggml.token_type holds non-integers".into()))?
+            }
+            None => Vec::new(),
+        };
+        let pre = metadata_str(content, "tokenizer.ggml.pre").unwrap_or_else(|_| "gpt2".into());
+        let style = PreTokenizerStyle::from_gguf_pre(&pre);
+
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let ignore_merges = match content.metadata.get("tokenizer.ggml.ignore_merges") {
+            Some(v) => v.to_bool().unwrap_or(false),
+            // llama.cpp looks a whole pre-token up in the vocabulary before merging for llama3.
+            None => style == PreTokenizerStyle::Llama3,
+        };
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(|e| err(format!("building BPE model: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        style
+            .configure(&mut inner)
+            .map_err(|e| err(format!("pre-tokenizer `{pre}`: {e}")))?;
+
+        // Control tokens are special (matched in text, skipped by decode(skip_special=true)); user-defined
+        // tokens are matched in text but are ordinary text on decode, like HF's `special: false` tokens.
+        let mut added = Vec::new();
+        for (id, ty) in token_types.iter().enumerate() {
+            let Some(tok) = tokens.get(id) else { continue };
+            match *ty {
+                TOKEN_TYPE_CONTROL => added.push(AddedToken::from(tok.clone(), true)),
+                TOKEN_TYPE_USER_DEFINED => {
+                    added.push(AddedToken::from(tok.clone(), false).normalized(false))
+                }
+                _ => {}
+            }
+        }
+        // BOS/EOS/PAD are special even in files that leave their type as normal.
+        for key in [
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.eot_token_id",
+        ] {
+            if let Some(tok) = content
+                .metadata
+                .get(key)
+                .and_then(value_as_u32)
+                .and_then(|id| tokens.get(id as usize))
+            {
+                if !added.iter().any(|a| &a.content == tok) {
+                    added.push(AddedToken::from(tok.clone(), true));
+                }
+            }
+        }
+        // Specials first so add_tokens does not re-add them as non-special.
+        let (specials, plain): (Vec<_>, Vec<_>) = added.into_iter().partition(|a| a.special);
+        inner
+            .add_special_tokens(specials)
+            .map_err(|e| err(format!("adding special tokens: {e}")))?;
+        inner
+            .add_tokens(plain)
+            .map_err(|e| err(format!("adding user-defined tokens: {e}")))?;
+        Ok(Self::wrap(inner))
     }
 
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(tokenizer_json)
             .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
-        Ok(Self { inner })
+        Ok(Self::wrap(inner))
     }
 
+    fn wrap(inner: tokenizers::Tokenizer) -> Self {
+        let special_ids = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
+        Self { inner, special_ids }
+    }
+
+    /// Encodes text; special tokens written in the text (`<|im_start|>`) become their ids.
+    /// `add_special_tokens` adds BOS/EOS where the tokenizer's post-processor asks for them.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let enc = self
             .inner
@@ -52,4 +186,122 @@ impl TextTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+
+    /// `<think>` / `</think>` when both are single tokens of this vocabulary (reasoning models such as
+    /// DeepSeek-R1-Distill); `None` for models without their own thinking markers.
+    pub fn thinking_markers(&self) -> Option<ThinkingMarkers> {
+        Some(ThinkingMarkers {
+            open: self.token_to_id("<think>")?,
+            close: self.token_to_id("</think>")?,
+        })
+    }
+
+    /// Whether `id` is a special (control) token, e.g. `<|im_end|>`.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.contains(&id)
+    }
+
+    /// The underlying Hugging Face tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+/// How llama.cpp splits text into pre-tokens before BPE, by `tokenizer.ggml.pre`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PreTokenizerStyle {
+    /// Qwen2 family (incl. DeepSeek-R1-Distill-Qwen): NFC, single digits.
+    Qwen2,
+    /// Llama 3 family: digits in groups of up to three.
+    Llama3,
+    /// GPT-2 regex after splitting every digit (SmolLM, StarCoder, Refact, ...).
+    Gpt2Digits,
+    /// Plain GPT-2 byte-level regex.
+    Gpt2,
+}
+
+impl PreTokenizerStyle {
+    fn from_gguf_pre(pre: &str) -> Self {
+        match pre {
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "hunyuan" => Self::Qwen2,
+            "llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" | "lfm2" | "falcon3" | "pixtral" => {
+                Self::Llama3
+            }
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva" => Self::Gpt2Digits,
+            _ => Self::Gpt2,
+        }
+    }
+
+    fn configure(self, tok: &mut tokenizers::Tokenizer) -> tokenizers::Result<()> {
+        // No prefix space: llama.cpp's byte-level BPE never adds one.
+        let byte_level_regex = || PreTokenizerWrapper::from(ByteLevelPre::new(false, false, true));
+        let byte_level_plain = || PreTokenizerWrapper::from(ByteLevelPre::new(false, false, false));
+        let split = |re: &str| -> tokenizers::Result<PreTokenizerWrapper> {
+            Ok(Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )?
+            .into())
+        };
+        let pre: PreTokenizerWrapper = match self {
+            Self::Qwen2 => {
+                tok.with_normalizer(Some(NFC))?;
+                PreSequence::new(vec![split(REGEX_QWEN2)?, byte_level_plain()]).into()
+            }
+            Self::Llama3 => PreSequence::new(vec![split(REGEX_LLAMA3)?, byte_level_plain()]).into(),
+            Self::Gpt2Digits => {
+                PreSequence::new(vec![Digits::new(true).into(), byte_level_regex()]).into()
+            }
+            Self::Gpt2 => byte_level_regex(),
+        };
+        tok.with_pre_tokenizer(Some(pre));
+        tok.with_decoder(Some(ByteLevelDecoder::new(false, false, false)));
+        Ok(())
+    }
+}
+
+fn value_as_u32(v: &gguf_file::Value) -> Option<u32> {
+    use gguf_file::Value::*;
+    match v {
+        U8(v) => Some(u32::from(*v)),
+        I8(v) => u32::try_from(*v).ok(),
+        U16(v) => Some(u32::from(*v)),
+        I16(v) => u32::try_from(*v).ok(),
+        U32(v) => Some(*v),
+        I32(v) => u32::try_from(*v).ok(),
+        U64(v) => u32::try_from(*v).ok(),
+        I64(v) => u32::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+fn metadata_str(content: &gguf_file::Content, key: &str) -> std::result::Result<String, String> {
+    content
+        .metadata
+        .get(key)
+        .ok_or_else(|| format!("missing metadata `{key}`"))?
+        .to_string()
+        .map(|s| s.to_string())
+        .map_err(|e| format!("metadata `{key}`: {e}"))
+}
+
+fn metadata_strings(
+    content: &gguf_file::Content,
+    key: &str,
+) -> std::result::Result<Vec<String>, String> {
+    let arr = content
+        .metadata
+        .get(key)
+        .ok_or_else(|| format!("missing metadata `{key}`"))?
+        .to_vec()
+        .map_err(|e| format!("metadata `{key}`: {e}"))?;
+    arr.iter()
+        .map(|v| {
+            v.to_string()
+                .map(|s| s.to_string())
+                .map_err(|_| format!("metadata `{key}` holds a non-string"))
+        })
+        .collect()
 }
