@@ -5,12 +5,32 @@
 //! be extended and continued (think, then answer), and a prompt can be scored at its last position
 //! (selection).
 
+mod batch;
 pub mod chat_template;
+mod config;
+mod device;
 pub mod error;
+mod generation;
+mod kv_cache;
+mod linear;
 pub mod lora;
+mod model;
+mod rope;
+mod sampling;
+mod session;
+mod stop;
 pub mod tokenizer;
+mod transformer;
+mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
+pub use config::{Architecture, ModelInfo};
+pub use device::DeviceSpec;
 pub use error::{EngineError, Result};
+pub use generation::{
+    BatchEvent, CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria, TokenEvent,
+};
 pub use lora::LoraAdapter;
+pub use model::{LoadOptions, Model, Q5_0_AS_Q8_0_ENV};
+pub use session::Session;
 pub use tokenizer::TextTokenizer;

@@ -1,0 +1,139 @@
+//! Drafting: one prompt prefilled once, forked into n sequences that decode together as one batch,
+//! each with its own sampler and stop conditions.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+
+use crate::error::{EngineError, Result};
+use crate::generation::{
+    BatchEvent, CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria,
+};
+use crate::kv_cache::SequenceCache;
+use crate::linear::Rows;
+use crate::model::Model;
+use crate::sampling::Sampler;
+use crate::stop::SequenceRun;
+
+struct Member<'a> {
+    seq: usize,
+    cache: SequenceCache,
+    sampler: Sampler,
+    run: SequenceRun<'a>,
+    logits: Vec<f32>,
+}
+
+pub(crate) fn generate_batch(
+    model: &Model,
+    prompt: &[u32],
+    sequences: &[SamplingParams],
+    stop: &StopCriteria,
+    on_event: &mut dyn FnMut(BatchEvent),
+    cancel: &CancelToken,
+) -> Result<Vec<SequenceOutput>> {
+    let started = Instant::now();
+    if prompt.is_empty() {
+        return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+    }
+    if sequences.is_empty() {
+        return Ok(Vec::new());
+    }
+    let samplers = sequences
+        .iter()
+        .map(Sampler::new)
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut session = model.session()?;
+    session.extend(prompt)?;
+    on_event(BatchEvent::Prefilled {
+        prompt_tokens: prompt.len(),
+        elapsed: started.elapsed(),
+    });
+    let (cache, logits) = session.into_parts();
+    let logits =
+        logits.ok_or_else(|| EngineError::InvalidRequest("prefill gave no logits".into()))?;
+
+    let eos = &model.info().eos_token_ids;
+    let mut outputs: Vec<Option<SequenceOutput>> = vec![None; sequences.len()];
+    let mut members = Vec::with_capacity(sequences.len());
+    let mut shared = Some(cache);
+    for (seq, sampler) in samplers.into_iter().enumerate() {
+        // The last member takes the prefilled cache itself; the others get copies.
+        let cache = if seq + 1 == sequences.len() {
+            shared
+                .take()
+                .ok_or_else(|| EngineError::InvalidRequest("cache already taken".into()))?
+        } else {
+            shared
+                .as_ref()
+                .ok_or_else(|| EngineError::InvalidRequest("cache already taken".into()))?
+                .fork()?
+        };
+        members.push(Member {
+            seq,
+            cache,
+            sampler,
+            run: SequenceRun::new(model.tokenizer(), stop, eos, started),
+            logits: logits.clone(),
+        });
+    }
+
+    let mut finish =
+        |m: Member<'_>, reason: FinishReason, on_event: &mut dyn FnMut(BatchEvent)| -> Result<()> {
+            let output = m.run.finish(reason)?;
+            on_event(BatchEvent::Finished {
+                seq: m.seq,
+                output: output.clone(),
+            });
+            outputs[m.seq] = Some(output);
+            Ok(())
+        };
+
+    while !members.is_empty() {
+        let cancelled = cancel.is_cancelled();
+        let mut next = Vec::with_capacity(members.len());
+        let mut tokens = Vec::with_capacity(members.len());
+        for mut m in members.drain(..) {
+            if cancelled {
+                finish(m, FinishReason::Cancelled, on_event)?;
+                continue;
+            }
+            if m.run.exhausted() || m.cache.len() >= m.cache.limit() {
+                finish(m, FinishReason::Length, on_event)?;
+                continue;
+            }
+            let token = m.sampler.sample(&m.logits)?;
+            let (event, finished) = m.run.accept(token)?;
+            on_event(BatchEvent::Token { seq: m.seq, event });
+            match finished {
+                Some(reason) => finish(m, reason, on_event)?,
+                None => {
+                    tokens.push(token);
+                    next.push(m);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        let mut caches: Vec<&mut SequenceCache> = next.iter_mut().map(|m| &mut m.cache).collect();
+        let logits = model
+            .transformer()
+            .forward(&tokens, &mut caches, Rows::Independent, true)?
+            .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))?;
+        for (i, m) in next.iter_mut().enumerate() {
+            m.logits = row(&logits, i)?;
+        }
+        members = next;
+    }
+    outputs
+        .into_iter()
+        .map(|o| {
+            o.ok_or_else(|| EngineError::InvalidRequest("a sequence produced no output".into()))
+        })
+        .collect()
+}
+
+fn row(logits: &Tensor, i: usize) -> Result<Vec<f32>> {
+    Ok(logits.get(i)?.to_vec1::<f32>()?)
+}

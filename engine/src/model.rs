@@ -1,0 +1,274 @@
+//! `Model`: loads weights, tokenizer and chat template, warms the kernels up, and hands out sessions.
+
+use std::path::{Path, PathBuf};
+
+use crate::batch;
+use crate::chat_template::ChatTemplate;
+use crate::config::{self, GgufMeta, ModelInfo};
+use crate::device::{open_device, DeviceSpec};
+use crate::error::{EngineError, Result};
+use crate::generation::{BatchEvent, CancelToken, SamplingParams, SequenceOutput, StopCriteria};
+use crate::lora::LoraAdapter;
+use crate::session::Session;
+use crate::tokenizer::TextTokenizer;
+use crate::transformer::Transformer;
+use crate::weights::{self, GgufFile, WeightOptions};
+
+/// Environment switch: requantize Q5_0 weights to Q8_0 at load (faster on CPU, slightly different
+/// numerics; off by default so logits match the GGUF as written).
+pub const Q5_0_AS_Q8_0_ENV: &str = "SCOT_ENGINE_Q5_0_AS_Q8_0";
+
+/// Tokens that end a chat turn in the supported model families, added to the EOS set when present.
+const END_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// A `.gguf` file, or a Hugging Face folder (config.json + *.safetensors + tokenizer.json).
+    pub path: PathBuf,
+    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors); safetensors models only.
+    pub lora: Option<PathBuf>,
+    pub device: DeviceSpec,
+    /// Cap below the model's own context length.
+    pub max_context: Option<usize>,
+}
+
+impl LoadOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A loaded model: immutable weights shared by any number of sessions (each owns its KV cache).
+pub struct Model {
+    info: ModelInfo,
+    transformer: Transformer,
+    tokenizer: TextTokenizer,
+    chat_template: Option<ChatTemplate>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+fn context_limit(model_len: usize, cap: Option<usize>) -> Result<usize> {
+    match cap {
+        Some(0) => Err(EngineError::InvalidRequest(
+            "max_context must be positive".into(),
+        )),
+        Some(c) => Ok(c.min(model_len)),
+        None => Ok(model_len),
+    }
+}
+
+fn weight_options() -> WeightOptions {
+    WeightOptions {
+        q5_0_as_q8_0: std::env::var(Q5_0_AS_Q8_0_ENV).is_ok_and(|v| !v.is_empty() && v != "0"),
+    }
+}
+
+fn end_tokens(tokenizer: &TextTokenizer, mut ids: Vec<u32>, vocab: usize) -> Vec<u32> {
+    for name in END_TOKENS {
+        if let Some(id) = tokenizer.token_to_id(name) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.retain(|&id| (id as usize) < vocab);
+    ids
+}
+
+impl Model {
+    pub fn load(opts: &LoadOptions) -> Result<Model> {
+        let path = &opts.path;
+        let meta = std::fs::metadata(path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let model = if meta.is_dir() {
+            Self::load_hf(opts)?
+        } else {
+            Self::load_gguf(opts)?
+        };
+        model.warm_up()?;
+        tracing::info!(
+            path = %path.display(),
+            architecture = %model.info.architecture,
+            context = model.info.context_length,
+            "model loaded"
+        );
+        Ok(model)
+    }
+
+    fn load_gguf(opts: &LoadOptions) -> Result<Model> {
+        let path = &opts.path;
+        let mut file = GgufFile::open(path)?;
+        let meta = GgufMeta {
+            content: &file.content,
+            path,
+        };
+        let architecture = config::gguf_architecture(&meta)?;
+        let vocab_rows = file.vocab_rows()?;
+        let hp = config::hyperparams_from_gguf(&meta, vocab_rows)?;
+        if let Some(lora) = &opts.lora {
+            return Err(EngineError::Lora {
+                path: lora.clone(),
+                reason: format!(
+                    "LoRA adapters need a safetensors model; {} is a GGUF file",
+                    path.display()
+                ),
+            });
+        }
+        let device = open_device(opts.device)?;
+        let context_length = context_limit(hp.context_length, opts.max_context)?;
+        let tokenizer = TextTokenizer::from_gguf(&file.content, path)?;
+        let chat_template = ChatTemplate::from_gguf(&file.content, path)?;
+        let mut eos = Vec::new();
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+            if let Some(id) = meta.uint(key)? {
+                eos.push(id as u32);
+            }
+        }
+        let bos_token_id = match meta.bool("tokenizer.ggml.add_bos_token")? {
+            Some(true) => meta
+                .uint("tokenizer.ggml.bos_token_id")?
+                .map(|id| id as u32),
+            _ => None,
+        };
+        let name = meta
+            .string("general.name")?
+            .unwrap_or_else(|| file_stem(path));
+        let eos_token_ids = end_tokens(&tokenizer, eos, vocab_rows);
+        let transformer = file.load_transformer(hp, context_length, &device, weight_options())?;
+        Ok(Model {
+            info: ModelInfo {
+                name,
+                architecture,
+                context_length,
+                vocab_size: vocab_rows,
+                eos_token_ids,
+                bos_token_id,
+            },
+            transformer,
+            tokenizer,
+            chat_template,
+            path: path.clone(),
+        })
+    }
+
+    fn load_hf(opts: &LoadOptions) -> Result<Model> {
+        let dir = &opts.path;
+        let cfg = config::hf_config(dir)?;
+        let hp = cfg.hyperparams;
+        let device = open_device(opts.device)?;
+        let context_length = context_limit(hp.context_length, opts.max_context)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(EngineError::Tokenizer(format!(
+                "{}: missing tokenizer.json",
+                dir.display()
+            )));
+        }
+        let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+        let chat_template = ChatTemplate::from_tokenizer_config(dir)?;
+        let (mut tensors, _origin) = weights::read_safetensors(dir, &device)?;
+        if let Some(lora) = &opts.lora {
+            LoraAdapter::load(lora)?.merge_into(&mut tensors)?;
+        }
+        let architecture = hp.architecture;
+        let vocab_size = hp.vocab_size;
+        let transformer = weights::dense_transformer(dir, tensors, hp, context_length, &device)?;
+        Ok(Model {
+            info: ModelInfo {
+                name: cfg.name.unwrap_or_else(|| file_stem(dir)),
+                architecture,
+                context_length,
+                vocab_size,
+                eos_token_ids: end_tokens(&tokenizer, cfg.eos_token_ids, vocab_size),
+                bos_token_id: cfg.bos_token_id,
+            },
+            transformer,
+            tokenizer,
+            chat_template,
+            path: dir.clone(),
+        })
+    }
+
+    /// candle repacks quantized weights on their first multiplication (seconds on the 1.5B), once per
+    /// kernel family: run a multi-row prefill and a single-row step now instead of in the first request.
+    fn warm_up(&self) -> Result<()> {
+        let n = 33.min(self.info.context_length.saturating_sub(1));
+        if n == 0 {
+            return Ok(());
+        }
+        let mut session = self.session()?;
+        session.extend(&vec![0u32; n])?;
+        session.extend(&[0u32])?;
+        Ok(())
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// A new session with an empty KV cache.
+    pub fn session(&self) -> Result<Session<'_>> {
+        Session::new(self)
+    }
+
+    /// Drafting: prefill `prompt` once, fork the cache into `sequences.len()` sequences decoding
+    /// together as one batch, each with its own sampler and independent stop. Sequence i's output is
+    /// identical to `Session::generate` with `sequences[i]` after extending a fresh session by `prompt`.
+    pub fn generate_batch(
+        &self,
+        prompt: &[u32],
+        sequences: &[SamplingParams],
+        stop: &StopCriteria,
+        on_event: &mut dyn FnMut(BatchEvent),
+        cancel: &CancelToken,
+    ) -> Result<Vec<SequenceOutput>> {
+        batch::generate_batch(self, prompt, sequences, stop, on_event, cancel)
+    }
+
+    pub(crate) fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+#[allow(dead_code)]
+fn assert_model_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Model>();
+}

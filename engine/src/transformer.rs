@@ -1,0 +1,201 @@
+//! The decoder: embeddings, pre-norm attention (GQA, RoPE, optional q/k/v bias) + SwiGLU MLP
+//! blocks, final norm and output projection, over explicit per-sequence KV caches.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::Hyperparams;
+use crate::error::{EngineError, Result};
+use crate::kv_cache::SequenceCache;
+use crate::linear::{Linear, Rows};
+use crate::rope::Rope;
+
+/// Token embedding table; the quantized form dequantizes only the looked-up rows, which keeps
+/// e.g. Qwen's 151936-row table at its file size instead of ~0.5 GB of f32.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenEmbedding {
+    Quantized(Arc<QTensor>),
+    Dense(Tensor),
+}
+
+impl TokenEmbedding {
+    fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            TokenEmbedding::Quantized(q) => q.embedding(ids)?.to_dtype(DType::F32)?,
+            TokenEmbedding::Dense(w) => w.index_select(ids, 0)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub attn_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ffn_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Transformer {
+    pub hp: Hyperparams,
+    pub embedding: TokenEmbedding,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    pub output: Linear,
+    pub rope: Rope,
+    pub device: Device,
+}
+
+impl Transformer {
+    pub fn new_cache(&self, limit: usize) -> Result<SequenceCache> {
+        SequenceCache::new(
+            self.hp.n_layer,
+            self.hp.n_kv_head,
+            self.hp.head_dim,
+            limit.min(self.rope.max_len()),
+            &self.device,
+        )
+    }
+
+    /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
+    /// major) through the model, appending to each cache. All caches must hold the same number of
+    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut SequenceCache],
+        rows: Rows,
+        want_logits: bool,
+    ) -> Result<Option<Tensor>> {
+        let batch = caches.len();
+        if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} tokens cannot be split over {batch} sequences",
+                tokens.len()
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.vocab_size) {
+            return Err(EngineError::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.hp.vocab_size
+            )));
+        }
+        let seq = tokens.len() / batch;
+        let pos = caches[0].len();
+        if caches.iter().any(|c| c.len() != pos) {
+            return Err(EngineError::InvalidRequest(
+                "sequences of one batch must be at the same position".into(),
+            ));
+        }
+        for cache in caches.iter_mut() {
+            cache.reserve(seq)?;
+        }
+        let hp = &self.hp;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embedding.lookup(&ids)?; // [batch*seq, hidden]
+        let mask = if seq > 1 {
+            Some(causal_mask(seq, pos, &self.device)?)
+        } else {
+            None
+        };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, hp.rms_eps as f32)?;
+            let q = block.q.forward(&h, rows)?;
+            let k = block.k.forward(&h, rows)?;
+            let v = block.v.forward(&h, rows)?;
+            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+                Ok(t.reshape((batch, seq, n, hp.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = self.rope.apply(&heads(q, hp.n_head)?, pos)?;
+            let k = self.rope.apply(&heads(k, hp.n_kv_head)?, pos)?;
+            let v = heads(v, hp.n_kv_head)?;
+            let mut outs = Vec::with_capacity(batch);
+            for (b, cache) in caches.iter_mut().enumerate() {
+                let (k_all, v_all) = cache.write(layer, &k.get(b)?, &v.get(b)?)?;
+                outs.push(attend(&q.get(b)?, &k_all, &v_all, mask.as_ref(), hp)?);
+            }
+            let attn = if batch == 1 {
+                outs.pop()
+                    .ok_or_else(|| EngineError::InvalidRequest("empty batch".into()))?
+            } else {
+                Tensor::cat(&outs, 0)?
+            };
+            x = (x + block.o.forward(&attn, rows)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, hp.rms_eps as f32)?;
+            let gate = candle_nn::ops::silu(&block.gate.forward(&h, rows)?)?;
+            let up = block.up.forward(&h, rows)?;
+            x = (x + block.down.forward(&(gate * up)?, rows)?)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.advance(seq);
+        }
+        if !want_logits {
+            return Ok(None);
+        }
+        let last = x
+            .reshape((batch, seq, hp.hidden))?
+            .narrow(1, seq - 1, 1)?
+            .reshape((batch, hp.hidden))?
+            .contiguous()?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, hp.rms_eps as f32)?;
+        Ok(Some(self.output.forward(&last, rows)?))
+    }
+}
+
+/// `[seq, past + seq]`: 0 where a query may attend, -inf where the key lies in its future.
+fn causal_mask(seq: usize, past: usize, device: &Device) -> Result<Tensor> {
+    let total = past + seq;
+    let data: Vec<f32> = (0..seq)
+        .flat_map(|t| (0..total).map(move |j| if j > past + t { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(data, (seq, total), device)?)
+}
+
+/// Attention of one sequence: `q` `[heads, seq, head_dim]` over the cache `[kv_heads, len, head_dim]`.
+/// Query heads sharing a KV head are folded into rows, so GQA needs no repeated K/V copies.
+/// Returns `[seq, heads * head_dim]`. Batched decoding calls this per sequence, exactly as a
+/// single-sequence step does, so both give identical bits.
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    hp: &Hyperparams,
+) -> Result<Tensor> {
+    let seq = q.dim(1)?;
+    let len = k.dim(1)?;
+    let group = hp.n_head / hp.n_kv_head;
+    let q = q.reshape((hp.n_kv_head, group * seq, hp.head_dim))?;
+    let scale = 1.0 / (hp.head_dim as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?; // [kv_heads, group*seq, len]
+    let scores = match mask {
+        Some(mask) => scores
+            .reshape((hp.n_kv_head, group, seq, len))?
+            .broadcast_add(mask)?
+            .reshape((hp.n_kv_head, group * seq, len))?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v.contiguous()?)?; // [kv_heads, group*seq, head_dim]
+    Ok(out
+        .reshape((hp.n_head, seq, hp.head_dim))?
+        .transpose(0, 1)?
+        .reshape((seq, hp.n_head * hp.head_dim))?)
+}
+
+/// Row-wise log-softmax of one logits vector, in f64 for accuracy over large vocabularies.
+pub(crate) fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let lse = max + sum.ln();
+    logits.iter().map(|&l| (l as f64 - lse) as f32).collect()
+}
