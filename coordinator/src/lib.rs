@@ -1,1 +1,16 @@
-//! coordinator (work in progress)
+//! scot's coordinator: the front door. It fans a request's drafts over the draft pool, runs selection
+//! and the answer on a target node, and streams phase events and the final answer with its stats.
+
+pub mod config;
+pub mod draft_pool;
+pub mod drafting;
+pub mod selection_policy;
+pub mod service;
+pub mod solve;
+pub mod straggler;
+pub mod timing;
+pub mod validation;
+
+pub use config::{CoordinatorConfig, SolveDefaults};
+pub use draft_pool::{DraftNodeSource, DraftPool, StaticDraftNodes};
+pub use service::{build_service, serve, CoordinatorError, CoordinatorServiceImpl};

@@ -37,7 +37,11 @@ impl ChatTurn {
 
 /// Renders a conversation to the model's prompt text.
 pub trait ChatFormat: Send + Sync {
-    fn render(&self, turns: &[ChatTurn], add_generation_prompt: bool) -> Result<String, TemplateError>;
+    fn render(
+        &self,
+        turns: &[ChatTurn],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError>;
 }
 
 /// ChatML-like plain layout for models without a chat template.
@@ -45,7 +49,11 @@ pub trait ChatFormat: Send + Sync {
 pub struct PlainChat;
 
 impl ChatFormat for PlainChat {
-    fn render(&self, turns: &[ChatTurn], add_generation_prompt: bool) -> Result<String, TemplateError> {
+    fn render(
+        &self,
+        turns: &[ChatTurn],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
         let mut out = String::new();
         for turn in turns {
             out.push_str("<|im_start|>");

@@ -176,7 +176,10 @@ mod tests {
         let prompt = p.draft_prompt("What is 2+2?").unwrap();
         assert!(prompt.starts_with("<|im_start|>system\n"));
         assert!(prompt.contains("What is 2+2?"));
-        assert!(prompt.ends_with("<|im_start|>assistant\n<think>\n"), "{prompt:?}");
+        assert!(
+            prompt.ends_with("<|im_start|>assistant\n<think>\n"),
+            "{prompt:?}"
+        );
     }
 
     #[test]
@@ -212,7 +215,10 @@ mod tests {
 
     #[test]
     fn template_that_already_opens_thinking_is_not_doubled() {
-        assert_eq!(open_thinking("x<think>\n".into(), Some("<think>")), "x<think>\n");
+        assert_eq!(
+            open_thinking("x<think>\n".into(), Some("<think>")),
+            "x<think>\n"
+        );
         assert_eq!(open_thinking("x\n".into(), Some("<think>")), "x\n<think>\n");
         assert_eq!(open_thinking("x".into(), None), "x");
     }

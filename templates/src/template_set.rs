@@ -118,7 +118,8 @@ impl TemplateSet {
         };
         self.render_draft("sample problem").map_err(invalid)?;
         self.render_answer("sample problem").map_err(invalid)?;
-        self.render_select("sample problem", &sample).map_err(invalid)?;
+        self.render_select("sample problem", &sample)
+            .map_err(invalid)?;
         Ok(())
     }
 }
@@ -165,7 +166,11 @@ impl TemplateLibrary {
             if !path.is_dir() {
                 continue;
             }
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
                 continue;
             };
             if name.starts_with('.') || !is_template_set(&path) {
@@ -178,7 +183,10 @@ impl TemplateLibrary {
             None => builtin,
         };
         for (name, path) in folders.iter().filter(|(name, _)| name != DEFAULT_SET) {
-            sets.insert(name.clone(), Arc::new(TemplateSet::load(name, path, &default)?));
+            sets.insert(
+                name.clone(),
+                Arc::new(TemplateSet::load(name, path, &default)?),
+            );
         }
         sets.insert(DEFAULT_SET.to_string(), Arc::new(default));
         Ok(Self {

@@ -1,0 +1,178 @@
+//! The coordinator's configuration: flags and environment (clap), and the server-side defaults of every
+//! per-request knob (the paper's values unless configured otherwise).
+
+use std::net::SocketAddr;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Address the CoordinatorService listens on.
+    #[arg(
+        long,
+        env = "SCOT_COORDINATOR_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+    /// Draft node addresses, comma-separated (host:port or http://host:port). Empty: target answers alone.
+    #[arg(long, env = "SCOT_DRAFT_NODES", value_delimiter = ',')]
+    pub draft_nodes: Vec<String>,
+    /// Target node address (host:port or http://host:port).
+    #[arg(long, env = "SCOT_TARGET_NODE")]
+    pub target_node: String,
+    /// How long a draft node may take to answer its health check before it counts as unreachable.
+    #[arg(long, env = "SCOT_HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    pub health_timeout_ms: u64,
+    /// Deadline of a request that carries none of its own (seconds; 0 = none).
+    #[arg(long, env = "SCOT_REQUEST_TIMEOUT_SECS", default_value_t = 0)]
+    pub request_timeout_secs: u64,
+    #[command(flatten)]
+    pub defaults: SolveDefaults,
+}
+
+/// Server-side defaults of the per-request knobs (`SolveOptions`); a request's own value wins.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct SolveDefaults {
+    /// Drafts per request.
+    #[arg(long = "default-n", env = "SCOT_DEFAULT_N", default_value_t = 5)]
+    pub n: u32,
+    #[arg(
+        long = "default-draft-temperature",
+        env = "SCOT_DEFAULT_DRAFT_TEMPERATURE",
+        default_value_t = 0.6
+    )]
+    pub draft_temperature: f32,
+    /// 1 = off.
+    #[arg(
+        long = "default-draft-top-p",
+        env = "SCOT_DEFAULT_DRAFT_TOP_P",
+        default_value_t = 1.0
+    )]
+    pub draft_top_p: f32,
+    /// 0 = off.
+    #[arg(
+        long = "default-draft-top-k",
+        env = "SCOT_DEFAULT_DRAFT_TOP_K",
+        default_value_t = 0
+    )]
+    pub draft_top_k: u32,
+    #[arg(
+        long = "default-draft-max-tokens",
+        env = "SCOT_DEFAULT_DRAFT_MAX_TOKENS",
+        default_value_t = 5000
+    )]
+    pub draft_max_tokens: u32,
+    /// Cap of the target's own thinking (correction, fallback, target-only).
+    #[arg(
+        long = "default-thinking-max-tokens",
+        env = "SCOT_DEFAULT_THINKING_MAX_TOKENS",
+        default_value_t = 20480
+    )]
+    pub thinking_max_tokens: u32,
+    #[arg(
+        long = "default-answer-max-tokens",
+        env = "SCOT_DEFAULT_ANSWER_MAX_TOKENS",
+        default_value_t = 10240
+    )]
+    pub answer_max_tokens: u32,
+    #[arg(long = "default-seed", env = "SCOT_DEFAULT_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// (b) Take "none" when the best option's probability is under this. Off when unset.
+    #[arg(
+        long = "default-accept-threshold",
+        env = "SCOT_DEFAULT_ACCEPT_THRESHOLD"
+    )]
+    pub accept_threshold: Option<f32>,
+    /// (a) Select once this many drafts are done. Off when unset.
+    #[arg(long = "default-select-after-k", env = "SCOT_DEFAULT_SELECT_AFTER_K")]
+    pub select_after_k: Option<u32>,
+    /// (a) Select once every unfinished draft is longer than this multiple of the median finished one.
+    #[arg(long = "default-straggler-ratio", env = "SCOT_DEFAULT_STRAGGLER_RATIO")]
+    pub straggler_ratio: Option<f32>,
+    /// (c) Leave drafts cut off by the cap out of selection (a request can turn it on, not off).
+    #[arg(
+        long = "default-drop-capped-drafts",
+        env = "SCOT_DEFAULT_DROP_CAPPED_DRAFTS"
+    )]
+    pub drop_capped_drafts: bool,
+    /// Template set name used when a request names none (empty = the nodes' `default`).
+    #[arg(
+        long = "default-template",
+        env = "SCOT_DEFAULT_TEMPLATE",
+        default_value = ""
+    )]
+    pub template: String,
+    #[arg(
+        long = "default-think-end",
+        env = "SCOT_DEFAULT_THINK_END",
+        default_value = "</think>"
+    )]
+    pub think_end: String,
+}
+
+impl Default for SolveDefaults {
+    /// The paper's settings.
+    fn default() -> Self {
+        Self {
+            n: 5,
+            draft_temperature: 0.6,
+            draft_top_p: 1.0,
+            draft_top_k: 0,
+            draft_max_tokens: 5000,
+            thinking_max_tokens: 20480,
+            answer_max_tokens: 10240,
+            seed: 0,
+            accept_threshold: None,
+            select_after_k: None,
+            straggler_ratio: None,
+            drop_capped_drafts: false,
+            template: String::new(),
+            think_end: "</think>".to_string(),
+        }
+    }
+}
+
+/// `host:port` or a URL -> a URL tonic can dial.
+pub fn endpoint_url(address: &str) -> String {
+    let address = address.trim();
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: CoordinatorConfig,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_papers() {
+        let cli = Cli::parse_from(["coordinator", "--target-node", "127.0.0.1:1"]);
+        assert_eq!(cli.config.defaults, SolveDefaults::default());
+        assert!(cli.config.draft_nodes.is_empty());
+    }
+
+    #[test]
+    fn draft_nodes_are_comma_separated() {
+        let cli = Cli::parse_from([
+            "coordinator",
+            "--target-node",
+            "t:1",
+            "--draft-nodes",
+            "a:1,b:2",
+        ]);
+        assert_eq!(cli.config.draft_nodes, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn endpoint_urls() {
+        assert_eq!(endpoint_url("127.0.0.1:5"), "http://127.0.0.1:5");
+        assert_eq!(endpoint_url(" https://x:5 "), "https://x:5");
+    }
+}

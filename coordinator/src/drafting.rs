@@ -1,0 +1,270 @@
+//! The draft phase of one request: spread the n drafts over the reachable draft nodes, merge their
+//! streams, apply the straggler policy, and report each draft as it finishes. Dropping the merged
+//! streams (early selection, client gone, deadline) cancels the drafts still running on the nodes.
+
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream, SelectAll, StreamExt};
+use scot_proto::draft_event::Event as DraftEventKind;
+use scot_proto::draft_service_client::DraftServiceClient;
+use scot_proto::{DraftEvent, DraftInfo, DraftRequest, DraftingStarted, FinishReason, SolveEvent};
+use tonic::{Code, Status};
+
+use crate::draft_pool::{assign_drafts, DraftNode, DraftPool, WorkLease};
+use crate::selection_policy::CollectedDraft;
+use crate::straggler::{Cutoff, StragglerPolicy};
+use crate::timing::{request_with_deadline, Deadline};
+
+/// What the caller gets from the draft phase.
+#[derive(Debug, Default)]
+pub struct DraftPhase {
+    /// Finished drafts (sorted by index).
+    pub drafts: Vec<CollectedDraft>,
+    /// Every draft of the request, finished or not (sorted by index).
+    pub infos: Vec<DraftInfo>,
+    pub model: String,
+    pub cutoff: Option<Cutoff>,
+    /// Nodes that failed during the phase and what happened.
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum DraftPhaseError {
+    /// No draft could be written: the target answers alone, with this reason.
+    Unavailable(String),
+    /// A node refused the request itself (bad template, problem too long): the client's error.
+    Rejected(Status),
+}
+
+/// What a draft node is asked for, minus the indices.
+#[derive(Debug, Clone)]
+pub struct DraftOrder {
+    pub request: DraftRequest,
+    pub n: u32,
+    pub policy: StragglerPolicy,
+}
+
+#[derive(Debug, Clone)]
+enum DraftState {
+    Running { tokens: u32, slot: usize },
+    Done,
+    Lost,
+}
+
+type SlotEvent = (usize, Option<Result<DraftEvent, Status>>);
+
+/// Errors that are the request's fault, not the node's: they go back to the client.
+pub fn is_rejection(status: &Status) -> bool {
+    matches!(status.code(), Code::InvalidArgument | Code::OutOfRange)
+}
+
+pub async fn run_drafts(
+    pool: &DraftPool,
+    order: DraftOrder,
+    deadline: Deadline,
+    emit: &(dyn Fn(SolveEvent) + Send + Sync),
+) -> Result<DraftPhase, DraftPhaseError> {
+    let (ready, unreachable) = pool.reachable().await;
+    if ready.is_empty() {
+        let reason = if unreachable.is_empty() {
+            "no draft node reachable: none configured".to_string()
+        } else {
+            let list: Vec<String> = unreachable
+                .iter()
+                .map(|u| format!("{} ({})", u.address, u.reason))
+                .collect();
+            format!("no draft node reachable: {}", list.join("; "))
+        };
+        return Err(DraftPhaseError::Unavailable(reason));
+    }
+    let loads: Vec<usize> = ready.iter().map(|n| n.outstanding()).collect();
+    let plan: Vec<(Arc<DraftNode>, Vec<u32>)> = ready
+        .into_iter()
+        .zip(assign_drafts(order.n, &loads))
+        .filter(|(_, indices)| !indices.is_empty())
+        .collect();
+    emit(SolveEvent {
+        event: Some(scot_proto::solve_event::Event::DraftingStarted(
+            DraftingStarted {
+                n: order.n,
+                nodes: plan.iter().map(|(node, _)| node.address.clone()).collect(),
+            },
+        )),
+    });
+
+    let calls = plan.iter().map(|(node, indices)| {
+        let mut client =
+            DraftServiceClient::new(node.channel.clone()).max_decoding_message_size(64 << 20);
+        let mut request = order.request.clone();
+        request.draft_indices = indices.clone();
+        let request = request_with_deadline(request, deadline);
+        async move { client.draft(request).await }
+    });
+    let responses = futures::future::join_all(calls).await;
+
+    let mut phase = DraftPhase::default();
+    let mut states: Vec<DraftState> = vec![DraftState::Lost; order.n as usize];
+    let mut leases: Vec<WorkLease> = Vec::new();
+    let mut streams: SelectAll<BoxStream<'static, SlotEvent>> = SelectAll::new();
+    for (slot, ((node, indices), response)) in plan.iter().zip(responses).enumerate() {
+        leases.push(WorkLease::new(node.clone(), indices.len()));
+        match response {
+            Ok(response) => {
+                for &i in indices {
+                    if let Some(state) = states.get_mut(i as usize) {
+                        *state = DraftState::Running { tokens: 0, slot };
+                    }
+                }
+                let events = response
+                    .into_inner()
+                    .map(move |item| (slot, Some(item)))
+                    .chain(stream::once(async move { (slot, None) }));
+                streams.push(events.boxed());
+            }
+            Err(status) if is_rejection(&status) => {
+                return Err(DraftPhaseError::Rejected(node_status(
+                    &node.address,
+                    status,
+                )))
+            }
+            Err(status) => {
+                tracing::warn!(node = %node.address, error = %status, "draft call failed");
+                phase
+                    .failures
+                    .push(format!("{}: {}", node.address, status.message()));
+            }
+        }
+    }
+
+    while let Some((slot, item)) = streams.next().await {
+        let address = plan
+            .get(slot)
+            .map(|(node, _)| node.address.clone())
+            .unwrap_or_default();
+        match item {
+            Some(Ok(DraftEvent { event: Some(event) })) => match event {
+                DraftEventKind::Progress(progress) => {
+                    if let Some(DraftState::Running { tokens, .. }) =
+                        states.get_mut(progress.index as usize)
+                    {
+                        *tokens = progress.tokens;
+                    }
+                }
+                DraftEventKind::Draft(draft) => {
+                    let Some(state) = states.get_mut(draft.index as usize) else {
+                        tracing::warn!(node = %address, index = draft.index, "draft node sent an index it was not asked for");
+                        continue;
+                    };
+                    if !matches!(state, DraftState::Running { .. }) {
+                        continue;
+                    }
+                    *state = DraftState::Done;
+                    if let Some(lease) = leases.get_mut(slot) {
+                        lease.finish_one();
+                    }
+                    let finish = FinishReason::try_from(draft.finish_reason).unwrap_or_default();
+                    let info = DraftInfo {
+                        index: draft.index,
+                        token_count: draft.token_count,
+                        finish_reason: finish as i32,
+                        elapsed_ms: draft.elapsed_ms,
+                        offered: false,
+                        node: address.clone(),
+                    };
+                    emit(SolveEvent {
+                        event: Some(scot_proto::solve_event::Event::DraftFinished(info.clone())),
+                    });
+                    phase.infos.push(info);
+                    phase.drafts.push(CollectedDraft {
+                        index: draft.index,
+                        text: draft.text,
+                        token_count: draft.token_count,
+                        finish,
+                        elapsed_ms: draft.elapsed_ms,
+                        node: address.clone(),
+                    });
+                }
+                DraftEventKind::Summary(summary) => {
+                    if phase.model.is_empty() {
+                        phase.model = summary.model;
+                    }
+                }
+            },
+            Some(Ok(DraftEvent { event: None })) => {}
+            Some(Err(status)) => {
+                if is_rejection(&status) {
+                    return Err(DraftPhaseError::Rejected(node_status(&address, status)));
+                }
+                tracing::warn!(node = %address, error = %status, "draft stream failed");
+                phase
+                    .failures
+                    .push(format!("{address}: {}", status.message()));
+                lose_slot(&mut states, slot);
+            }
+            None => lose_slot(&mut states, slot),
+        }
+        let finished: Vec<u32> = phase.drafts.iter().map(|d| d.token_count).collect();
+        let unfinished: Vec<u32> = states
+            .iter()
+            .filter_map(|s| match s {
+                DraftState::Running { tokens, .. } => Some(*tokens),
+                _ => None,
+            })
+            .collect();
+        if unfinished.is_empty() {
+            // Every draft is done; keep reading only to get the summaries.
+            continue;
+        }
+        if let Some(cutoff) = order.policy.cutoff(&finished, &unfinished) {
+            tracing::info!(reason = %cutoff.describe(), "selecting early");
+            phase.cutoff = Some(cutoff);
+            break;
+        }
+    }
+    drop(streams); // cancels whatever is still running on the nodes
+
+    for (index, state) in states.iter().enumerate() {
+        if let DraftState::Running { tokens, slot } = state {
+            phase.infos.push(DraftInfo {
+                index: index as u32,
+                token_count: *tokens,
+                finish_reason: FinishReason::Cancelled as i32,
+                elapsed_ms: 0.0,
+                offered: false,
+                node: plan
+                    .get(*slot)
+                    .map(|(node, _)| node.address.clone())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    phase.infos.sort_by_key(|info| info.index);
+    phase.drafts.sort_by_key(|d| d.index);
+    if phase.drafts.is_empty() {
+        return Err(DraftPhaseError::Unavailable(format!(
+            "no draft came back: {}",
+            if phase.failures.is_empty() {
+                "the draft nodes ended their streams early".to_string()
+            } else {
+                phase.failures.join("; ")
+            }
+        )));
+    }
+    Ok(phase)
+}
+
+/// Marks the drafts still running on a slot whose stream ended as lost.
+fn lose_slot(states: &mut [DraftState], slot: usize) {
+    for state in states.iter_mut() {
+        if matches!(state, DraftState::Running { slot: s, .. } if *s == slot) {
+            *state = DraftState::Lost;
+        }
+    }
+}
+
+fn node_status(address: &str, status: Status) -> Status {
+    Status::new(
+        status.code(),
+        format!("draft node {address}: {}", status.message()),
+    )
+}

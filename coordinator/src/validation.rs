@@ -1,0 +1,387 @@
+//! Checks a SolveRequest and resolves every knob against the server defaults. Each error says which
+//! field is wrong and what would be accepted; the service turns it into INVALID_ARGUMENT.
+
+use scot_proto::{SolveMode, SolveRequest};
+
+use crate::config::SolveDefaults;
+
+/// Most drafts one request may ask for.
+pub const MAX_DRAFTS: u32 = 64;
+/// Largest token cap accepted for any phase.
+pub const MAX_TOKEN_CAP: u32 = 1 << 20;
+/// Largest problem accepted before tokenizing (the nodes check it against the model's context).
+pub const MAX_PROBLEM_BYTES: usize = 1 << 20;
+const MAX_TEMPERATURE: f32 = 100.0;
+const MAX_MARKER_BYTES: usize = 64;
+const MAX_TEMPLATE_NAME: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Scot,
+    TargetOnly,
+    DraftOnly,
+}
+
+/// A request's knobs, all resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SolveSettings {
+    pub mode: Mode,
+    pub n: u32,
+    pub draft_temperature: f32,
+    pub draft_top_p: f32,
+    pub draft_top_k: u32,
+    pub draft_max_tokens: u32,
+    pub thinking_max_tokens: u32,
+    pub answer_max_tokens: u32,
+    pub seed: u64,
+    pub accept_threshold: Option<f32>,
+    pub select_after_k: Option<u32>,
+    pub straggler_ratio: Option<f32>,
+    pub drop_capped_drafts: bool,
+    pub template: String,
+    pub think_end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRequest(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidRequest {
+    InvalidRequest(message.into())
+}
+
+/// Validates the problem and resolves the options. Returns the problem as sent (not trimmed).
+pub fn validate_request(
+    request: &SolveRequest,
+    defaults: &SolveDefaults,
+) -> Result<SolveSettings, InvalidRequest> {
+    if request.problem.trim().is_empty() {
+        return Err(invalid(
+            "problem is empty: send the question to solve in `problem`",
+        ));
+    }
+    if request.problem.len() > MAX_PROBLEM_BYTES {
+        return Err(invalid(format!(
+            "problem is {} bytes, more than the {MAX_PROBLEM_BYTES}-byte limit: shorten it",
+            request.problem.len()
+        )));
+    }
+    let options = request.options.clone().unwrap_or_default();
+    resolve_options(&options, defaults)
+}
+
+/// Resolves `SolveOptions` against the defaults (also used to check the defaults at start-up).
+pub fn resolve_options(
+    options: &scot_proto::SolveOptions,
+    defaults: &SolveDefaults,
+) -> Result<SolveSettings, InvalidRequest> {
+    let mode = match SolveMode::try_from(options.mode) {
+        Ok(SolveMode::Unspecified) | Ok(SolveMode::Scot) => Mode::Scot,
+        Ok(SolveMode::TargetOnly) => Mode::TargetOnly,
+        Ok(SolveMode::DraftOnly) => Mode::DraftOnly,
+        Err(_) => return Err(invalid(format!(
+            "options.mode = {} is not a SolveMode: use SCOT (1), TARGET_ONLY (2) or DRAFT_ONLY (3)",
+            options.mode
+        ))),
+    };
+    let n = options.n.unwrap_or(defaults.n);
+    if n == 0 || n > MAX_DRAFTS {
+        return Err(invalid(format!(
+            "options.n = {n}: the number of drafts must be between 1 and {MAX_DRAFTS}"
+        )));
+    }
+    let draft_temperature = options
+        .draft_temperature
+        .unwrap_or(defaults.draft_temperature);
+    if !draft_temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&draft_temperature) {
+        return Err(invalid(format!(
+            "options.draft_temperature = {draft_temperature}: must be a number from 0 (greedy) to {MAX_TEMPERATURE}"
+        )));
+    }
+    let draft_top_p = options.draft_top_p.unwrap_or(defaults.draft_top_p);
+    if !draft_top_p.is_finite() || draft_top_p <= 0.0 || draft_top_p > 1.0 {
+        return Err(invalid(format!(
+            "options.draft_top_p = {draft_top_p}: must be in (0, 1] (1 = off)"
+        )));
+    }
+    let draft_top_k = options.draft_top_k.unwrap_or(defaults.draft_top_k);
+    let cap = |name: &str, value: u32| -> Result<u32, InvalidRequest> {
+        if value == 0 || value > MAX_TOKEN_CAP {
+            Err(invalid(format!(
+                "options.{name} = {value}: a token cap must be between 1 and {MAX_TOKEN_CAP}"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    let draft_max_tokens = cap(
+        "draft_max_tokens",
+        options
+            .draft_max_tokens
+            .unwrap_or(defaults.draft_max_tokens),
+    )?;
+    let thinking_max_tokens = cap(
+        "thinking_max_tokens",
+        options
+            .thinking_max_tokens
+            .unwrap_or(defaults.thinking_max_tokens),
+    )?;
+    let answer_max_tokens = cap(
+        "answer_max_tokens",
+        options
+            .answer_max_tokens
+            .unwrap_or(defaults.answer_max_tokens),
+    )?;
+    let accept_threshold = options.accept_threshold.or(defaults.accept_threshold);
+    if let Some(tau) = accept_threshold {
+        if !tau.is_finite() || !(0.0..=1.0).contains(&tau) {
+            return Err(invalid(format!(
+                "options.accept_threshold = {tau}: must be a probability in [0, 1] (unset = off)"
+            )));
+        }
+    }
+    let select_after_k = options.select_after_k.or(defaults.select_after_k);
+    if let Some(k) = select_after_k {
+        if k == 0 || k > n {
+            return Err(invalid(format!(
+                "options.select_after_k = {k}: must be between 1 and n = {n} (unset = wait for all drafts)"
+            )));
+        }
+    }
+    let straggler_ratio = options.straggler_ratio.or(defaults.straggler_ratio);
+    if let Some(ratio) = straggler_ratio {
+        if !ratio.is_finite() || ratio < 1.0 {
+            return Err(invalid(format!(
+                "options.straggler_ratio = {ratio}: must be a number >= 1 (unset = off)"
+            )));
+        }
+    }
+    let template = if options.template.is_empty() {
+        defaults.template.clone()
+    } else {
+        options.template.clone()
+    };
+    check_template_name(&template)?;
+    let think_end = options
+        .think_end
+        .clone()
+        .unwrap_or_else(|| defaults.think_end.clone());
+    if think_end.trim().is_empty() || think_end.len() > MAX_MARKER_BYTES {
+        return Err(invalid(format!(
+            "options.think_end = {think_end:?}: the end-of-thinking marker must be non-blank and at most {MAX_MARKER_BYTES} bytes"
+        )));
+    }
+    Ok(SolveSettings {
+        mode,
+        n,
+        draft_temperature,
+        draft_top_p,
+        draft_top_k,
+        draft_max_tokens,
+        thinking_max_tokens,
+        answer_max_tokens,
+        seed: options.seed.unwrap_or(defaults.seed),
+        accept_threshold,
+        select_after_k,
+        straggler_ratio,
+        drop_capped_drafts: options.drop_capped_drafts || defaults.drop_capped_drafts,
+        template,
+        think_end,
+    })
+}
+
+/// Template set names are folder names: letters, digits, `-`, `_`, `.`; not starting with `.`.
+/// Whether the set exists is for the nodes to say (they hold the templates).
+fn check_template_name(name: &str) -> Result<(), InvalidRequest> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let well_formed = name.len() <= MAX_TEMPLATE_NAME
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "options.template = {name:?}: unknown template set (names use letters, digits, '-', '_', '.')"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scot_proto::SolveOptions;
+
+    fn request(problem: &str, options: SolveOptions) -> SolveRequest {
+        SolveRequest {
+            request_id: String::new(),
+            problem: problem.to_string(),
+            options: Some(options),
+        }
+    }
+
+    fn check(options: SolveOptions) -> Result<SolveSettings, InvalidRequest> {
+        validate_request(&request("What is 2+2?", options), &SolveDefaults::default())
+    }
+
+    #[test]
+    fn empty_options_give_the_papers_defaults() {
+        let s = check(SolveOptions::default()).unwrap();
+        assert_eq!(s.mode, Mode::Scot);
+        assert_eq!(s.n, 5);
+        assert_eq!(s.draft_temperature, 0.6);
+        assert_eq!(s.draft_max_tokens, 5000);
+        assert_eq!(s.think_end, "</think>");
+        assert_eq!(s.accept_threshold, None);
+        assert_eq!(s.select_after_k, None);
+        assert!(!s.drop_capped_drafts);
+    }
+
+    #[test]
+    fn request_values_override_defaults() {
+        let s = check(SolveOptions {
+            n: Some(3),
+            draft_temperature: Some(0.0),
+            accept_threshold: Some(1.0),
+            select_after_k: Some(2),
+            straggler_ratio: Some(1.5),
+            template: "short".into(),
+            mode: SolveMode::TargetOnly as i32,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((s.n, s.draft_temperature), (3, 0.0));
+        assert_eq!(s.accept_threshold, Some(1.0));
+        assert_eq!(s.select_after_k, Some(2));
+        assert_eq!(s.template, "short");
+        assert_eq!(s.mode, Mode::TargetOnly);
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field() {
+        let problem_err = validate_request(
+            &request("  \n", SolveOptions::default()),
+            &SolveDefaults::default(),
+        )
+        .unwrap_err();
+        assert!(problem_err.0.contains("problem is empty"));
+        let cases: Vec<(SolveOptions, &str)> = vec![
+            (
+                SolveOptions {
+                    n: Some(0),
+                    ..Default::default()
+                },
+                "options.n",
+            ),
+            (
+                SolveOptions {
+                    n: Some(65),
+                    ..Default::default()
+                },
+                "options.n",
+            ),
+            (
+                SolveOptions {
+                    draft_temperature: Some(-0.1),
+                    ..Default::default()
+                },
+                "draft_temperature",
+            ),
+            (
+                SolveOptions {
+                    draft_temperature: Some(f32::NAN),
+                    ..Default::default()
+                },
+                "draft_temperature",
+            ),
+            (
+                SolveOptions {
+                    draft_top_p: Some(0.0),
+                    ..Default::default()
+                },
+                "draft_top_p",
+            ),
+            (
+                SolveOptions {
+                    draft_max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "draft_max_tokens",
+            ),
+            (
+                SolveOptions {
+                    answer_max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "answer_max_tokens",
+            ),
+            (
+                SolveOptions {
+                    thinking_max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "thinking_max_tokens",
+            ),
+            (
+                SolveOptions {
+                    accept_threshold: Some(1.5),
+                    ..Default::default()
+                },
+                "accept_threshold",
+            ),
+            (
+                SolveOptions {
+                    select_after_k: Some(6),
+                    ..Default::default()
+                },
+                "select_after_k",
+            ),
+            (
+                SolveOptions {
+                    straggler_ratio: Some(0.5),
+                    ..Default::default()
+                },
+                "straggler_ratio",
+            ),
+            (
+                SolveOptions {
+                    template: "../etc".into(),
+                    ..Default::default()
+                },
+                "template",
+            ),
+            (
+                SolveOptions {
+                    think_end: Some(" ".into()),
+                    ..Default::default()
+                },
+                "think_end",
+            ),
+            (
+                SolveOptions {
+                    mode: 42,
+                    ..Default::default()
+                },
+                "options.mode",
+            ),
+        ];
+        for (options, field) in cases {
+            let err = check(options).unwrap_err();
+            assert!(err.0.contains(field), "{err} should name {field}");
+        }
+    }
+
+    #[test]
+    fn oversized_problem_is_rejected() {
+        let big = "x".repeat(MAX_PROBLEM_BYTES + 1);
+        let err = validate_request(
+            &request(&big, SolveOptions::default()),
+            &SolveDefaults::default(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("shorten"));
+    }
+}
