@@ -1,5 +1,28 @@
 //! scot-eval: grading of math answers and the evaluation harness behind `scot eval`.
 //!
+//! Mounting in the `scot` binary (src/main.rs):
+//! - `scot eval`: flatten [`EvalArgs`] (a `clap::Args`) into the subcommand and call
+//!   `scot_eval::run_eval(args).await` → [`EvalSummary`] (serde-serialisable, print it as JSON).
+//! - `scot report`: [`ReportArgs`] and `scot_eval::run_report(args)` (sync) → [`ReportSummary`].
+//!
+//! Modules:
 //! - [`grading`]: `is_correct(model_output, gold)`, `extract_answer`, `normalize`, `answers_equal`.
+//! - [`dataset`]: JSONL data sets (`id`, `problem`, `answer`).
+//! - [`runner`]: the CoordinatorService client and per-problem grading.
+//! - [`results`]: the append-only, resumable result file.
+//! - [`report`] + [`plots`]: markdown tables and PNG plots from result files.
+//! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 
+pub mod cli;
+pub mod cost_model;
+pub mod dataset;
+pub mod error;
 pub mod grading;
+pub mod plots;
+pub mod report;
+pub mod results;
+pub mod runner;
+
+pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs, ReportSummary};
+pub use error::EvalError;
+pub use runner::Mode;

@@ -1,0 +1,229 @@
+//! Sends problems through a running coordinator (CoordinatorService.Solve) and turns each final
+//! SolveResult into a graded [`ResultLine`].
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use scot_proto::coordinator_service_client::CoordinatorServiceClient;
+use scot_proto::{solve_event, AnswerPath, FinishReason, SolveMode, SolveOptions, SolveRequest};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::dataset::Problem;
+use crate::error::EvalError;
+use crate::grading::{answers_equal, extract_answer};
+use crate::results::{DraftRecord, ResultLine};
+
+/// Which system answers: the full SCoT pipeline or one of the two models alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Mode {
+    Scot,
+    TargetOnly,
+    DraftOnly,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Scot => "scot",
+            Mode::TargetOnly => "target-only",
+            Mode::DraftOnly => "draft-only",
+        }
+    }
+
+    fn proto(self) -> SolveMode {
+        match self {
+            Mode::Scot => SolveMode::Scot,
+            Mode::TargetOnly => SolveMode::TargetOnly,
+            Mode::DraftOnly => SolveMode::DraftOnly,
+        }
+    }
+}
+
+/// Connects to the coordinator (fails fast when nothing listens there).
+pub async fn connect(endpoint: &str) -> Result<CoordinatorServiceClient<Channel>, EvalError> {
+    let connect_err = |message: String| EvalError::Connect {
+        endpoint: endpoint.to_string(),
+        message,
+    };
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| connect_err(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| connect_err(format!("{e:?}")))?;
+    // Drafts and reasoning can be long: lift the 4 MiB default decoding cap.
+    Ok(CoordinatorServiceClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// What every request of a run shares.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    pub dataset: String,
+    pub mode: Mode,
+    pub options: SolveOptions,
+    pub deadline: Duration,
+}
+
+impl RequestTemplate {
+    fn options(&self) -> SolveOptions {
+        SolveOptions {
+            mode: self.mode.proto() as i32,
+            ..self.options.clone()
+        }
+    }
+}
+
+/// Solves one problem; a failure is recorded in the line's `error`, never returned.
+pub async fn solve_one(
+    mut client: CoordinatorServiceClient<Channel>,
+    template: &RequestTemplate,
+    problem: &Problem,
+) -> ResultLine {
+    let mut line = ResultLine {
+        id: problem.id.clone(),
+        dataset: template.dataset.clone(),
+        mode: template.mode.name().to_string(),
+        gold: problem.answer.clone(),
+        seed: template.options.seed.unwrap_or(0),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        template.deadline,
+        request(&mut client, template, problem, &mut line),
+    )
+    .await;
+    line.client_ms = started.elapsed().as_secs_f64() * 1e3;
+    match outcome {
+        Ok(Ok(())) => grade(&mut line),
+        Ok(Err(message)) => line.error = Some(message),
+        Err(_) => line.error = Some(format!("deadline of {:?} exceeded", template.deadline)),
+    }
+    line
+}
+
+async fn request(
+    client: &mut CoordinatorServiceClient<Channel>,
+    template: &RequestTemplate,
+    problem: &Problem,
+    line: &mut ResultLine,
+) -> Result<(), String> {
+    let mut request = tonic::Request::new(SolveRequest {
+        request_id: format!(
+            "eval-{}-{}-{}",
+            template.dataset,
+            template.mode.name(),
+            problem.id
+        ),
+        problem: problem.problem.clone(),
+        options: Some(template.options()),
+    });
+    request.set_timeout(template.deadline);
+    let mut stream = client
+        .solve(request)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        if let Some(solve_event::Event::Result(result)) = event.event {
+            line.answer_text = result.answer;
+            if let Some(stats) = result.stats {
+                fill_stats(line, stats);
+            }
+            return Ok(());
+        }
+    }
+    Err("stream ended without a SolveResult".to_string())
+}
+
+fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
+    line.total_ms = s.total_ms;
+    line.draft_ms = s.draft_ms;
+    line.select_ms = s.select_ms;
+    line.answer_ms = s.answer_ms;
+    line.correction_ms = s.correction_ms;
+    line.draft_tokens = s.draft_tokens;
+    line.target_tokens = s.target_tokens;
+    line.prompt_tokens = s.prompt_tokens;
+    line.target_prompt_tokens = s.target_prompt_tokens;
+    line.target_thinking_tokens = s.target_thinking_tokens;
+    line.answer_tokens = s.answer_tokens;
+    line.chosen = s.chosen;
+    line.option_probs = s.option_probs;
+    line.path = path_name(s.path).to_string();
+    line.fallback_reason = s.fallback_reason;
+    line.draft_model = s.draft_model;
+    line.target_model = s.target_model;
+    line.drafts = s
+        .drafts
+        .into_iter()
+        .map(|d| DraftRecord {
+            index: d.index,
+            tokens: d.token_count,
+            finish: finish_name(d.finish_reason).to_string(),
+            elapsed_ms: d.elapsed_ms,
+            offered: d.offered,
+            node: d.node,
+        })
+        .collect();
+}
+
+/// Grades the answer text; when it holds no extractable answer the line stays wrong.
+fn grade(line: &mut ResultLine) {
+    line.prediction = extract_answer(&line.answer_text);
+    line.correct = line
+        .prediction
+        .as_deref()
+        .is_some_and(|p| answers_equal(p, &line.gold));
+}
+
+pub fn path_name(path: i32) -> &'static str {
+    match AnswerPath::try_from(path).unwrap_or(AnswerPath::Unspecified) {
+        AnswerPath::Unspecified => "unspecified",
+        AnswerPath::DraftAccepted => "draft_accepted",
+        AnswerPath::TargetCorrection => "target_correction",
+        AnswerPath::TargetFallback => "target_fallback",
+        AnswerPath::TargetOnly => "target_only",
+        AnswerPath::DraftOnly => "draft_only",
+    }
+}
+
+fn finish_name(reason: i32) -> &'static str {
+    match FinishReason::try_from(reason).unwrap_or(FinishReason::Unspecified) {
+        FinishReason::Unspecified => "unspecified",
+        FinishReason::ThinkEnd => "think_end",
+        FinishReason::Length => "length",
+        FinishReason::Eos => "eos",
+        FinishReason::Cancelled => "cancelled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grades_the_answer_text() {
+        let mut line = ResultLine {
+            gold: "18".into(),
+            answer_text: "She earns 9 * 2 = \\boxed{18} dollars.".into(),
+            ..Default::default()
+        };
+        grade(&mut line);
+        assert!(line.correct);
+        assert_eq!(line.prediction.as_deref(), Some("18"));
+        line.answer_text = "I am not sure.".into();
+        grade(&mut line);
+        assert!(!line.correct && line.prediction.is_none());
+    }
+
+    #[tokio::test]
+    async fn unreachable_coordinator_is_a_clear_error() {
+        let err = connect("http://127.0.0.1:1").await.unwrap_err().to_string();
+        assert!(
+            err.contains("cannot connect to the coordinator at http://127.0.0.1:1"),
+            "{err}"
+        );
+    }
+}
