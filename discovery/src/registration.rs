@@ -186,18 +186,27 @@ impl Worker {
     }
 
     async fn revoke_on_shutdown(&mut self) -> Result<()> {
-        let Some((mut client, lease)) = self.current.take() else {
-            // Never registered, or etcd is unreachable: the lease (if any) expires by itself.
-            return Ok(());
+        let config = self.config.clone();
+        let (mut client, lease) = match (self.current.take(), self.stale_lease.take()) {
+            (Some(live), _) => live,
+            // Registered once, but the session broke: the lease may still hold the key, so try anyway.
+            (None, Some(stale)) => (config.connect().await?, stale),
+            // Never registered: nothing to revoke.
+            (None, None) => return Ok(()),
         };
-        let config = &self.config;
-        config
+        match config
             .timed(
                 "lease revoke",
                 config.request_timeout,
                 client.lease_revoke(lease),
             )
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            // Expired already: the key is gone, which is what deregistering wants.
+            Err(error) if is_lease_not_found(&error) => {}
+            Err(error) => return Err(error),
+        }
         info!(key = %self.key, lease = format_args!("{lease:#x}"), "deregistered");
         Ok(())
     }
@@ -319,3 +328,11 @@ impl Worker {
 }
 
 enum Never {}
+
+fn is_lease_not_found(error: &DiscoveryError) -> bool {
+    matches!(
+        error,
+        DiscoveryError::Etcd { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.code() == tonic::Code::NotFound
+    )
+}
