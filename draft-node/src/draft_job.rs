@@ -1,0 +1,228 @@
+//! One Draft call as an engine job: check the request, build and tokenize the draft prompt, decode the
+//! drafts as one batch and report progress, each draft and a summary.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use scot_engine::{
+    BatchEvent, CancelToken, FinishReason as EngineFinish, Model, SamplingParams, StopCriteria,
+};
+use scot_node_support::engine_job::JobSender;
+use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_proto::draft_event::Event;
+use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary, FinishReason};
+use scot_templates::{Prompts, ThinkMarkers};
+use tonic::Status;
+
+/// Most drafts one call may ask for.
+pub const MAX_DRAFTS_PER_CALL: usize = 64;
+/// Largest draft index accepted.
+pub const MAX_DRAFT_INDEX: u32 = 1023;
+/// A progress message goes out every this many tokens of a draft.
+pub const PROGRESS_EVERY: usize = 16;
+
+/// A checked Draft call, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct DraftJob {
+    pub indices: Vec<u32>,
+    pub prompt: Vec<u32>,
+    pub sampling: Vec<SamplingParams>,
+    pub stop: StopCriteria,
+}
+
+/// Checks the request's numbers (not the prompt).
+pub fn check_request(request: &DraftRequest) -> Result<(), Status> {
+    if request.problem.trim().is_empty() {
+        return Err(Status::invalid_argument("problem is empty"));
+    }
+    if request.draft_indices.is_empty() || request.draft_indices.len() > MAX_DRAFTS_PER_CALL {
+        return Err(Status::invalid_argument(format!(
+            "draft_indices must list 1 to {MAX_DRAFTS_PER_CALL} drafts, got {}",
+            request.draft_indices.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for &index in &request.draft_indices {
+        if index > MAX_DRAFT_INDEX || !seen.insert(index) {
+            return Err(Status::invalid_argument(format!(
+                "draft_indices must be distinct and at most {MAX_DRAFT_INDEX}; {index} is not"
+            )));
+        }
+    }
+    if !request.temperature.is_finite() || request.temperature < 0.0 {
+        return Err(Status::invalid_argument(format!(
+            "temperature = {}: must be a number >= 0 (0 = greedy)",
+            request.temperature
+        )));
+    }
+    if !request.top_p.is_finite() || request.top_p < 0.0 || request.top_p > 1.0 {
+        return Err(Status::invalid_argument(format!(
+            "top_p = {}: must be in (0, 1] (0 or 1 = off)",
+            request.top_p
+        )));
+    }
+    if request.max_tokens == 0 {
+        return Err(Status::invalid_argument("max_tokens must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Draft i samples with seed + i, so a draft does not depend on which node writes it.
+pub fn sampling_for(request: &DraftRequest) -> Vec<SamplingParams> {
+    let top_p = if request.top_p <= 0.0 { 1.0 } else { request.top_p };
+    request
+        .draft_indices
+        .iter()
+        .map(|&index| SamplingParams {
+            temperature: request.temperature,
+            top_p,
+            top_k: request.top_k as usize,
+            seed: request.seed.wrapping_add(u64::from(index)),
+        })
+        .collect()
+}
+
+/// Checks the request and builds the job (prompt from the template set, tokenized, fitted to the
+/// model's context).
+pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Status> {
+    check_request(request)?;
+    let set = node.templates.get(&request.template).map_err(template_status)?;
+    let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
+    let chat = EngineChat::new(&node.model);
+    let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
+    let text = prompts.draft_prompt(&request.problem).map_err(template_status)?;
+    let prompt = node
+        .model
+        .tokenizer()
+        .encode(&text, false)
+        .map_err(engine_status)?;
+    let context = node.model.info().context_length;
+    if prompt.len() >= context {
+        return Err(Status::invalid_argument(format!(
+            "the problem is too long for the draft model: the prompt is {} tokens and the context is {context}; shorten the problem",
+            prompt.len()
+        )));
+    }
+    let max_new_tokens = (request.max_tokens as usize).min(context - prompt.len());
+    let stop_strings = if request.include_answer {
+        Vec::new()
+    } else {
+        vec![markers.end]
+    };
+    Ok(DraftJob {
+        indices: request.draft_indices.clone(),
+        prompt,
+        sampling: sampling_for(request),
+        stop: StopCriteria {
+            max_new_tokens,
+            stop_strings,
+            stop_at_eos: true,
+        },
+    })
+}
+
+pub fn finish_reason(reason: &EngineFinish) -> FinishReason {
+    match reason {
+        EngineFinish::StopString(_) => FinishReason::ThinkEnd,
+        EngineFinish::Eos => FinishReason::Eos,
+        EngineFinish::Length => FinishReason::Length,
+        EngineFinish::Cancelled => FinishReason::Cancelled,
+    }
+}
+
+/// Decodes the drafts as one batch, streaming progress, drafts and the summary.
+pub fn run(
+    model: &Model,
+    job: DraftJob,
+    cancel: &CancelToken,
+    tx: &JobSender<DraftEvent>,
+) -> Result<(), Status> {
+    let started = Instant::now();
+    let mut prefill_ms = 0.0;
+    let send = |event: Event| {
+        let _ = tx.send(Ok(DraftEvent { event: Some(event) }));
+    };
+    let indices = job.indices.clone();
+    let mut on_event = |event: BatchEvent| match event {
+        BatchEvent::Prefilled { elapsed, .. } => prefill_ms = elapsed.as_secs_f64() * 1000.0,
+        BatchEvent::Token { seq, event } => {
+            if (event.index + 1) % PROGRESS_EVERY == 0 {
+                if let Some(&index) = indices.get(seq) {
+                    send(Event::Progress(DraftProgress {
+                        index,
+                        tokens: (event.index + 1) as u32,
+                    }));
+                }
+            }
+        }
+        BatchEvent::Finished { seq, output } => {
+            if let Some(&index) = indices.get(seq) {
+                send(Event::Draft(Draft {
+                    index,
+                    text: output.text.trim_end().to_string(),
+                    token_count: output.tokens.len() as u32,
+                    finish_reason: finish_reason(&output.finish_reason) as i32,
+                    elapsed_ms: output.elapsed.as_secs_f64() * 1000.0,
+                }));
+            }
+        }
+    };
+    model
+        .generate_batch(&job.prompt, &job.sampling, &job.stop, &mut on_event, cancel)
+        .map_err(engine_status)?;
+    send(Event::Summary(DraftSummary {
+        model: model.info().name.clone(),
+        prompt_tokens: job.prompt.len() as u32,
+        prefill_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> DraftRequest {
+        DraftRequest {
+            request_id: "r".into(),
+            problem: "What is 2+2?".into(),
+            draft_indices: vec![0, 3],
+            temperature: 0.6,
+            top_p: 0.0,
+            top_k: 0,
+            max_tokens: 100,
+            seed: 10,
+            template: String::new(),
+            think_end: String::new(),
+            include_answer: false,
+        }
+    }
+
+    #[test]
+    fn draft_i_uses_seed_plus_i() {
+        let sampling = sampling_for(&request());
+        assert_eq!(sampling.len(), 2);
+        assert_eq!(sampling[0].seed, 10);
+        assert_eq!(sampling[1].seed, 13);
+        assert_eq!(sampling[0].top_p, 1.0, "unset top_p means off");
+    }
+
+    #[test]
+    fn bad_numbers_are_rejected() {
+        assert!(check_request(&request()).is_ok());
+        let cases = [
+            DraftRequest { draft_indices: vec![], ..request() },
+            DraftRequest { draft_indices: vec![1, 1], ..request() },
+            DraftRequest { temperature: f32::NAN, ..request() },
+            DraftRequest { temperature: -1.0, ..request() },
+            DraftRequest { top_p: 1.5, ..request() },
+            DraftRequest { max_tokens: 0, ..request() },
+            DraftRequest { problem: " ".into(), ..request() },
+        ];
+        for case in cases {
+            let status = check_request(&case).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        }
+    }
+}

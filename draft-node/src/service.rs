@@ -1,0 +1,57 @@
+//! The DraftService: each call becomes one engine job on a blocking thread; dropping the stream or
+//! passing the deadline cancels it.
+
+use scot_node_support::{spawn_engine_stream, NodeModel};
+use scot_proto::draft_service_server::DraftService;
+use scot_proto::{DraftEvent, DraftRequest};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::draft_job;
+
+pub struct DraftNodeService {
+    node: NodeModel,
+}
+
+impl DraftNodeService {
+    pub fn new(node: NodeModel) -> Self {
+        Self { node }
+    }
+}
+
+#[tonic::async_trait]
+impl DraftService for DraftNodeService {
+    type DraftStream = UnboundedReceiverStream<Result<DraftEvent, Status>>;
+
+    async fn draft(
+        &self,
+        request: Request<DraftRequest>,
+    ) -> Result<Response<Self::DraftStream>, Status> {
+        let deadline = scot_proto::deadline::grpc_timeout(request.metadata());
+        let request = request.into_inner();
+        let request_id = if request.request_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            request.request_id.clone()
+        };
+        let span = tracing::info_span!("draft", request_id = %request_id);
+        let node = self.node.clone();
+        async move {
+            let job = draft_job::prepare(&node, &request)?;
+            tracing::info!(
+                drafts = ?job.indices,
+                prompt_tokens = job.prompt.len(),
+                max_tokens = job.stop.max_new_tokens,
+                "drafting"
+            );
+            let model = node.model.clone();
+            let stream = spawn_engine_stream(&node.gate, deadline, move |cancel, tx| {
+                draft_job::run(&model, job, cancel, tx)
+            });
+            Ok(Response::new(stream))
+        }
+        .instrument(span)
+        .await
+    }
+}

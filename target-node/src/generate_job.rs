@@ -1,0 +1,197 @@
+//! Generate as an engine job, in ONE session: after an accepted draft, prefill question + draft +
+//! "\n</think>\n\n" and decode the answer; otherwise think from scratch (stop at the end marker or the
+//! cap), append "</think>\n\n" if missing, and decode the answer — extend + generate twice, no
+//! re-prefill.
+
+use std::time::Instant;
+
+use scot_engine::{
+    CancelToken, FinishReason as EngineFinish, Model, SamplingParams, SequenceOutput, StopCriteria,
+    TokenEvent,
+};
+use scot_node_support::engine_job::JobSender;
+use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_proto::generate_event::Event;
+use scot_proto::{
+    FinishReason, GenerateEvent, GeneratePhase, GenerateRequest, GenerateResult, GenerateToken,
+};
+use scot_templates::{Prompts, ThinkMarkers};
+use tonic::Status;
+
+/// Context kept free for the answer when the target thinks first (at most the answer cap).
+const ANSWER_RESERVE: usize = 256;
+
+pub struct GenerateJob {
+    pub prompt: Vec<u32>,
+    /// Some(cap): think first, up to cap tokens. None: the prompt ends after an accepted draft.
+    pub thinking_cap: Option<usize>,
+    pub answer_cap: usize,
+    pub sampling: SamplingParams,
+    pub think_end: String,
+    /// Appended after thinking that wrote the end marker itself / that did not.
+    pub close_written: Vec<u32>,
+    pub close_missing: Vec<u32>,
+}
+
+pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJob, Status> {
+    if request.problem.trim().is_empty() {
+        return Err(Status::invalid_argument("problem is empty"));
+    }
+    if request.max_answer_tokens == 0 {
+        return Err(Status::invalid_argument("max_answer_tokens must be at least 1"));
+    }
+    if request.accepted_draft.is_none() && request.max_thinking_tokens == 0 {
+        return Err(Status::invalid_argument(
+            "max_thinking_tokens must be at least 1 when the target thinks itself",
+        ));
+    }
+    if !request.temperature.is_finite() || request.temperature < 0.0 {
+        return Err(Status::invalid_argument(format!(
+            "temperature = {}: must be a number >= 0 (0 = greedy)",
+            request.temperature
+        )));
+    }
+    let set = node.templates.get(&request.template).map_err(template_status)?;
+    let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
+    let chat = EngineChat::new(&node.model);
+    let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
+    let text = match &request.accepted_draft {
+        Some(draft) => prompts.answer_after_draft(&request.problem, draft),
+        None => prompts.reasoning_prompt(&request.problem),
+    }
+    .map_err(template_status)?;
+    let tokenizer = node.model.tokenizer();
+    let encode = |text: &str| tokenizer.encode(text, false).map_err(engine_status);
+    let prompt = encode(&text)?;
+    let close_written = encode(&prompts.close_thinking(true))?;
+    let close_missing = encode(&prompts.close_thinking(false))?;
+    let context = node.model.info().context_length;
+    let too_long = || {
+        Status::invalid_argument(format!(
+            "the problem is too long for the target model: the prompt is {} tokens and the context is {context}; shorten the problem",
+            prompt.len()
+        ))
+    };
+    let room = context.checked_sub(prompt.len()).filter(|&r| r > 0).ok_or_else(too_long)?;
+    let answer_cap = request.max_answer_tokens as usize;
+    let thinking_cap = match request.accepted_draft {
+        Some(_) => None,
+        None => {
+            let reserve = close_missing.len() + answer_cap.min(ANSWER_RESERVE);
+            let cap = room.checked_sub(reserve).filter(|&c| c > 0).ok_or_else(too_long)?;
+            Some(cap.min(request.max_thinking_tokens as usize))
+        }
+    };
+    Ok(GenerateJob {
+        prompt,
+        thinking_cap,
+        answer_cap,
+        sampling: SamplingParams {
+            temperature: request.temperature,
+            top_p: 1.0,
+            top_k: 0,
+            seed: request.seed,
+        },
+        think_end: markers.end,
+        close_written,
+        close_missing,
+    })
+}
+
+fn finish_reason(reason: &EngineFinish) -> FinishReason {
+    match reason {
+        EngineFinish::StopString(_) => FinishReason::ThinkEnd,
+        EngineFinish::Eos => FinishReason::Eos,
+        EngineFinish::Length => FinishReason::Length,
+        EngineFinish::Cancelled => FinishReason::Cancelled,
+    }
+}
+
+pub fn run(
+    model: &Model,
+    job: GenerateJob,
+    cancel: &CancelToken,
+    tx: &JobSender<GenerateEvent>,
+) -> Result<(), Status> {
+    let started = Instant::now();
+    let stream_phase = |phase: GeneratePhase| {
+        move |event: &TokenEvent| {
+            if !event.text.is_empty() {
+                let _ = tx.send(Ok(GenerateEvent {
+                    event: Some(Event::Token(GenerateToken {
+                        text: event.text.clone(),
+                        phase: phase as i32,
+                    })),
+                }));
+            }
+        }
+    };
+    let cancelled = || Status::cancelled("generation cancelled");
+    let mut session = model.session().map_err(engine_status)?;
+    session.extend(&job.prompt).map_err(engine_status)?;
+
+    let mut thinking: Option<SequenceOutput> = None;
+    let mut thinking_ms = 0.0;
+    if let Some(cap) = job.thinking_cap {
+        let stop = StopCriteria {
+            max_new_tokens: cap,
+            stop_strings: vec![job.think_end.clone()],
+            stop_at_eos: true,
+        };
+        let output = session
+            .generate(&job.sampling, &stop, &mut stream_phase(GeneratePhase::Thinking), cancel)
+            .map_err(engine_status)?;
+        if output.finish_reason == EngineFinish::Cancelled {
+            return Err(cancelled());
+        }
+        let close = if matches!(output.finish_reason, EngineFinish::StopString(_)) {
+            &job.close_written
+        } else {
+            &job.close_missing
+        };
+        session.extend(close).map_err(engine_status)?;
+        thinking_ms = started.elapsed().as_secs_f64() * 1000.0;
+        thinking = Some(output);
+    }
+
+    let answer_started = Instant::now();
+    let room = session.context_limit().saturating_sub(session.len());
+    let stop = StopCriteria {
+        max_new_tokens: job.answer_cap.min(room).max(1),
+        stop_strings: Vec::new(),
+        stop_at_eos: true,
+    };
+    let answer = session
+        .generate(&job.sampling, &stop, &mut stream_phase(GeneratePhase::Answer), cancel)
+        .map_err(engine_status)?;
+    if answer.finish_reason == EngineFinish::Cancelled {
+        return Err(cancelled());
+    }
+    let answer_ms = if thinking.is_some() {
+        answer_started.elapsed().as_secs_f64() * 1000.0
+    } else {
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    let result = GenerateResult {
+        thinking: thinking
+            .as_ref()
+            .map(|t| t.text.trim().to_string())
+            .unwrap_or_default(),
+        answer: answer.text.trim().to_string(),
+        prompt_tokens: job.prompt.len() as u32,
+        thinking_tokens: thinking.as_ref().map_or(0, |t| t.tokens.len() as u32),
+        answer_tokens: answer.tokens.len() as u32,
+        thinking_ms,
+        answer_ms,
+        thinking_finish: thinking
+            .as_ref()
+            .map_or(FinishReason::Unspecified, |t| finish_reason(&t.finish_reason))
+            as i32,
+        answer_finish: finish_reason(&answer.finish_reason) as i32,
+        model: model.info().name.clone(),
+    };
+    let _ = tx.send(Ok(GenerateEvent {
+        event: Some(Event::Result(result)),
+    }));
+    Ok(())
+}

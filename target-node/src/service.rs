@@ -1,0 +1,87 @@
+//! The TargetService: Select (unary, one prefill) and Generate (streamed), each one engine job on a
+//! blocking thread.
+
+use scot_node_support::{run_engine_job, spawn_engine_stream, NodeModel};
+use scot_proto::target_service_server::TargetService;
+use scot_proto::{GenerateEvent, GenerateRequest, SelectRequest, SelectResponse};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::{generate_job, select_job};
+
+pub struct TargetNodeService {
+    node: NodeModel,
+}
+
+impl TargetNodeService {
+    pub fn new(node: NodeModel) -> Self {
+        Self { node }
+    }
+}
+
+fn request_id(given: &str) -> String {
+    if given.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        given.to_string()
+    }
+}
+
+#[tonic::async_trait]
+impl TargetService for TargetNodeService {
+    async fn select(
+        &self,
+        request: Request<SelectRequest>,
+    ) -> Result<Response<SelectResponse>, Status> {
+        let request = request.into_inner();
+        let span = tracing::info_span!("select", request_id = %request_id(&request.request_id));
+        let node = self.node.clone();
+        async move {
+            let job = select_job::prepare(&node, &request)?;
+            tracing::info!(
+                drafts = request.drafts.len(),
+                prompt_tokens = job.prompt.len(),
+                "selecting"
+            );
+            let model = node.model.clone();
+            let response = run_engine_job(&node.gate, move || select_job::run(&model, job)).await?;
+            tracing::info!(
+                chosen = response.chosen,
+                probs = ?response.option_probs,
+                elapsed_ms = response.elapsed_ms,
+                "selected"
+            );
+            Ok(Response::new(response))
+        }
+        .instrument(span)
+        .await
+    }
+
+    type GenerateStream = UnboundedReceiverStream<Result<GenerateEvent, Status>>;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let deadline = scot_proto::deadline::grpc_timeout(request.metadata());
+        let request = request.into_inner();
+        let span = tracing::info_span!("generate", request_id = %request_id(&request.request_id));
+        let node = self.node.clone();
+        async move {
+            let job = generate_job::prepare(&node, &request)?;
+            tracing::info!(
+                accepted_draft = request.accepted_draft.is_some(),
+                prompt_tokens = job.prompt.len(),
+                "generating"
+            );
+            let model = node.model.clone();
+            let stream = spawn_engine_stream(&node.gate, deadline, move |cancel, tx| {
+                generate_job::run(&model, job, cancel, tx)
+            });
+            Ok(Response::new(stream))
+        }
+        .instrument(span)
+        .await
+    }
+}
