@@ -352,7 +352,7 @@ pub fn gguf_tensor_name(hf_name: &str) -> Option<String> {
 /// number of query heads for q_proj, of key/value heads for k_proj. Qwen2 GGUF files are not permuted.
 pub fn permute_for_llama_gguf(delta: &Tensor, n_head: usize) -> Result<Tensor> {
     let (out_dim, in_dim) = delta.dims2()?;
-    if n_head == 0 || out_dim % (n_head * 2) != 0 {
+    if n_head == 0 || !out_dim.is_multiple_of(n_head * 2) {
         return Err(EngineError::InvalidRequest(format!(
             "cannot permute a [{out_dim}, {in_dim}] weight into {n_head} rotary heads"
         )));
