@@ -178,6 +178,10 @@ pub fn write_tiny_model(dir: &Path, arch: TinyArch) -> TinyModel {
         "bos_token_id": 1,
         "eos_token_id": 2,
         "torch_dtype": "float32",
+        "hidden_act": "silu",
+        "sliding_window": 512,
+        "max_window_layers": layers,
+        "use_sliding_window": false,
     });
     std::fs::write(
         dir.join("config.json"),
