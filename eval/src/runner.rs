@@ -122,10 +122,10 @@ async fn request(
     let mut stream = client
         .solve(request)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(|s| status_message(&s, template.deadline))?
         .into_inner();
     while let Some(event) = stream.next().await {
-        let event = event.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        let event = event.map_err(|s| status_message(&s, template.deadline))?;
         if let Some(solve_event::Event::Result(result)) = event.event {
             line.answer_text = result.answer;
             if let Some(stats) = result.stats {
@@ -135,6 +135,18 @@ async fn request(
         }
     }
     Err("stream ended without a SolveResult".to_string())
+}
+
+/// The status as text; tonic reports its own grpc-timeout as `Cancelled: Timeout expired`.
+fn status_message(status: &tonic::Status, deadline: Duration) -> String {
+    let text = format!("{:?}: {}", status.code(), status.message());
+    let timed_out = status.code() == tonic::Code::DeadlineExceeded
+        || status.message().contains("Timeout expired");
+    if timed_out {
+        format!("deadline of {deadline:?} exceeded ({text})")
+    } else {
+        text
+    }
 }
 
 fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
