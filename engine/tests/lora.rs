@@ -188,12 +188,12 @@ fn rslora_scales_by_alpha_over_sqrt_r() {
 }
 
 fn load_err(model: &TinyModel, adapter: &Path) -> String {
-    let err = Model::load(&LoadOptions {
+    let Err(err) = Model::load(&LoadOptions {
         lora: Some(adapter.to_path_buf()),
         ..LoadOptions::new(&model.dir)
-    })
-    .err()
-    .expect("adapter must be rejected");
+    }) else {
+        panic!("adapter {} must be rejected", adapter.display());
+    };
     assert!(matches!(err, EngineError::Lora { .. }), "{err}");
     let msg = err.to_string();
     assert!(
