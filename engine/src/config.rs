@@ -97,7 +97,7 @@ impl Hyperparams {
                 return Err(bad(key, "must be positive".into()));
             }
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(bad(
                 "head_count_kv",
                 format!(
@@ -106,7 +106,7 @@ impl Hyperparams {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad(
                 "head_dim",
                 format!("{} is odd (RoPE needs pairs)", self.head_dim),

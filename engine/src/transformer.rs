@@ -75,7 +75,7 @@ impl Transformer {
         want_logits: bool,
     ) -> Result<Option<Tensor>> {
         let batch = caches.len();
-        if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
+        if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
             return Err(EngineError::InvalidRequest(format!(
                 "{} tokens cannot be split over {batch} sequences",
                 tokens.len()

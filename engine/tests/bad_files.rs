@@ -133,10 +133,8 @@ fn bad_files_cuda_without_feature_is_a_device_error() {
         }
         Err(other) if cfg!(feature = "cuda") => eprintln!("cuda build: {other}"),
         Err(other) => panic!("expected a Device error, got {other}"),
-        Ok(_) => assert!(
-            cfg!(feature = "cuda"),
-            "CUDA load succeeded without the feature"
-        ),
+        Ok(_) if cfg!(feature = "cuda") => {}
+        Ok(_) => panic!("CUDA load succeeded without the feature"),
     }
 }
 

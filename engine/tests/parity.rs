@@ -84,12 +84,10 @@ fn check_parity(file: &str, reference: &mut dyn Reference) {
     // Reference greedy continuation, one token at a time through its own KV cache.
     let mut expected = Vec::new();
     let mut logits = theirs;
-    let mut pos = tokens.len();
-    for _ in 0..GREEDY_TOKENS {
+    for pos in tokens.len()..tokens.len() + GREEDY_TOKENS {
         let next = argmax(&logits);
         expected.push(next);
         logits = reference.forward(&[next], pos);
-        pos += 1;
     }
     let stop = StopCriteria {
         max_new_tokens: GREEDY_TOKENS,
