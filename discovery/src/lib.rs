@@ -86,3 +86,30 @@ pub trait Discovery: Send + Sync {
         self.subscribe().borrow().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn both_sources_work_behind_one_trait_object() {
+        let sources: Vec<Arc<dyn Discovery>> = vec![
+            Arc::new(StaticDiscovery::from_addresses(&["http://a:1".into()], &[])),
+            Arc::new(
+                EtcdDiscovery::spawn(EtcdConfig::new(vec!["http://127.0.0.1:1".into()])).unwrap(),
+            ),
+        ];
+        assert_eq!(sources[0].membership().draft.len(), 1);
+        // An unreachable etcd yields an empty (not an error) membership until it answers.
+        assert!(sources[1].membership().is_empty());
+    }
+
+    #[test]
+    fn unknown_json_fields_from_newer_nodes_are_ignored() {
+        let json = r#"{"id":"d1","kind":"draft","model":"m","address":"http://a:1","capacity":2,"zone":"eu"}"#;
+        let node: NodeInfo = serde_json::from_str(json).unwrap();
+        assert_eq!(node.id, "d1");
+    }
+}

@@ -336,3 +336,43 @@ fn is_lease_not_found(error: &DiscoveryError) -> bool {
             if status.code() == tonic::Code::NotFound
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeKind;
+
+    fn config() -> EtcdConfig {
+        EtcdConfig::new(vec!["http://127.0.0.1:1".into()])
+    }
+
+    #[tokio::test]
+    async fn spawn_rejects_short_ttl_and_bad_nodes_before_touching_etcd() {
+        let node = NodeInfo::new(NodeKind::Draft, "d-0", "m", "http://10.0.0.1:50051", 1);
+        assert!(matches!(
+            Registration::spawn(config(), node.clone(), Duration::from_secs(1)),
+            Err(DiscoveryError::InvalidConfig(_))
+        ));
+        let bad = NodeInfo {
+            id: "a/b".into(),
+            ..node.clone()
+        };
+        assert!(matches!(
+            Registration::spawn(config(), bad, Duration::from_secs(10)),
+            Err(DiscoveryError::InvalidNode(_))
+        ));
+        assert!(matches!(
+            Registration::spawn(EtcdConfig::new(vec![]), node, Duration::from_secs(10)),
+            Err(DiscoveryError::InvalidConfig(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn deregister_before_any_registration_is_a_no_op() {
+        let node = NodeInfo::new(NodeKind::Target, "t-0", "m", "http://10.0.0.1:50051", 1);
+        // Nothing listens on port 1: the registration never gets a lease, so there is nothing to revoke.
+        let registration = Registration::spawn(config(), node, Duration::from_secs(10)).unwrap();
+        assert_eq!(registration.key(), "/scot/v1/instances/target/t-0");
+        registration.deregister().await.unwrap();
+    }
+}
