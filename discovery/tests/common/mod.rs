@@ -43,17 +43,24 @@ fn free_port() -> u16 {
 }
 
 impl EtcdServer {
-    /// Starts etcd and waits until it accepts connections.
+    /// Starts etcd and waits until it accepts connections. Retries on fresh ports if etcd exits at once
+    /// (another process took a port between our probe and etcd's bind).
     pub fn start() -> Self {
-        let mut server = EtcdServer {
-            binary: etcd_binary(),
-            data_dir: tempfile::tempdir().expect("temp dir for etcd"),
-            client_port: free_port(),
-            peer_port: free_port(),
-            child: None,
-        };
-        server.spawn();
-        server
+        let binary = etcd_binary();
+        for _ in 0..3 {
+            let mut server = EtcdServer {
+                binary: binary.clone(),
+                data_dir: tempfile::tempdir().expect("temp dir for etcd"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(log) => eprintln!("etcd failed to start, retrying on other ports: {log}"),
+            }
+        }
+        panic!("etcd failed to start three times (see the logs above)");
     }
 
     pub fn endpoint(&self) -> String {
@@ -85,17 +92,20 @@ impl EtcdServer {
     /// Starts again on the same ports and data dir.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn()
+            .unwrap_or_else(|log| panic!("etcd did not restart: {log}"));
     }
 
     /// Starts again on the same ports with an empty data dir: etcd lost everything.
     pub fn restart_empty(&mut self) {
         self.kill();
         self.data_dir = tempfile::tempdir().expect("temp dir for etcd");
-        self.spawn();
+        self.spawn()
+            .unwrap_or_else(|log| panic!("etcd did not restart: {log}"));
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits until it listens; on failure, the tail of its log.
+    fn spawn(&mut self) -> Result<(), String> {
         let data = self.data_dir.path().join("data");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -118,27 +128,29 @@ impl EtcdServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
         self.child = Some(child);
-        self.wait_listening();
+        self.wait_listening()
     }
 
-    fn wait_listening(&mut self) {
+    fn wait_listening(&mut self) -> Result<(), String> {
         let address = SocketAddr::from(([127, 0, 0, 1], self.client_port));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("etcd exited with {status}: {}", self.log_tail());
+                    self.child = None;
+                    return Err(format!("etcd exited with {status}: {}", self.log_tail()));
                 }
             }
             if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
+        self.kill();
+        Err(format!(
             "etcd did not listen on {address} within 30 s: {}",
             self.log_tail()
-        );
+        ))
     }
 
     pub fn log_tail(&self) -> String {
