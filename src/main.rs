@@ -1,1 +1,230 @@
-fn main() {}
+//! `scot`: run the whole system on this machine, talk to a running coordinator, evaluate.
+//!
+//!   scot run "What is 17*23?"          start coordinator + draft node + target node, solve, print, stop
+//!   scot up                            start them and keep them up (Ctrl-C stops)
+//!   scot solve --coordinator URL "…"   send a problem to a running coordinator
+//!   scot eval / scot report            evaluation harness (scot-eval)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use scot::cluster::{ClusterSpec, LocalCluster};
+use scot::report::{describe_event, render};
+use scot::solve_args::SolveArgs;
+use scot_proto::SolveRequest;
+
+#[derive(Parser)]
+#[command(name = "scot", version, about = "Speculative Chain-of-Thought serving")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a coordinator, draft node(s) and a target node on loopback, solve one problem, stop.
+    Run {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        solve: SolveArgs,
+        /// Print only the result (no phase events on stderr).
+        #[arg(long)]
+        quiet: bool,
+        /// The problem to solve.
+        problem: String,
+    },
+    /// Start the cluster on loopback and keep it up until Ctrl-C; prints the coordinator's address.
+    Up {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Send a problem to a running coordinator.
+    Solve {
+        /// Coordinator address.
+        #[arg(long, env = "SCOT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+        coordinator: String,
+        #[command(flatten)]
+        solve: SolveArgs,
+        #[arg(long)]
+        quiet: bool,
+        problem: String,
+    },
+    /// Send a data set through a running coordinator and grade the answers (prints a JSON summary).
+    Eval(scot_eval::EvalArgs),
+    /// Markdown tables and plots from eval result files (prints a JSON summary).
+    Report(scot_eval::ReportArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ClusterArgs {
+    /// Draft model (.gguf or HF folder); default: the cached Qwen2.5-Coder-0.5B (fetched if missing).
+    #[arg(long, env = "SCOT_DRAFT_MODEL")]
+    draft_model: Option<PathBuf>,
+    /// Target model; default: the cached Qwen2.5-Coder-1.5B (fetched if missing).
+    #[arg(long, env = "SCOT_TARGET_MODEL")]
+    target_model: Option<PathBuf>,
+    /// How many draft node processes to start.
+    #[arg(long, default_value_t = 1)]
+    draft_nodes: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Folder of template sets (see templates/README.md).
+    #[arg(long)]
+    templates_dir: Option<PathBuf>,
+    #[arg(long)]
+    max_context: Option<usize>,
+    /// Coordinator port (0 = a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Log filter of the node processes when RUST_LOG is unset.
+    #[arg(long)]
+    node_log: Option<String>,
+}
+
+impl ClusterArgs {
+    fn spec(&self, default_log: &str) -> anyhow::Result<ClusterSpec> {
+        let (draft, target) = match (&self.draft_model, &self.target_model) {
+            (Some(d), Some(t)) => (d.clone(), t.clone()),
+            (d, t) => {
+                let (default_draft, default_target) = scot::models::default_models()?;
+                (
+                    d.clone().unwrap_or(default_draft),
+                    t.clone().unwrap_or(default_target),
+                )
+            }
+        };
+        let exe = std::env::current_exe().context("cannot locate the scot executable")?;
+        let bin_dir = exe
+            .parent()
+            .context("the scot executable has no parent folder")?
+            .to_path_buf();
+        let mut spec = ClusterSpec::new(bin_dir, draft, target);
+        spec.draft_nodes = self.draft_nodes;
+        spec.device = self.device.clone();
+        spec.templates_dir = self.templates_dir.clone();
+        spec.max_context = self.max_context;
+        spec.coordinator_port = self.port;
+        spec.log_filter = self
+            .node_log
+            .clone()
+            .unwrap_or_else(|| default_log.to_string());
+        Ok(spec)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            cluster,
+            solve,
+            quiet,
+            problem,
+        } => run(cluster, solve, quiet, problem).await,
+        Command::Up { cluster } => up(cluster).await,
+        Command::Solve {
+            coordinator,
+            solve,
+            quiet,
+            problem,
+        } => solve_once(&coordinator, &solve, quiet, problem).await,
+        Command::Eval(args) => {
+            let summary = scot_eval::run_eval(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Report(args) => {
+            let summary = scot_eval::run_report(args)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+    }
+}
+
+async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<LocalCluster> {
+    let spec = args.spec(default_log)?;
+    eprintln!(
+        "scot: starting coordinator, {} draft node(s) ({}) and a target node ({}) ...",
+        spec.draft_nodes,
+        spec.draft_model.display(),
+        spec.target_model.display()
+    );
+    let cluster = tokio::select! {
+        cluster = LocalCluster::start(&spec) => cluster?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up"),
+    };
+    eprintln!("scot: cluster up; coordinator at {}", cluster.coordinator_url());
+    Ok(cluster)
+}
+
+async fn run(
+    cluster_args: ClusterArgs,
+    solve: SolveArgs,
+    quiet: bool,
+    problem: String,
+) -> anyhow::Result<()> {
+    let cluster = start_cluster(&cluster_args, "warn").await?;
+    let url = cluster.coordinator_url().to_string();
+    let outcome = tokio::select! {
+        outcome = solve_once(&url, &solve, quiet, problem) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    drop(cluster); // kills the nodes
+    outcome
+}
+
+async fn up(cluster_args: ClusterArgs) -> anyhow::Result<()> {
+    let mut cluster = start_cluster(&cluster_args, "info").await?;
+    println!("{}", cluster.coordinator_url());
+    eprintln!(
+        "scot: send problems with `scot solve --coordinator {} \"...\"`; Ctrl-C stops the cluster",
+        cluster.coordinator_url()
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !cluster.all_running() {
+                    bail!("a node process exited; stopping the cluster");
+                }
+            }
+        }
+    }
+    eprintln!("scot: stopping");
+    Ok(())
+}
+
+async fn solve_once(
+    coordinator: &str,
+    args: &SolveArgs,
+    quiet: bool,
+    problem: String,
+) -> anyhow::Result<()> {
+    let request = SolveRequest {
+        request_id: String::new(),
+        problem,
+        options: Some(args.options()),
+    };
+    let timeout = args.timeout_secs.map(Duration::from_secs);
+    let result = scot::client::solve(coordinator, request, timeout, |event| {
+        if !quiet {
+            if let Some(line) = describe_event(event) {
+                eprintln!("scot: {line}");
+            }
+        }
+    })
+    .await
+    .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?;
+    print!("{}", render(&result));
+    Ok(())
+}

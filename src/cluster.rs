@@ -1,0 +1,294 @@
+//! A coordinator, draft node(s) and a target node as child processes on free loopback ports. The node
+//! binaries are found in one folder (next to the `scot` executable); the cluster waits for each node's
+//! gRPC health to say SERVING and kills every child when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Endpoint;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+pub const DRAFT_SERVICE: &str = "scot.v1.DraftService";
+pub const TARGET_SERVICE: &str = "scot.v1.TargetService";
+pub const COORDINATOR_SERVICE: &str = "scot.v1.CoordinatorService";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Folder holding the `draft-node`, `target-node` and `coordinator` binaries.
+    pub bin_dir: PathBuf,
+    pub draft_model: PathBuf,
+    pub target_model: PathBuf,
+    pub draft_nodes: usize,
+    /// cpu, cuda or cuda:N, for both models.
+    pub device: String,
+    pub templates_dir: Option<PathBuf>,
+    pub max_context: Option<usize>,
+    /// Coordinator port; 0 = a free one.
+    pub coordinator_port: u16,
+    /// RUST_LOG for the children when the environment sets none.
+    pub log_filter: String,
+    /// Extra flags for the coordinator (e.g. `--default-n 3`).
+    pub coordinator_args: Vec<String>,
+    /// How long model loading may take before start-up fails.
+    pub startup_timeout: Duration,
+}
+
+impl ClusterSpec {
+    pub fn new(bin_dir: PathBuf, draft_model: PathBuf, target_model: PathBuf) -> Self {
+        Self {
+            bin_dir,
+            draft_model,
+            target_model,
+            draft_nodes: 1,
+            device: "cpu".to_string(),
+            templates_dir: None,
+            max_context: None,
+            coordinator_port: 0,
+            log_filter: "warn".to_string(),
+            coordinator_args: Vec::new(),
+            startup_timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{binary} not found at {path}: build every binary with `cargo build --release --workspace`")]
+    MissingBinary { binary: String, path: PathBuf },
+    #[error("model file {0} not found: run scripts/fetch-models.sh")]
+    MissingModel(PathBuf),
+    #[error("cannot find a free loopback port: {0}")]
+    Port(std::io::Error),
+    #[error("cannot start {name}: {source}")]
+    Spawn {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} exited during start-up ({status}); its log is above")]
+    Exited {
+        name: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("{name} did not report SERVING within {timeout:?}")]
+    Timeout { name: String, timeout: Duration },
+}
+
+/// One child process, killed on drop.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub name: String,
+    pub url: String,
+    pub service: &'static str,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub coordinator: NodeProcess,
+    pub target: NodeProcess,
+    pub drafts: Vec<NodeProcess>,
+}
+
+impl LocalCluster {
+    /// Starts every node and waits until all are SERVING.
+    pub async fn start(spec: &ClusterSpec) -> Result<Self, ClusterError> {
+        for model in [&spec.draft_model, &spec.target_model] {
+            if !model.is_file() {
+                return Err(ClusterError::MissingModel(model.clone()));
+            }
+        }
+        let draft_bin = binary(&spec.bin_dir, "draft-node")?;
+        let target_bin = binary(&spec.bin_dir, "target-node")?;
+        let coordinator_bin = binary(&spec.bin_dir, "coordinator")?;
+
+        let mut drafts = Vec::new();
+        for i in 0..spec.draft_nodes.max(1) {
+            let port = free_port()?;
+            let mut command = Command::new(&draft_bin);
+            command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+            model_flags(&mut command, spec, &spec.draft_model);
+            drafts.push(spawn(format!("draft-node {i}"), command, port, DRAFT_SERVICE, spec)?);
+        }
+        let target_port = free_port()?;
+        let mut command = Command::new(&target_bin);
+        command.arg("--listen").arg(format!("127.0.0.1:{target_port}"));
+        model_flags(&mut command, spec, &spec.target_model);
+        let target = spawn("target-node".into(), command, target_port, TARGET_SERVICE, spec)?;
+
+        let coordinator_port = if spec.coordinator_port == 0 {
+            free_port()?
+        } else {
+            spec.coordinator_port
+        };
+        let draft_list: Vec<String> = drafts
+            .iter()
+            .map(|d| d.url.trim_start_matches("http://").to_string())
+            .collect();
+        let mut command = Command::new(&coordinator_bin);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{coordinator_port}"))
+            .arg("--target-node")
+            .arg(target.url.trim_start_matches("http://"))
+            .arg("--draft-nodes")
+            .arg(draft_list.join(","))
+            .args(&spec.coordinator_args);
+        let coordinator = spawn(
+            "coordinator".into(),
+            command,
+            coordinator_port,
+            COORDINATOR_SERVICE,
+            spec,
+        )?;
+
+        let mut cluster = Self {
+            coordinator,
+            target,
+            drafts,
+        };
+        let deadline = Instant::now() + spec.startup_timeout;
+        wait_serving(&mut cluster.coordinator, deadline, spec.startup_timeout).await?;
+        for draft in cluster.drafts.iter_mut() {
+            wait_serving(draft, deadline, spec.startup_timeout).await?;
+        }
+        wait_serving(&mut cluster.target, deadline, spec.startup_timeout).await?;
+        Ok(cluster)
+    }
+
+    pub fn coordinator_url(&self) -> &str {
+        &self.coordinator.url
+    }
+
+    /// Kills the draft nodes (the coordinator then finds none reachable).
+    pub fn kill_draft_nodes(&mut self) {
+        for draft in self.drafts.iter_mut() {
+            draft.kill();
+        }
+    }
+
+    /// Whether every process still runs.
+    pub fn all_running(&mut self) -> bool {
+        self.coordinator.is_running()
+            && self.target.is_running()
+            && self.drafts.iter_mut().all(|d| d.is_running())
+    }
+}
+
+fn binary(dir: &Path, name: &str) -> Result<PathBuf, ClusterError> {
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ClusterError::MissingBinary {
+            binary: name.to_string(),
+            path,
+        })
+    }
+}
+
+fn model_flags(command: &mut Command, spec: &ClusterSpec, model: &Path) {
+    command.arg("--model").arg(model).arg("--device").arg(&spec.device);
+    if let Some(dir) = &spec.templates_dir {
+        command.arg("--templates-dir").arg(dir);
+    }
+    if let Some(max) = spec.max_context {
+        command.arg("--max-context").arg(max.to_string());
+    }
+}
+
+fn spawn(
+    name: String,
+    mut command: Command,
+    port: u16,
+    service: &'static str,
+    spec: &ClusterSpec,
+) -> Result<NodeProcess, ClusterError> {
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", &spec.log_filter);
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    let child = command.spawn().map_err(|source| ClusterError::Spawn {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(NodeProcess {
+        name,
+        url: format!("http://127.0.0.1:{port}"),
+        service,
+        child: Some(child),
+    })
+}
+
+/// A port the OS considers free right now (bind to 0, read it, release it).
+pub fn free_port() -> Result<u16, ClusterError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
+    let port = listener.local_addr().map_err(ClusterError::Port)?.port();
+    Ok(port)
+}
+
+/// Health status of `service` at `url`, or None when it cannot be asked.
+pub async fn health_status(url: &str, service: &str) -> Option<ServingStatus> {
+    let channel = Endpoint::from_shared(url.to_string())
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(response.into_inner().status).ok()
+}
+
+async fn wait_serving(
+    node: &mut NodeProcess,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    loop {
+        if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
+            return Err(ClusterError::Exited {
+                name: node.name.clone(),
+                status,
+            });
+        }
+        if health_status(&node.url, node.service).await == Some(ServingStatus::Serving) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ClusterError::Timeout {
+                name: node.name.clone(),
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,119 @@
+//! Human-readable output of a solve: the reasoning, the answer and the stats.
+
+use std::fmt::Write;
+
+use scot_proto::solve_event::Event;
+use scot_proto::{AnswerPath, FinishReason, SolveResult};
+
+/// One line per phase event (drafts started/finished, selection), for stderr while a request runs.
+pub fn describe_event(event: &Event) -> Option<String> {
+    match event {
+        Event::DraftingStarted(started) => Some(format!(
+            "drafting {} drafts on {}",
+            started.n,
+            started.nodes.join(", ")
+        )),
+        Event::DraftFinished(draft) => Some(format!(
+            "draft {} finished: {} tokens ({}) in {:.0} ms on {}",
+            draft.index,
+            draft.token_count,
+            finish_name(draft.finish_reason),
+            draft.elapsed_ms,
+            draft.node
+        )),
+        Event::Selection(selection) => Some(format!(
+            "selection: option {}{} (probabilities {})",
+            selection.chosen,
+            if selection.none_correct { " -> none taken" } else { "" },
+            probs(&selection.option_probs)
+        )),
+        Event::Token(_) | Event::Result(_) => None,
+    }
+}
+
+pub fn finish_name(reason: i32) -> &'static str {
+    match FinishReason::try_from(reason).unwrap_or_default() {
+        FinishReason::ThinkEnd => "end of thinking",
+        FinishReason::Length => "cap",
+        FinishReason::Eos => "eos",
+        FinishReason::Cancelled => "cancelled",
+        FinishReason::Unspecified => "-",
+    }
+}
+
+pub fn path_name(path: i32) -> &'static str {
+    match AnswerPath::try_from(path).unwrap_or_default() {
+        AnswerPath::DraftAccepted => "draft accepted",
+        AnswerPath::TargetCorrection => "target correction (thought from scratch)",
+        AnswerPath::TargetFallback => "target fallback (no drafts)",
+        AnswerPath::TargetOnly => "target only",
+        AnswerPath::DraftOnly => "draft only",
+        AnswerPath::Unspecified => "-",
+    }
+}
+
+fn probs(values: &[f32]) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}: {:.3}", i + 1, p))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The reasoning, the answer and the stats, as printed by `scot run` / `scot solve`.
+pub fn render(result: &SolveResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "=== reasoning ===\n{}\n", result.reasoning.trim());
+    let _ = writeln!(out, "=== answer ===\n{}\n", result.answer.trim());
+    let _ = writeln!(out, "=== stats (request {}) ===", result.request_id);
+    let Some(s) = &result.stats else {
+        return out;
+    };
+    let _ = writeln!(out, "path: {}", path_name(s.path));
+    if !s.fallback_reason.is_empty() {
+        let _ = writeln!(out, "note: {}", s.fallback_reason);
+    }
+    let _ = writeln!(
+        out,
+        "time: total {:.0} ms | drafting {:.0} ms | selection {:.0} ms | target thinking {:.0} ms | answer {:.0} ms",
+        s.total_ms, s.draft_ms, s.select_ms, s.correction_ms, s.answer_ms
+    );
+    for d in &s.drafts {
+        let _ = writeln!(
+            out,
+            "draft {}: {} tokens, {}{}, {:.0} ms, {}",
+            d.index,
+            d.token_count,
+            finish_name(d.finish_reason),
+            if d.offered { ", offered" } else { "" },
+            d.elapsed_ms,
+            d.node
+        );
+    }
+    if s.chosen > 0 {
+        let _ = writeln!(
+            out,
+            "selection: option {} of {} {}{}",
+            s.chosen,
+            s.option_probs.len(),
+            probs(&s.option_probs),
+            s.chosen_draft
+                .map(|i| format!(" -> draft {i} accepted"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "tokens: draft model {} generated | target {} generated ({} thinking, {} answer), {} prompt",
+        s.draft_tokens, s.target_tokens, s.target_thinking_tokens, s.answer_tokens, s.target_prompt_tokens
+    );
+    let _ = writeln!(
+        out,
+        "answer from a draft: {} | models: draft {} / target {}",
+        s.answer_from_draft,
+        if s.draft_model.is_empty() { "-" } else { &s.draft_model },
+        if s.target_model.is_empty() { "-" } else { &s.target_model }
+    );
+    out
+}

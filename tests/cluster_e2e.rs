@@ -1,0 +1,248 @@
+//! End to end through real processes on loopback: a coordinator, a draft node and a target node with
+//! real models. The cluster starts ONCE and the scenarios run in order (CI has two cores):
+//! bad input (INVALID_ARGUMENT, nodes stay healthy), a graded-correct SCoT solve with plausible stats,
+//! the forced correction path, and the target-only fallback once the draft node is gone (also through
+//! the `scot solve` command line).
+//!
+//! Models: Qwen2.5-Coder-0.5B serves as BOTH draft and target here. It answers the easy arithmetic
+//! below correctly and keeps the test within the CI budget; the 1.5B default target only makes each
+//! step ~3x slower. Caps are small (n = 2, 128-token drafts) for the same reason.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scot::cluster::{health_status, ClusterSpec, LocalCluster};
+use scot_proto::{AnswerPath, SolveOptions, SolveRequest, SolveResult, SolveStats};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const PROBLEM: &str = "What is 2 + 3?";
+const GOLD: &str = "5";
+/// Per-request deadline: generous, CI machines are slow and shared.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1500);
+
+fn model(file: &str) -> PathBuf {
+    let path = scot::models::model_dir().join(file);
+    assert!(
+        path.is_file(),
+        "model {} is missing: run scripts/fetch-models.sh first",
+        path.display()
+    );
+    path
+}
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_scot"))
+        .parent()
+        .expect("the scot binary has a folder")
+        .to_path_buf()
+}
+
+async fn solve(
+    cluster: &LocalCluster,
+    problem: &str,
+    options: SolveOptions,
+) -> Result<SolveResult, tonic::Status> {
+    let request = SolveRequest {
+        request_id: String::new(),
+        problem: problem.to_string(),
+        options: Some(options),
+    };
+    scot::client::solve(cluster.coordinator_url(), request, Some(REQUEST_TIMEOUT), |_| {}).await
+}
+
+fn small_options() -> SolveOptions {
+    SolveOptions {
+        n: Some(2),
+        draft_max_tokens: Some(128),
+        thinking_max_tokens: Some(128),
+        answer_max_tokens: Some(64),
+        seed: Some(7),
+        ..Default::default()
+    }
+}
+
+fn stats(result: &SolveResult) -> &SolveStats {
+    result.stats.as_ref().expect("every result carries stats")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scenarios() {
+    let small = model(scot::models::DRAFT_MODEL_FILE);
+    let mut spec = ClusterSpec::new(bin_dir(), small.clone(), small);
+    // A short context makes "problem longer than the context" cheap to provoke.
+    spec.max_context = Some(2048);
+    let mut cluster = LocalCluster::start(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("cluster did not start: {e}"));
+
+    bad_input_is_rejected_and_nodes_stay_healthy(&mut cluster).await;
+    scot_solve_is_correct_with_plausible_stats(&cluster).await;
+    threshold_one_forces_the_correction_path(&cluster).await;
+    no_draft_node_means_target_fallback(&mut cluster).await;
+}
+
+async fn bad_input_is_rejected_and_nodes_stay_healthy(cluster: &mut LocalCluster) {
+    let long_problem = "Add up all of these numbers: ".to_string() + &"17 + ".repeat(2000) + "1.";
+    let cases: Vec<(&str, String, SolveOptions, &str)> = vec![
+        ("empty problem", "   ".into(), small_options(), "problem is empty"),
+        ("n = 0", PROBLEM.into(), SolveOptions { n: Some(0), ..small_options() }, "options.n"),
+        ("n = 65", PROBLEM.into(), SolveOptions { n: Some(65), ..small_options() }, "options.n"),
+        (
+            "negative temperature",
+            PROBLEM.into(),
+            SolveOptions { draft_temperature: Some(-1.0), ..small_options() },
+            "draft_temperature",
+        ),
+        (
+            "NaN temperature",
+            PROBLEM.into(),
+            SolveOptions { draft_temperature: Some(f32::NAN), ..small_options() },
+            "draft_temperature",
+        ),
+        (
+            "max tokens 0",
+            PROBLEM.into(),
+            SolveOptions { draft_max_tokens: Some(0), ..small_options() },
+            "draft_max_tokens",
+        ),
+        (
+            "answer cap 0",
+            PROBLEM.into(),
+            SolveOptions { answer_max_tokens: Some(0), ..small_options() },
+            "answer_max_tokens",
+        ),
+        ("problem longer than the context", long_problem, small_options(), "too long"),
+        (
+            "unknown template",
+            PROBLEM.into(),
+            SolveOptions { template: "no-such-set".into(), ..small_options() },
+            "unknown template set",
+        ),
+    ];
+    for (name, problem, options, hint) in cases {
+        let status = solve(cluster, &problem, options)
+            .await
+            .expect_err(&format!("{name}: should be rejected"));
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+        assert!(
+            status.message().contains(hint),
+            "{name}: message {:?} should say {hint:?}",
+            status.message()
+        );
+    }
+    assert!(cluster.all_running(), "a node died on bad input");
+    for (url, service) in [
+        (cluster.coordinator.url.clone(), cluster.coordinator.service),
+        (cluster.target.url.clone(), cluster.target.service),
+        (cluster.drafts[0].url.clone(), cluster.drafts[0].service),
+    ] {
+        assert_eq!(
+            health_status(&url, service).await,
+            Some(ServingStatus::Serving),
+            "{service} at {url} is not SERVING after bad input"
+        );
+    }
+}
+
+async fn scot_solve_is_correct_with_plausible_stats(cluster: &LocalCluster) {
+    let result = solve(cluster, PROBLEM, small_options())
+        .await
+        .expect("a good request after bad ones still works");
+    let s = stats(&result);
+    eprintln!("{}", scot::report::render(&result));
+    assert!(
+        scot_eval::grading::is_correct(&result.answer, GOLD),
+        "answer {:?} is not graded {GOLD}",
+        result.answer
+    );
+    assert!(!result.request_id.is_empty());
+    let path = AnswerPath::try_from(s.path).unwrap();
+    assert!(
+        matches!(path, AnswerPath::DraftAccepted | AnswerPath::TargetCorrection),
+        "path {path:?}"
+    );
+    assert_eq!(s.drafts.len(), 2, "both drafts reported");
+    assert!(s.drafts.iter().all(|d| d.token_count > 0), "{:?}", s.drafts);
+    assert!(s.draft_tokens > 0);
+    assert!((1..=3).contains(&s.chosen), "chosen {}", s.chosen);
+    assert_eq!(s.option_probs.len(), 3);
+    let sum: f32 = s.option_probs.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-3, "option probabilities sum to {sum}");
+    assert!(s.draft_ms > 0.0 && s.select_ms > 0.0 && s.answer_ms > 0.0 && s.total_ms > 0.0);
+    assert!(s.total_ms >= s.draft_ms + s.select_ms);
+    assert!(s.answer_tokens > 0 && s.target_tokens >= u64::from(s.answer_tokens));
+    assert!(!s.draft_model.is_empty() && !s.target_model.is_empty());
+    match path {
+        AnswerPath::DraftAccepted => {
+            assert!(s.answer_from_draft);
+            let chosen = s.chosen_draft.expect("accepted draft index") as usize;
+            assert!(chosen < 2);
+            assert_eq!(s.target_thinking_tokens, 0);
+        }
+        _ => {
+            assert!(!s.answer_from_draft);
+            assert_eq!(s.chosen, 3, "correction follows option n+1");
+            assert!(s.target_thinking_tokens > 0 && s.correction_ms > 0.0);
+        }
+    }
+}
+
+async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
+    let options = SolveOptions {
+        n: Some(1),
+        draft_max_tokens: Some(48),
+        thinking_max_tokens: Some(96),
+        answer_max_tokens: Some(48),
+        accept_threshold: Some(1.0),
+        ..small_options()
+    };
+    let result = solve(cluster, PROBLEM, options).await.expect("correction solve");
+    let s = stats(&result);
+    assert_eq!(s.path, AnswerPath::TargetCorrection as i32, "{s:?}");
+    assert!(!s.answer_from_draft);
+    assert_eq!(s.chosen_draft, None);
+    assert!((1..=2).contains(&s.chosen));
+    assert!(s.target_thinking_tokens > 0, "the target thought itself");
+    assert!(s.correction_ms > 0.0);
+    assert!(!result.reasoning.is_empty(), "the target's own thinking is the reasoning");
+    assert!(!result.answer.is_empty());
+    assert!(s.fallback_reason.contains("accept_threshold"), "{:?}", s.fallback_reason);
+}
+
+async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
+    cluster.kill_draft_nodes();
+    let options = SolveOptions {
+        thinking_max_tokens: Some(96),
+        answer_max_tokens: Some(48),
+        ..small_options()
+    };
+    let result = solve(cluster, PROBLEM, options).await.expect("fallback solve");
+    let s = stats(&result);
+    assert_eq!(s.path, AnswerPath::TargetFallback as i32, "{s:?}");
+    assert!(
+        s.fallback_reason.contains("no draft node reachable"),
+        "{:?}",
+        s.fallback_reason
+    );
+    assert!(s.drafts.is_empty() && s.chosen == 0 && !s.answer_from_draft);
+    assert!(s.target_tokens > 0);
+    assert!(!result.answer.is_empty());
+
+    // The same through the command line, target-only mode with tiny caps.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scot"))
+        .args(["solve", "--coordinator", cluster.coordinator_url(), "--quiet"])
+        .args(["--mode", "target-only", "--thinking-max-tokens", "16"])
+        .args(["--answer-max-tokens", "16", PROBLEM])
+        .output()
+        .await
+        .expect("scot solve runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "scot solve failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("=== answer ==="), "{stdout}");
+    assert!(stdout.contains("path: target only"), "{stdout}");
+}
