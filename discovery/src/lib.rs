@@ -31,6 +31,14 @@
 //!
 //! instance_key(prefix, kind, id) = "{prefix}/v1/instances/{kind}/{id}"   instances_prefix(prefix)
 //! DiscoveryError (thiserror), Result<T>
+//!
+//! // clap flags/env matching k8s/ (flatten them into the binaries' CLIs):
+//! EtcdArgs { --etcd-endpoints SCOT_ETCD_ENDPOINTS (comma list), --etcd-prefix SCOT_ETCD_PREFIX }
+//!     .config() -> Option<EtcdConfig>          // None = no etcd: use StaticDiscovery
+//! RegistrationArgs { EtcdArgs, --node-id SCOT_NODE_ID, --advertise-addr SCOT_ADVERTISE_ADDR,
+//!                    --lease-ttl-secs SCOT_LEASE_TTL_SECS (10) }
+//!     .node_info(kind, model, capacity, listen_addr) -> Result<NodeInfo>
+//!     .spawn(NodeInfo) -> Result<Option<Registration>>   // None = no etcd configured
 //! ```
 //!
 //! ## Behaviour
@@ -48,14 +56,17 @@
 //! ## Wiring (for the binaries)
 //!
 //! ```text
-//! coordinator: let discovery: Arc<dyn Discovery> = match SCOT_ETCD_ENDPOINTS {
-//!                  set   => Arc::new(EtcdDiscovery::spawn(EtcdConfig::from_endpoint_list(..)?.with_prefix(..))?),
-//!                  unset => Arc::new(StaticDiscovery::from_addresses(&draft_addrs, &target_addrs)) };
-//!              let mut rx = discovery.subscribe();  loop { rx.changed().await?; pools.update(&rx.borrow()) }
-//! nodes:       let reg = Registration::spawn(config, NodeInfo::new(kind, pod_name, model, advertise_addr, cap), ttl)?;
-//!              ... serve ...;  reg.deregister().await  (on SIGTERM, before the server stops)
+//! coordinator: let discovery: Arc<dyn Discovery> = match args.etcd.config() {   // args.etcd: EtcdArgs
+//!                  Some(config) => Arc::new(EtcdDiscovery::spawn(config)?),
+//!                  None => Arc::new(StaticDiscovery::from_addresses(&draft_addrs, &target_addrs)) };
+//!              let mut rx = discovery.subscribe();
+//!              loop { pools.update(&rx.borrow_and_update()); rx.changed().await? }
+//! nodes:       let node = args.registration.node_info(NodeKind::Draft, model_name, capacity, listen)?;
+//!              let registration = args.registration.spawn(node)?;   // after the model is loaded
+//!              ... serve ...;  on SIGTERM: if let Some(r) = registration { r.deregister().await }
 //! ```
 
+mod args;
 mod backoff;
 mod error;
 mod etcd_config;
@@ -65,6 +76,7 @@ mod node;
 mod registration;
 mod static_discovery;
 
+pub use args::{EtcdArgs, RegistrationArgs};
 pub use backoff::Backoff;
 pub use error::{DiscoveryError, Result};
 pub use etcd_config::EtcdConfig;
