@@ -43,15 +43,17 @@ fn equal_normalized(p: &str, g: &str) -> bool {
     if pu.len() > 1 || gu.len() > 1 {
         return pu.len() == gu.len() && pu.iter().zip(&gu).all(|(a, b)| equal_normalized(a, b));
     }
-    // "a \pm b" is the list "a+b, a-b".
-    if p.contains("\\pm") || g.contains("\\pm") {
-        let as_list = |s: &str| {
-            expand_pm(s).unwrap_or_else(|| match shape(s) {
+    // "a \pm b" is the list "a+b, a-b". Only when a side expands (a text with several top-level
+    // `\pm` would otherwise recurse on itself forever).
+    let (p_pm, g_pm) = (expand_pm(p), expand_pm(g));
+    if p_pm.is_some() || g_pm.is_some() {
+        let as_list = |s: &str, expanded: Option<Vec<String>>| {
+            expanded.unwrap_or_else(|| match shape(s) {
                 Shape::List(elems) => elems.iter().map(|e| e.to_string()).collect(),
                 _ => vec![s.to_string()],
             })
         };
-        return unordered_equal(&as_list(p), &as_list(g));
+        return unordered_equal(&as_list(p, p_pm), &as_list(g, g_pm));
     }
     match (shape(p), shape(g)) {
         (Shape::Group(po, pc, pe), Shape::Group(go, gc, ge)) => {
