@@ -237,6 +237,13 @@ const CASES: &[(&str, &str, bool)] = &[
         "\\frac{3}{2}",
         false,
     ),
+    // Two top-level \pm (once recursed forever) and a trig identity.
+    ("\\boxed{1 \\pm 2 \\pm 3}", "1 \\pm \\sqrt{19}", false),
+    (
+        "\\boxed{\\tan x - \\cot x + C}",
+        "\\sec x \\csc x-2 \\cot x+C",
+        true,
+    ),
 ];
 
 #[test]
