@@ -58,7 +58,9 @@ impl ClusterSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("{binary} not found at {path}: build every binary with `cargo build --release --workspace`")]
+    #[error(
+        "{binary} not found at {path}: build every binary with `cargo build --release --workspace`"
+    )]
     MissingBinary { binary: String, path: PathBuf },
     #[error("model file {0} not found: run scripts/fetch-models.sh")]
     MissingModel(PathBuf),
@@ -132,13 +134,27 @@ impl LocalCluster {
             let mut command = Command::new(&draft_bin);
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
             model_flags(&mut command, spec, &spec.draft_model);
-            drafts.push(spawn(format!("draft-node {i}"), command, port, DRAFT_SERVICE, spec)?);
+            drafts.push(spawn(
+                format!("draft-node {i}"),
+                command,
+                port,
+                DRAFT_SERVICE,
+                spec,
+            )?);
         }
         let target_port = free_port()?;
         let mut command = Command::new(&target_bin);
-        command.arg("--listen").arg(format!("127.0.0.1:{target_port}"));
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{target_port}"));
         model_flags(&mut command, spec, &spec.target_model);
-        let target = spawn("target-node".into(), command, target_port, TARGET_SERVICE, spec)?;
+        let target = spawn(
+            "target-node".into(),
+            command,
+            target_port,
+            TARGET_SERVICE,
+            spec,
+        )?;
 
         let coordinator_port = if spec.coordinator_port == 0 {
             free_port()?
@@ -212,7 +228,11 @@ fn binary(dir: &Path, name: &str) -> Result<PathBuf, ClusterError> {
 }
 
 fn model_flags(command: &mut Command, spec: &ClusterSpec, model: &Path) {
-    command.arg("--model").arg(model).arg("--device").arg(&spec.device);
+    command
+        .arg("--model")
+        .arg(model)
+        .arg("--device")
+        .arg(&spec.device);
     if let Some(dir) = &spec.templates_dir {
         command.arg("--templates-dir").arg(dir);
     }

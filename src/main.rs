@@ -44,7 +44,11 @@ enum Command {
     /// Send a problem to a running coordinator.
     Solve {
         /// Coordinator address.
-        #[arg(long, env = "SCOT_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+        #[arg(
+            long,
+            env = "SCOT_COORDINATOR",
+            default_value = "http://127.0.0.1:50051"
+        )]
         coordinator: String,
         #[command(flatten)]
         solve: SolveArgs,
@@ -163,7 +167,10 @@ async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<
         cluster = LocalCluster::start(&spec) => cluster?,
         _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up"),
     };
-    eprintln!("scot: cluster up; coordinator at {}", cluster.coordinator_url());
+    eprintln!(
+        "scot: cluster up; coordinator at {}",
+        cluster.coordinator_url()
+    );
     Ok(cluster)
 }
 

@@ -63,7 +63,11 @@ pub fn default_models() -> Result<(PathBuf, PathBuf), FetchError> {
         missing.push("target");
     }
     if !missing.is_empty() {
-        eprintln!("scot: fetching the default models ({}) into {}", missing.join(", "), dir.display());
+        eprintln!(
+            "scot: fetching the default models ({}) into {}",
+            missing.join(", "),
+            dir.display()
+        );
         fetch_models(&missing)?;
     }
     Ok((draft, target))

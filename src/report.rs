@@ -24,7 +24,11 @@ pub fn describe_event(event: &Event) -> Option<String> {
         Event::Selection(selection) => Some(format!(
             "selection: option {}{} (probabilities {})",
             selection.chosen,
-            if selection.none_correct { " -> none taken" } else { "" },
+            if selection.none_correct {
+                " -> none taken"
+            } else {
+                ""
+            },
             probs(&selection.option_probs)
         )),
         Event::Token(_) | Event::Result(_) => None,
@@ -112,8 +116,16 @@ pub fn render(result: &SolveResult) -> String {
         out,
         "answer from a draft: {} | models: draft {} / target {}",
         s.answer_from_draft,
-        if s.draft_model.is_empty() { "-" } else { &s.draft_model },
-        if s.target_model.is_empty() { "-" } else { &s.target_model }
+        if s.draft_model.is_empty() {
+            "-"
+        } else {
+            &s.draft_model
+        },
+        if s.target_model.is_empty() {
+            "-"
+        } else {
+            &s.target_model
+        }
     );
     out
 }

@@ -48,7 +48,13 @@ async fn solve(
         problem: problem.to_string(),
         options: Some(options),
     };
-    scot::client::solve(cluster.coordinator_url(), request, Some(REQUEST_TIMEOUT), |_| {}).await
+    scot::client::solve(
+        cluster.coordinator_url(),
+        request,
+        Some(REQUEST_TIMEOUT),
+        |_| {},
+    )
+    .await
 }
 
 fn small_options() -> SolveOptions {
@@ -85,38 +91,79 @@ async fn cluster_scenarios() {
 async fn bad_input_is_rejected_and_nodes_stay_healthy(cluster: &mut LocalCluster) {
     let long_problem = "Add up all of these numbers: ".to_string() + &"17 + ".repeat(2000) + "1.";
     let cases: Vec<(&str, String, SolveOptions, &str)> = vec![
-        ("empty problem", "   ".into(), small_options(), "problem is empty"),
-        ("n = 0", PROBLEM.into(), SolveOptions { n: Some(0), ..small_options() }, "options.n"),
-        ("n = 65", PROBLEM.into(), SolveOptions { n: Some(65), ..small_options() }, "options.n"),
+        (
+            "empty problem",
+            "   ".into(),
+            small_options(),
+            "problem is empty",
+        ),
+        (
+            "n = 0",
+            PROBLEM.into(),
+            SolveOptions {
+                n: Some(0),
+                ..small_options()
+            },
+            "options.n",
+        ),
+        (
+            "n = 65",
+            PROBLEM.into(),
+            SolveOptions {
+                n: Some(65),
+                ..small_options()
+            },
+            "options.n",
+        ),
         (
             "negative temperature",
             PROBLEM.into(),
-            SolveOptions { draft_temperature: Some(-1.0), ..small_options() },
+            SolveOptions {
+                draft_temperature: Some(-1.0),
+                ..small_options()
+            },
             "draft_temperature",
         ),
         (
             "NaN temperature",
             PROBLEM.into(),
-            SolveOptions { draft_temperature: Some(f32::NAN), ..small_options() },
+            SolveOptions {
+                draft_temperature: Some(f32::NAN),
+                ..small_options()
+            },
             "draft_temperature",
         ),
         (
             "max tokens 0",
             PROBLEM.into(),
-            SolveOptions { draft_max_tokens: Some(0), ..small_options() },
+            SolveOptions {
+                draft_max_tokens: Some(0),
+                ..small_options()
+            },
             "draft_max_tokens",
         ),
         (
             "answer cap 0",
             PROBLEM.into(),
-            SolveOptions { answer_max_tokens: Some(0), ..small_options() },
+            SolveOptions {
+                answer_max_tokens: Some(0),
+                ..small_options()
+            },
             "answer_max_tokens",
         ),
-        ("problem longer than the context", long_problem, small_options(), "too long"),
+        (
+            "problem longer than the context",
+            long_problem,
+            small_options(),
+            "too long",
+        ),
         (
             "unknown template",
             PROBLEM.into(),
-            SolveOptions { template: "no-such-set".into(), ..small_options() },
+            SolveOptions {
+                template: "no-such-set".into(),
+                ..small_options()
+            },
             "unknown template set",
         ),
     ];
@@ -159,7 +206,10 @@ async fn scot_solve_is_correct_with_plausible_stats(cluster: &LocalCluster) {
     assert!(!result.request_id.is_empty());
     let path = AnswerPath::try_from(s.path).unwrap();
     assert!(
-        matches!(path, AnswerPath::DraftAccepted | AnswerPath::TargetCorrection),
+        matches!(
+            path,
+            AnswerPath::DraftAccepted | AnswerPath::TargetCorrection
+        ),
         "path {path:?}"
     );
     assert_eq!(s.drafts.len(), 2, "both drafts reported");
@@ -168,7 +218,10 @@ async fn scot_solve_is_correct_with_plausible_stats(cluster: &LocalCluster) {
     assert!((1..=3).contains(&s.chosen), "chosen {}", s.chosen);
     assert_eq!(s.option_probs.len(), 3);
     let sum: f32 = s.option_probs.iter().sum();
-    assert!((sum - 1.0).abs() < 1e-3, "option probabilities sum to {sum}");
+    assert!(
+        (sum - 1.0).abs() < 1e-3,
+        "option probabilities sum to {sum}"
+    );
     assert!(s.draft_ms > 0.0 && s.select_ms > 0.0 && s.answer_ms > 0.0 && s.total_ms > 0.0);
     assert!(s.total_ms >= s.draft_ms + s.select_ms);
     assert!(s.answer_tokens > 0 && s.target_tokens >= u64::from(s.answer_tokens));
@@ -197,7 +250,9 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
         accept_threshold: Some(1.0),
         ..small_options()
     };
-    let result = solve(cluster, PROBLEM, options).await.expect("correction solve");
+    let result = solve(cluster, PROBLEM, options)
+        .await
+        .expect("correction solve");
     let s = stats(&result);
     assert_eq!(s.path, AnswerPath::TargetCorrection as i32, "{s:?}");
     assert!(!s.answer_from_draft);
@@ -205,9 +260,16 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
     assert!((1..=2).contains(&s.chosen));
     assert!(s.target_thinking_tokens > 0, "the target thought itself");
     assert!(s.correction_ms > 0.0);
-    assert!(!result.reasoning.is_empty(), "the target's own thinking is the reasoning");
+    assert!(
+        !result.reasoning.is_empty(),
+        "the target's own thinking is the reasoning"
+    );
     assert!(!result.answer.is_empty());
-    assert!(s.fallback_reason.contains("accept_threshold"), "{:?}", s.fallback_reason);
+    assert!(
+        s.fallback_reason.contains("accept_threshold"),
+        "{:?}",
+        s.fallback_reason
+    );
 }
 
 async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
@@ -217,7 +279,9 @@ async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
         answer_max_tokens: Some(48),
         ..small_options()
     };
-    let result = solve(cluster, PROBLEM, options).await.expect("fallback solve");
+    let result = solve(cluster, PROBLEM, options)
+        .await
+        .expect("fallback solve");
     let s = stats(&result);
     assert_eq!(s.path, AnswerPath::TargetFallback as i32, "{s:?}");
     assert!(
@@ -231,7 +295,12 @@ async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
 
     // The same through the command line, target-only mode with tiny caps.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scot"))
-        .args(["solve", "--coordinator", cluster.coordinator_url(), "--quiet"])
+        .args([
+            "solve",
+            "--coordinator",
+            cluster.coordinator_url(),
+            "--quiet",
+        ])
         .args(["--mode", "target-only", "--thinking-max-tokens", "16"])
         .args(["--answer-max-tokens", "16", PROBLEM])
         .output()

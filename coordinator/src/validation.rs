@@ -79,10 +79,12 @@ pub fn resolve_options(
         Ok(SolveMode::Unspecified) | Ok(SolveMode::Scot) => Mode::Scot,
         Ok(SolveMode::TargetOnly) => Mode::TargetOnly,
         Ok(SolveMode::DraftOnly) => Mode::DraftOnly,
-        Err(_) => return Err(invalid(format!(
+        Err(_) => {
+            return Err(invalid(format!(
             "options.mode = {} is not a SolveMode: use SCOT (1), TARGET_ONLY (2) or DRAFT_ONLY (3)",
             options.mode
-        ))),
+        )))
+        }
     };
     let n = options.n.unwrap_or(defaults.n);
     if n == 0 || n > MAX_DRAFTS {

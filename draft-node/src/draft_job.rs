@@ -69,7 +69,11 @@ pub fn check_request(request: &DraftRequest) -> Result<(), Status> {
 
 /// Draft i samples with seed + i, so a draft does not depend on which node writes it.
 pub fn sampling_for(request: &DraftRequest) -> Vec<SamplingParams> {
-    let top_p = if request.top_p <= 0.0 { 1.0 } else { request.top_p };
+    let top_p = if request.top_p <= 0.0 {
+        1.0
+    } else {
+        request.top_p
+    };
     request
         .draft_indices
         .iter()
@@ -86,11 +90,16 @@ pub fn sampling_for(request: &DraftRequest) -> Vec<SamplingParams> {
 /// model's context).
 pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Status> {
     check_request(request)?;
-    let set = node.templates.get(&request.template).map_err(template_status)?;
+    let set = node
+        .templates
+        .get(&request.template)
+        .map_err(template_status)?;
     let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
     let chat = EngineChat::new(&node.model);
     let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
-    let text = prompts.draft_prompt(&request.problem).map_err(template_status)?;
+    let text = prompts
+        .draft_prompt(&request.problem)
+        .map_err(template_status)?;
     let prompt = node
         .model
         .tokenizer()
@@ -212,13 +221,34 @@ mod tests {
     fn bad_numbers_are_rejected() {
         assert!(check_request(&request()).is_ok());
         let cases = [
-            DraftRequest { draft_indices: vec![], ..request() },
-            DraftRequest { draft_indices: vec![1, 1], ..request() },
-            DraftRequest { temperature: f32::NAN, ..request() },
-            DraftRequest { temperature: -1.0, ..request() },
-            DraftRequest { top_p: 1.5, ..request() },
-            DraftRequest { max_tokens: 0, ..request() },
-            DraftRequest { problem: " ".into(), ..request() },
+            DraftRequest {
+                draft_indices: vec![],
+                ..request()
+            },
+            DraftRequest {
+                draft_indices: vec![1, 1],
+                ..request()
+            },
+            DraftRequest {
+                temperature: f32::NAN,
+                ..request()
+            },
+            DraftRequest {
+                temperature: -1.0,
+                ..request()
+            },
+            DraftRequest {
+                top_p: 1.5,
+                ..request()
+            },
+            DraftRequest {
+                max_tokens: 0,
+                ..request()
+            },
+            DraftRequest {
+                problem: " ".into(),
+                ..request()
+            },
         ];
         for case in cases {
             let status = check_request(&case).unwrap_err();

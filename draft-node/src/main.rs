@@ -5,7 +5,11 @@ use clap::Parser;
 use scot_draft_node::DraftNodeConfig;
 
 #[derive(Parser)]
-#[command(name = "draft-node", version, about = "scot draft node: n drafts per problem from one prefill")]
+#[command(
+    name = "draft-node",
+    version,
+    about = "scot draft node: n drafts per problem from one prefill"
+)]
 struct Cli {
     #[command(flatten)]
     config: DraftNodeConfig,

@@ -17,7 +17,11 @@ impl<'a> EngineChat<'a> {
 }
 
 impl ChatFormat for EngineChat<'_> {
-    fn render(&self, turns: &[ChatTurn], add_generation_prompt: bool) -> Result<String, TemplateError> {
+    fn render(
+        &self,
+        turns: &[ChatTurn],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
         match self.template {
             None => PlainChat.render(turns, add_generation_prompt),
             Some(template) => {

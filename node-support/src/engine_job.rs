@@ -148,9 +148,10 @@ mod tests {
         let mut stream = stream;
         assert_eq!(stream.next().await.unwrap().unwrap(), 1);
         drop(stream);
-        let cancelled = tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap();
+        let cancelled =
+            tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap();
         assert_eq!(cancelled, Ok(true));
     }
 

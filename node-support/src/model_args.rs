@@ -54,7 +54,7 @@ pub enum LoadError {
     Model {
         path: PathBuf,
         #[source]
-        source: scot_engine::EngineError,
+        source: Box<scot_engine::EngineError>,
     },
     #[error("loading templates: {0}")]
     Templates(#[from] scot_templates::TemplateError),
@@ -84,7 +84,7 @@ impl ModelArgs {
         };
         let model = Model::load(&options).map_err(|source| LoadError::Model {
             path: self.model.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let native_thinking = self.thinking_prompt.native_thinking(&model);
         tracing::info!(

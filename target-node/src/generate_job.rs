@@ -38,7 +38,9 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
         return Err(Status::invalid_argument("problem is empty"));
     }
     if request.max_answer_tokens == 0 {
-        return Err(Status::invalid_argument("max_answer_tokens must be at least 1"));
+        return Err(Status::invalid_argument(
+            "max_answer_tokens must be at least 1",
+        ));
     }
     if request.accepted_draft.is_none() && request.max_thinking_tokens == 0 {
         return Err(Status::invalid_argument(
@@ -51,7 +53,10 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
             request.temperature
         )));
     }
-    let set = node.templates.get(&request.template).map_err(template_status)?;
+    let set = node
+        .templates
+        .get(&request.template)
+        .map_err(template_status)?;
     let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
     let chat = EngineChat::new(&node.model);
     let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
@@ -72,13 +77,19 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
             prompt.len()
         ))
     };
-    let room = context.checked_sub(prompt.len()).filter(|&r| r > 0).ok_or_else(too_long)?;
+    let room = context
+        .checked_sub(prompt.len())
+        .filter(|&r| r > 0)
+        .ok_or_else(too_long)?;
     let answer_cap = request.max_answer_tokens as usize;
     let thinking_cap = match request.accepted_draft {
         Some(_) => None,
         None => {
             let reserve = close_missing.len() + answer_cap.min(ANSWER_RESERVE);
-            let cap = room.checked_sub(reserve).filter(|&c| c > 0).ok_or_else(too_long)?;
+            let cap = room
+                .checked_sub(reserve)
+                .filter(|&c| c > 0)
+                .ok_or_else(too_long)?;
             Some(cap.min(request.max_thinking_tokens as usize))
         }
     };
@@ -139,7 +150,12 @@ pub fn run(
             stop_at_eos: true,
         };
         let output = session
-            .generate(&job.sampling, &stop, &mut stream_phase(GeneratePhase::Thinking), cancel)
+            .generate(
+                &job.sampling,
+                &stop,
+                &mut stream_phase(GeneratePhase::Thinking),
+                cancel,
+            )
             .map_err(engine_status)?;
         if output.finish_reason == EngineFinish::Cancelled {
             return Err(cancelled());
@@ -162,7 +178,12 @@ pub fn run(
         stop_at_eos: true,
     };
     let answer = session
-        .generate(&job.sampling, &stop, &mut stream_phase(GeneratePhase::Answer), cancel)
+        .generate(
+            &job.sampling,
+            &stop,
+            &mut stream_phase(GeneratePhase::Answer),
+            cancel,
+        )
         .map_err(engine_status)?;
     if answer.finish_reason == EngineFinish::Cancelled {
         return Err(cancelled());
@@ -183,10 +204,9 @@ pub fn run(
         answer_tokens: answer.tokens.len() as u32,
         thinking_ms,
         answer_ms,
-        thinking_finish: thinking
-            .as_ref()
-            .map_or(FinishReason::Unspecified, |t| finish_reason(&t.finish_reason))
-            as i32,
+        thinking_finish: thinking.as_ref().map_or(FinishReason::Unspecified, |t| {
+            finish_reason(&t.finish_reason)
+        }) as i32,
         answer_finish: finish_reason(&answer.finish_reason) as i32,
         model: model.info().name.clone(),
     };

@@ -5,7 +5,11 @@ use clap::Parser;
 use scot_target_node::TargetNodeConfig;
 
 #[derive(Parser)]
-#[command(name = "target-node", version, about = "scot target node: selection and answers")]
+#[command(
+    name = "target-node",
+    version,
+    about = "scot target node: selection and answers"
+)]
 struct Cli {
     #[command(flatten)]
     config: TargetNodeConfig,

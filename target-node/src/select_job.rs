@@ -29,7 +29,10 @@ pub fn prepare(node: &NodeModel, request: &SelectRequest) -> Result<SelectJob, S
             request.drafts.len()
         )));
     }
-    let set = node.templates.get(&request.template).map_err(template_status)?;
+    let set = node
+        .templates
+        .get(&request.template)
+        .map_err(template_status)?;
     let chat = EngineChat::new(&node.model);
     let prompts = Prompts::new(&set, &chat, node.native_thinking, ThinkMarkers::default());
     let text = prompts
@@ -65,7 +68,11 @@ struct SessionScorer<'m> {
 impl OptionScorer for SessionScorer<'_> {
     type Error = scot_engine::EngineError;
 
-    fn logprobs_after(&mut self, prefix: &[u32], candidates: &[u32]) -> Result<Vec<f32>, Self::Error> {
+    fn logprobs_after(
+        &mut self,
+        prefix: &[u32],
+        candidates: &[u32],
+    ) -> Result<Vec<f32>, Self::Error> {
         if prefix.is_empty() {
             return self.root.logprobs_of(candidates);
         }

@@ -13,7 +13,11 @@
 /// Log-probabilities of candidate tokens after the prompt followed by `prefix`.
 pub trait OptionScorer {
     type Error;
-    fn logprobs_after(&mut self, prefix: &[u32], candidates: &[u32]) -> Result<Vec<f32>, Self::Error>;
+    fn logprobs_after(
+        &mut self,
+        prefix: &[u32],
+        candidates: &[u32],
+    ) -> Result<Vec<f32>, Self::Error>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +116,11 @@ mod tests {
 
     impl OptionScorer for Table {
         type Error = String;
-        fn logprobs_after(&mut self, prefix: &[u32], candidates: &[u32]) -> Result<Vec<f32>, String> {
+        fn logprobs_after(
+            &mut self,
+            prefix: &[u32],
+            candidates: &[u32],
+        ) -> Result<Vec<f32>, String> {
             self.1.push(prefix.to_vec());
             let row = self.0.get(prefix).ok_or("unknown prefix")?;
             Ok(candidates
