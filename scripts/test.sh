@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 scripts/fetch-models.sh >/dev/null
 cargo test --release --workspace --no-fail-fast
+scripts/check-k8s.sh
