@@ -26,6 +26,8 @@ pub struct CoordinatorConfig {
     pub request_timeout_secs: u64,
     #[command(flatten)]
     pub defaults: SolveDefaults,
+    #[command(flatten)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// Server-side defaults of the per-request knobs (`SolveOptions`); a request's own value wins.

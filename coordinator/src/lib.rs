@@ -4,6 +4,8 @@
 pub mod config;
 pub mod draft_pool;
 pub mod drafting;
+pub mod http;
+pub mod metrics;
 pub mod selection_policy;
 pub mod service;
 pub mod solve;

@@ -17,20 +17,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
     let cli = Cli::parse();
+    let _telemetry = scot_telemetry::init("scot-coordinator").context("telemetry")?;
     scot_coordinator::serve(cli.config, shutdown_signal())
         .await
         .context("coordinator failed")
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Ctrl-C or SIGTERM.

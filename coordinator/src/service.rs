@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::config::{endpoint_url, CoordinatorConfig, SolveDefaults};
 use crate::draft_pool::{DraftNodeSource, DraftPool, StaticDraftNodes};
+use crate::metrics::{Api, RequestTracker};
 use crate::solve::{SolveJob, Solver};
 use crate::validation::{resolve_options, validate_request};
 
@@ -49,6 +50,11 @@ impl CoordinatorServiceImpl {
             default_timeout,
         }
     }
+
+    /// The Solver, shared with the HTTP front door.
+    pub fn solver(&self) -> Arc<Solver> {
+        self.solver.clone()
+    }
 }
 
 #[tonic::async_trait]
@@ -77,8 +83,11 @@ impl CoordinatorService for CoordinatorServiceImpl {
         tokio::spawn(
             async move {
                 tracing::info!(mode = ?job.settings.mode, n = job.settings.n, "solve started");
+                let tracker = Arc::new(RequestTracker::start(Api::Grpc));
+                let observer = tracker.clone();
                 let events = tx.clone();
                 let emit = move |event: SolveEvent| {
+                    observer.observe(&event);
                     let _ = events.send(Ok(event));
                 };
                 let work = solver.solve(&job, &emit);
@@ -91,6 +100,7 @@ impl CoordinatorService for CoordinatorServiceImpl {
                 };
                 match outcome {
                     Ok(result) => {
+                        tracker.succeeded(&result);
                         if let Some(stats) = &result.stats {
                             tracing::info!(
                                 path = stats.path,
@@ -104,6 +114,7 @@ impl CoordinatorService for CoordinatorServiceImpl {
                         }));
                     }
                     Err(status) => {
+                        tracker.failed(&status);
                         tracing::warn!(code = ?status.code(), error = %status.message(), "solve failed");
                         let _ = tx.send(Err(status));
                     }
@@ -177,6 +188,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
     let service = build_service(&config, None)?;
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let http = crate::http::start(&config, service.solver(), stop_http.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<CoordinatorServiceServer<CoordinatorServiceImpl>>()
@@ -187,7 +200,8 @@ pub async fn serve(
         draft_nodes = ?config.draft_nodes,
         "coordinator serving"
     );
-    Server::builder()
+    let served = Server::builder()
+        .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
         .add_service(
             CoordinatorServiceServer::new(service)
@@ -195,7 +209,12 @@ pub async fn serve(
                 .max_encoding_message_size(64 << 20),
         )
         .serve_with_shutdown(config.listen, shutdown)
-        .await?;
+        .await;
+    stop_http.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    served?;
     Ok(())
 }
 

@@ -173,6 +173,13 @@ impl Solver {
                 stats.answer_from_draft = true;
                 stats.path = AnswerPath::DraftAccepted as i32;
                 stats.fallback_reason = notes.join("; ");
+                // Stream the accepted draft as the thinking before the answer's tokens.
+                emit(SolveEvent {
+                    event: Some(SolveEventKind::Token(scot_proto::GenerateToken {
+                        text: draft.text.clone(),
+                        phase: scot_proto::GeneratePhase::Thinking as i32,
+                    })),
+                });
                 let result = self.generate(job, Some(draft.text.clone()), emit).await?;
                 record_generation(stats, &result);
                 Ok(Outcome {

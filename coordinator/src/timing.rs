@@ -14,6 +14,8 @@ pub fn request_with_deadline<T>(message: T, deadline: Deadline) -> tonic::Reques
             .max(Duration::from_millis(1));
         request.set_timeout(left);
     }
+    // One trace per request across the nodes: the caller's span context goes in the metadata.
+    scot_telemetry::inject_current_context(request.metadata_mut());
     request
 }
 

@@ -1,0 +1,159 @@
+//! Errors of the HTTP API in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` with a
+//! matching status code (400 bad input, 404 unknown model, 429 over capacity, 5xx node trouble).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    /// 400: the request is wrong; `param` names the field.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: param.map(str::to_string),
+            code: None,
+        }
+    }
+
+    pub fn model_not_found(model: &str, served: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: format!("The model `{model}` does not exist: this server serves `{served}`"),
+            kind: "invalid_request_error",
+            param: Some("model".to_string()),
+            code: Some("model_not_found"),
+        }
+    }
+
+    pub fn over_capacity(limit: usize) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "the server is at capacity ({limit} concurrent requests, max_concurrent_requests); retry later"
+            ),
+            kind: "rate_limit_error",
+            param: None,
+            code: Some("over_capacity"),
+        }
+    }
+
+    /// A failed solve: the gRPC status of the coordinator's pipeline, mapped to HTTP.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let (http, kind, code) = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", None)
+            }
+            Code::NotFound => (StatusCode::NOT_FOUND, "invalid_request_error", None),
+            Code::ResourceExhausted => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("over_capacity"),
+            ),
+            Code::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                Some("deadline_exceeded"),
+            ),
+            Code::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("unavailable"),
+            ),
+            Code::Cancelled => (
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                "cancelled",
+                None,
+            ),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+        };
+        Self {
+            status: http,
+            message: status.message().to_string(),
+            kind,
+            param: None,
+            code,
+        }
+    }
+
+    /// The JSON body (also sent as the last event of a failed stream).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(ErrorBody {
+            error: ErrorFields {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_openai_shape() {
+        let body = ApiError::invalid("messages is empty", Some("messages")).body();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": "messages is empty",
+                "type": "invalid_request_error", "param": "messages", "code": null}})
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_http() {
+        let cases = [
+            (tonic::Status::invalid_argument("x"), 400),
+            (tonic::Status::deadline_exceeded("x"), 504),
+            (tonic::Status::unavailable("x"), 503),
+            (tonic::Status::resource_exhausted("x"), 429),
+            (tonic::Status::internal("x"), 500),
+        ];
+        for (status, http) in cases {
+            assert_eq!(ApiError::from_status(&status).status.as_u16(), http);
+        }
+        assert_eq!(ApiError::over_capacity(2).status.as_u16(), 429);
+    }
+}

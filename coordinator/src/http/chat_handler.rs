@@ -1,0 +1,248 @@
+//! `POST /v1/chat/completions`: admission (429 over capacity), mapping and validation (400), then the
+//! Solver on its own task, as the gRPC service runs it. The client going away (dropped connection or
+//! stream) cancels the request and its work on the nodes; the configured request timeout applies.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::stream::{self, StreamExt};
+use scot_proto::solve_event::Event as SolveEventKind;
+use scot_proto::SolveEvent;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Status;
+use tracing::Instrument;
+
+use super::api_error::ApiError;
+use super::completion::{chat_completion, CompletionMeta};
+use super::request_mapping::{map_request, parse_body, MappedRequest};
+use super::sse_chunks::ChunkBuilder;
+use super::{unix_now, HttpState};
+use crate::metrics::{metrics, Api, RequestTracker};
+use crate::solve::{SolveJob, Solver};
+use crate::timing::Deadline;
+
+/// Longest `x-request-id` taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+type EventResult = Result<SolveEvent, Status>;
+
+pub async fn chat_completions(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = "POST /v1/chat/completions",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/v1/chat/completions",
+        request_id = tracing::field::Empty,
+    );
+    scot_telemetry::set_parent_from_headers(&span, &headers);
+    handle(state, headers, body).instrument(span).await
+}
+
+async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(permit) = state.capacity.clone().try_acquire_owned() else {
+        tracing::warn!(limit = state.max_concurrent, "over capacity: 429");
+        metrics().refused(Api::Http, "over_capacity");
+        return ApiError::over_capacity(state.max_concurrent).into_response();
+    };
+    let mapped = match parse_body(&body)
+        .and_then(|request| map_request(&request, &state.model_name, &state.defaults))
+    {
+        Ok(mapped) => mapped,
+        Err(error) => {
+            tracing::info!(error = %error.message, param = ?error.param, "bad request");
+            metrics().refused(Api::Http, "invalid");
+            return error.into_response();
+        }
+    };
+    let request_id = request_id(&headers);
+    tracing::Span::current().record("request_id", request_id.as_str());
+    let meta = CompletionMeta {
+        id: format!("chatcmpl-{request_id}"),
+        created: unix_now(),
+        model: state.model_name.clone(),
+    };
+    let MappedRequest {
+        problem,
+        settings,
+        stream,
+        include_usage,
+    } = mapped;
+    let job = SolveJob {
+        request_id: request_id.clone(),
+        problem,
+        settings: settings.clone(),
+        deadline: state.default_timeout.map(|t| Instant::now() + t),
+    };
+    let events = spawn_solve(state.solver.clone(), job, permit);
+    let mut response = if stream {
+        stream_response(events, ChunkBuilder::new(meta, settings, include_usage))
+    } else {
+        collect_response(events, &meta, &settings).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The client's `x-request-id` when it is short and printable, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.chars().all(|c| c.is_ascii_graphic())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Runs the Solver on its own task and returns its events; the last item is the Result event or the
+/// error. Dropping the receiver cancels the request.
+fn spawn_solve(
+    solver: Arc<Solver>,
+    job: SolveJob,
+    permit: OwnedSemaphorePermit,
+) -> mpsc::UnboundedReceiver<EventResult> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = tracing::info_span!("solve", request_id = %job.request_id);
+    tokio::spawn(
+        async move {
+            let _permit = permit;
+            tracing::info!(mode = ?job.settings.mode, n = job.settings.n, "solve started");
+            let tracker = Arc::new(RequestTracker::start(Api::Http));
+            let events = tx.clone();
+            let observer = tracker.clone();
+            let emit = move |event: SolveEvent| {
+                observer.observe(&event);
+                let _ = events.send(Ok(event));
+            };
+            let work = solver.solve(&job, &emit);
+            let outcome = tokio::select! {
+                _ = tx.closed() => {
+                    tracing::info!("client went away; request cancelled");
+                    return;
+                }
+                outcome = with_deadline(job.deadline, work) => outcome,
+            };
+            match outcome {
+                Ok(result) => {
+                    tracker.succeeded(&result);
+                    if let Some(stats) = &result.stats {
+                        tracing::info!(
+                            path = stats.path,
+                            total_ms = stats.total_ms,
+                            chosen = stats.chosen,
+                            "solve finished"
+                        );
+                    }
+                    let _ = tx.send(Ok(SolveEvent {
+                        event: Some(SolveEventKind::Result(result)),
+                    }));
+                }
+                Err(status) => {
+                    tracker.failed(&status);
+                    tracing::warn!(code = ?status.code(), error = %status.message(), "solve failed");
+                    let _ = tx.send(Err(status));
+                }
+            }
+        }
+        .instrument(span),
+    );
+    rx
+}
+
+async fn with_deadline<T>(
+    deadline: Deadline,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match deadline {
+        None => work.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("the request's deadline passed"))),
+    }
+}
+
+async fn collect_response(
+    mut events: mpsc::UnboundedReceiver<EventResult>,
+    meta: &CompletionMeta,
+    settings: &crate::validation::SolveSettings,
+) -> Response {
+    while let Some(event) = events.recv().await {
+        match event {
+            Ok(SolveEvent {
+                event: Some(SolveEventKind::Result(result)),
+            }) => return Json(chat_completion(meta, &result, settings)).into_response(),
+            Ok(_) => {}
+            Err(status) => return ApiError::from_status(&status).into_response(),
+        }
+    }
+    ApiError::from_status(&Status::internal("the request ended without a result")).into_response()
+}
+
+fn stream_response(
+    events: mpsc::UnboundedReceiver<EventResult>,
+    mut chunks: ChunkBuilder,
+) -> Response {
+    let opening = sse_json(&chunks.opening());
+    let body = UnboundedReceiverStream::new(events).flat_map(move |event| {
+        let out: Vec<Event> = match event {
+            Ok(event) => {
+                let last = matches!(event.event, Some(SolveEventKind::Result(_)));
+                let mut out: Vec<Event> = chunks.on_event(&event).iter().map(sse_json).collect();
+                if last {
+                    out.push(Event::default().data("[DONE]"));
+                }
+                out
+            }
+            // After the 200 has gone out, an error is an `error` object in the stream (as vLLM does).
+            Err(status) => vec![
+                sse_json(&ApiError::from_status(&status).body()),
+                Event::default().data("[DONE]"),
+            ],
+        };
+        stream::iter(out)
+    });
+    let body = stream::once(async move { opening })
+        .chain(body)
+        .map(Ok::<Event, Infallible>);
+    Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn sse_json(value: &impl serde::Serialize) -> Event {
+    let data = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_string());
+    Event::default().data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_come_from_the_header_when_sane() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(request_id(&headers).len(), 36);
+        headers.insert("x-request-id", HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&headers), "abc-1");
+        headers.insert("x-request-id", HeaderValue::from_static("has space"));
+        assert_eq!(request_id(&headers).len(), 36);
+    }
+}

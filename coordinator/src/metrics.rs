@@ -1,0 +1,419 @@
+//! The coordinator's metrics, registered once in the process registry (scot-telemetry) and served on
+//! `/metrics`. Names, labels and formulas: docs/metrics.md. A `RequestTracker` follows one request
+//! (HTTP or gRPC) from start to outcome; dropping it unfinished counts the request as cancelled.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use scot_proto::solve_event::Event as SolveEventKind;
+use scot_proto::{AnswerPath, SolveEvent, SolveResult, SolveStats};
+use scot_telemetry::register;
+use tonic::Code;
+
+/// Which front door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Http,
+    Grpc,
+}
+
+impl Api {
+    fn label(self) -> String {
+        match self {
+            Api::Http => "http",
+            Api::Grpc => "grpc",
+        }
+        .to_string()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    api: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    role: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: String,
+}
+
+pub struct CoordinatorMetrics {
+    requests: Family<OutcomeLabels, Counter>,
+    request_duration: Family<ApiLabels, Histogram>,
+    in_flight: Family<ApiLabels, Gauge>,
+    in_phase: Family<PhaseLabels, Gauge>,
+    phase_duration: Family<PhaseLabels, Histogram>,
+    paths: Family<PathLabels, Counter>,
+    selections: Counter,
+    accepted: Counter,
+    drafts_per_request: Histogram,
+    generated_tokens: Family<ModelLabels, Counter>,
+    generation_seconds: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    pool_nodes: Family<PoolLabels, Gauge>,
+    max_concurrent: Gauge,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 10 ms .. ~11 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
+}
+
+static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
+    let m = CoordinatorMetrics {
+        requests: Family::default(),
+        request_duration: Family::new_with_constructor(seconds_histogram),
+        in_flight: Family::default(),
+        in_phase: Family::default(),
+        phase_duration: Family::new_with_constructor(seconds_histogram),
+        paths: Family::default(),
+        selections: Counter::default(),
+        accepted: Counter::default(),
+        drafts_per_request: Histogram::new([
+            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0,
+        ]),
+        generated_tokens: Family::default(),
+        generation_seconds: Family::default(),
+        pool_nodes: Family::default(),
+        max_concurrent: Gauge::default(),
+    };
+    register(
+        "scot_requests",
+        "Solve requests by front door (api) and outcome",
+        m.requests.clone(),
+    );
+    register(
+        "scot_request_duration_seconds",
+        "Time from a request's start to its outcome, by api",
+        m.request_duration.clone(),
+    );
+    register(
+        "scot_requests_in_flight",
+        "Requests being solved now, by api",
+        m.in_flight.clone(),
+    );
+    register(
+        "scot_requests_in_phase",
+        "Requests in flight by phase: starting, drafting (drafts and selection), answering (target)",
+        m.in_phase.clone(),
+    );
+    register(
+        "scot_phase_duration_seconds",
+        "Per-phase latency of finished requests: draft, select, correction, answer, total",
+        m.phase_duration.clone(),
+    );
+    register(
+        "scot_answer_paths",
+        "Finished requests by the path that produced the answer",
+        m.paths.clone(),
+    );
+    register(
+        "scot_selections",
+        "Selections run (requests whose drafts went to the target)",
+        m.selections.clone(),
+    );
+    register(
+        "scot_drafts_accepted",
+        "Selections that accepted a draft; acceptance rate = scot_drafts_accepted_total / scot_selections_total",
+        m.accepted.clone(),
+    );
+    register(
+        "scot_drafts_per_request",
+        "Drafts finished per request that drafted",
+        m.drafts_per_request.clone(),
+    );
+    register(
+        "scot_generated_tokens",
+        "Tokens generated, by role (draft, target) and model",
+        m.generated_tokens.clone(),
+    );
+    register(
+        "scot_generation_seconds",
+        "Wall time of generation, by role and model (draft: the draft phase; target: thinking + answer); tokens/s = rate(scot_generated_tokens_total) / rate(scot_generation_seconds_total)",
+        m.generation_seconds.clone(),
+    );
+    register(
+        "scot_draft_pool_nodes",
+        "Draft nodes by state (reachable, unreachable) at the last probe (/ready or /metrics)",
+        m.pool_nodes.clone(),
+    );
+    register(
+        "scot_http_max_concurrent_requests",
+        "HTTP requests served at once before 429 (max_concurrent_requests)",
+        m.max_concurrent.clone(),
+    );
+    m
+});
+
+pub fn metrics() -> &'static CoordinatorMetrics {
+    &METRICS
+}
+
+impl CoordinatorMetrics {
+    /// A request refused before it started (bad input, over capacity).
+    pub fn refused(&self, api: Api, outcome: &str) {
+        self.requests
+            .get_or_create(&OutcomeLabels {
+                api: api.label(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_pool(&self, reachable: usize, unreachable: usize) {
+        for (state, count) in [("reachable", reachable), ("unreachable", unreachable)] {
+            self.pool_nodes
+                .get_or_create(&PoolLabels {
+                    state: state.to_string(),
+                })
+                .set(count as i64);
+        }
+    }
+
+    pub fn set_max_concurrent(&self, limit: usize) {
+        self.max_concurrent.set(limit as i64);
+    }
+
+    fn record_stats(&self, stats: &SolveStats) {
+        let phase = |name: &str, ms: f64| {
+            self.phase_duration
+                .get_or_create(&PhaseLabels {
+                    phase: name.to_string(),
+                })
+                .observe(ms / 1000.0);
+        };
+        phase("total", stats.total_ms);
+        if stats.draft_ms > 0.0 {
+            phase("draft", stats.draft_ms);
+        }
+        if stats.chosen > 0 {
+            phase("select", stats.select_ms);
+            self.selections.inc();
+            if stats.path == AnswerPath::DraftAccepted as i32 {
+                self.accepted.inc();
+            }
+        }
+        if stats.target_thinking_tokens > 0 || stats.correction_ms > 0.0 {
+            phase("correction", stats.correction_ms);
+        }
+        if stats.answer_ms > 0.0 {
+            phase("answer", stats.answer_ms);
+        }
+        self.paths
+            .get_or_create(&PathLabels {
+                path: crate::http::path_name(stats.path).to_string(),
+            })
+            .inc();
+        if !stats.drafts.is_empty() {
+            self.drafts_per_request.observe(stats.drafts.len() as f64);
+        }
+        let generated = |role: &str, model: &str, tokens: u64, ms: f64| {
+            if tokens == 0 {
+                return;
+            }
+            let labels = ModelLabels {
+                role: role.to_string(),
+                model: if model.is_empty() { "unknown" } else { model }.to_string(),
+            };
+            self.generated_tokens.get_or_create(&labels).inc_by(tokens);
+            self.generation_seconds
+                .get_or_create(&labels)
+                .inc_by(ms / 1000.0);
+        };
+        generated(
+            "draft",
+            &stats.draft_model,
+            stats.draft_tokens,
+            stats.draft_ms,
+        );
+        generated(
+            "target",
+            &stats.target_model,
+            stats.target_tokens,
+            stats.correction_ms + stats.answer_ms,
+        );
+    }
+}
+
+/// Follows one request: in flight and its phase while it runs, its outcome and stats when it ends.
+pub struct RequestTracker {
+    api: Api,
+    started: Instant,
+    phase: Mutex<&'static str>,
+    finished: AtomicBool,
+}
+
+impl RequestTracker {
+    pub fn start(api: Api) -> Self {
+        let m = metrics();
+        m.in_flight
+            .get_or_create(&ApiLabels { api: api.label() })
+            .inc();
+        m.in_phase
+            .get_or_create(&PhaseLabels {
+                phase: "starting".into(),
+            })
+            .inc();
+        Self {
+            api,
+            started: Instant::now(),
+            phase: Mutex::new("starting"),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// Moves the request's phase gauge along with the Solver's events.
+    pub fn observe(&self, event: &SolveEvent) {
+        let next = match &event.event {
+            Some(SolveEventKind::DraftingStarted(_)) => "drafting",
+            Some(SolveEventKind::Selection(_)) | Some(SolveEventKind::Token(_)) => "answering",
+            _ => return,
+        };
+        let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        if *phase != next {
+            let m = metrics();
+            m.in_phase
+                .get_or_create(&PhaseLabels {
+                    phase: phase.to_string(),
+                })
+                .dec();
+            m.in_phase
+                .get_or_create(&PhaseLabels {
+                    phase: next.to_string(),
+                })
+                .inc();
+            *phase = next;
+        }
+    }
+
+    pub fn succeeded(&self, result: &SolveResult) {
+        self.finish("ok");
+        if let Some(stats) = &result.stats {
+            metrics().record_stats(stats);
+        }
+    }
+
+    pub fn failed(&self, status: &tonic::Status) {
+        self.finish(outcome_of(status.code()));
+    }
+
+    fn finish(&self, outcome: &str) {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let m = metrics();
+        m.refused(self.api, outcome);
+        m.request_duration
+            .get_or_create(&ApiLabels {
+                api: self.api.label(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestTracker {
+    fn drop(&mut self) {
+        // Dropped before an outcome: the client went away.
+        self.finish("cancelled");
+        let m = metrics();
+        m.in_flight
+            .get_or_create(&ApiLabels {
+                api: self.api.label(),
+            })
+            .dec();
+        let phase = *self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        m.in_phase
+            .get_or_create(&PhaseLabels {
+                phase: phase.to_string(),
+            })
+            .dec();
+    }
+}
+
+/// The `outcome` label of a failed request.
+pub fn outcome_of(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition | Code::NotFound => {
+            "invalid"
+        }
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::Unavailable => "unavailable",
+        Code::Cancelled => "cancelled",
+        Code::ResourceExhausted => "over_capacity",
+        _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracked_request_shows_up_in_the_registry() {
+        let tracker = RequestTracker::start(Api::Grpc);
+        tracker.observe(&SolveEvent {
+            event: Some(SolveEventKind::DraftingStarted(Default::default())),
+        });
+        let text = scot_telemetry::encode_metrics();
+        assert!(
+            text.contains("scot_requests_in_phase{phase=\"drafting\"} 1"),
+            "{text}"
+        );
+        tracker.succeeded(&SolveResult {
+            stats: Some(SolveStats {
+                path: AnswerPath::DraftAccepted as i32,
+                chosen: 1,
+                total_ms: 10.0,
+                draft_ms: 5.0,
+                draft_tokens: 30,
+                draft_model: "m".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        drop(tracker);
+        let text = scot_telemetry::encode_metrics();
+        assert!(
+            text.contains("scot_requests_total{api=\"grpc\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("scot_selections_total 1"), "{text}");
+        assert!(text.contains("scot_drafts_accepted_total 1"), "{text}");
+        assert!(
+            text.contains("scot_generated_tokens_total{role=\"draft\",model=\"m\"} 30"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scot_requests_in_flight{api=\"grpc\"} 0"),
+            "{text}"
+        );
+        assert_eq!(outcome_of(Code::InvalidArgument), "invalid");
+    }
+}
