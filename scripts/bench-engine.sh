@@ -7,6 +7,7 @@
 #   THREADS (default 2)  PROMPT_TOKENS (512)  DECODE_TOKENS (64)  BATCH (5)  REPS (2)
 #   LLAMA_VENV (default ~/.cache/scot/llama-venv: llama-cpp-python is installed there if missing)
 #   OUT (default target/bench-engine: JSON results per model and side)
+#   SKIP_BUILD=1 uses an already built target/release/examples/bench_engine
 # Prints one markdown table (engine / llama.cpp ratios; batch-N vs batch-1; peak RSS vs budget).
 set -euo pipefail
 
@@ -42,8 +43,10 @@ if ! "$LLAMA_VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
     nice -n 10 "$LLAMA_VENV/bin/pip" install "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" numpy
 fi
 
-cargo build --release -p scot-engine --example bench_engine >&2
 BENCH_ENGINE=target/release/examples/bench_engine
+if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BENCH_ENGINE" ]; then
+  cargo build --release -p scot-engine --example bench_engine >&2
+fi
 
 for m in "${MODELS[@]}"; do
   name=$(basename "$m" .gguf)

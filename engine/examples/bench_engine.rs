@@ -25,6 +25,8 @@ struct Args {
     batch: usize,
     reps: usize,
     prompt_out: Option<PathBuf>,
+    /// Run only this phase (prefill | decode | batch), e.g. under `perf record`.
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args> {
         batch: 5,
         reps: 2,
         prompt_out: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,11 +49,17 @@ fn parse_args() -> Result<Args> {
             "--batch" => args.batch = value()?.parse()?,
             "--reps" => args.reps = value()?.parse()?,
             "--prompt-out" => args.prompt_out = Some(PathBuf::from(value()?)),
+            "--only" => args.only = Some(value()?),
             "-h" | "--help" => {
-                eprintln!("usage: bench_engine --model FILE.gguf [--prompt-tokens 512] [--decode-tokens 64] [--batch 5] [--reps 2] [--prompt-out ids.json]");
+                eprintln!("usage: bench_engine --model FILE.gguf [--prompt-tokens 512] [--decode-tokens 64] [--batch 5] [--reps 2] [--prompt-out ids.json] [--only prefill|decode|batch]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
+        }
+    }
+    if let Some(only) = &args.only {
+        if !["prefill", "decode", "batch"].contains(&only.as_str()) {
+            bail!("--only takes prefill, decode or batch");
         }
     }
     if args.model.as_os_str().is_empty() {
@@ -143,8 +152,15 @@ fn main() -> Result<()> {
     }
 
     // Prefill: a fresh session per repetition; best of `reps` (least disturbed by other processes).
+    let runs = |phase: &str| {
+        if args.only.as_deref().is_none_or(|o| o == phase) {
+            args.reps
+        } else {
+            0
+        }
+    };
     let mut prefill_runs = Vec::new();
-    for _ in 0..args.reps {
+    for _ in 0..runs("prefill") {
         let mut session = model.session()?;
         let t = Instant::now();
         session.extend(&prompt)?;
@@ -160,7 +176,7 @@ fn main() -> Result<()> {
     };
     let cancel = CancelToken::new();
     let mut decode_runs = Vec::new();
-    for _ in 0..args.reps {
+    for _ in 0..runs("decode") {
         let mut session = model.session()?;
         session.extend(&prompt)?;
         let t = Instant::now();
@@ -176,7 +192,7 @@ fn main() -> Result<()> {
         .map(|i| SamplingParams::with_temperature(0.6, 1000 + i as u64))
         .collect();
     let mut batch_runs = Vec::new();
-    for _ in 0..args.reps {
+    for _ in 0..runs("batch") {
         let mut prefill = Duration::ZERO;
         let t = Instant::now();
         let outs = model.generate_batch(
