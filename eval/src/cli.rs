@@ -63,6 +63,13 @@ pub struct EvalArgs {
     pub answer_max_tokens: Option<u32>,
     #[arg(long)]
     pub draft_temperature: Option<f32>,
+    #[arg(long)]
+    pub draft_top_p: Option<f32>,
+    #[arg(long)]
+    pub draft_top_k: Option<u32>,
+    /// End-of-thinking marker (server default `</think>`).
+    #[arg(long)]
+    pub think_end: Option<String>,
     /// Take "none" when the best option's probability is under this threshold.
     #[arg(long)]
     pub accept_threshold: Option<f32>,
@@ -201,6 +208,9 @@ fn solve_options(args: &EvalArgs) -> SolveOptions {
         straggler_ratio: args.straggler_ratio,
         drop_capped_drafts: args.drop_capped_drafts,
         template: args.template.clone(),
+        draft_top_p: args.draft_top_p,
+        draft_top_k: args.draft_top_k,
+        think_end: args.think_end.clone(),
         ..Default::default()
     }
 }
