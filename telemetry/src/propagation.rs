@@ -77,7 +77,7 @@ mod tests {
             true,
             TraceState::default(),
         );
-        let context = opentelemetry::Context::new().with_remote_span_context(span_context);
+        let context = opentelemetry::Context::new().with_remote_span_context(span_context.clone());
         let propagator = TraceContextPropagator::new();
         let mut metadata = MetadataMap::new();
         propagator.inject_context(&context, &mut MetadataInjector(&mut metadata));

@@ -1,0 +1,167 @@
+//! Test fixture: a draft node, a target node (real models, in this process, on loopback gRPC) and the
+//! coordinator's HTTP API in front of them, plus a minimal HTTP/1.1 client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use scot_coordinator::http::{serve_http, HttpState};
+use scot_coordinator::{build_service, CoordinatorConfig};
+use scot_node_support::{ModelArgs, NodeModel};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+pub const DRAFT_MODEL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const TARGET_MODEL: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
+pub fn model_path(file: &str) -> PathBuf {
+    let dir = std::env::var_os("SCOT_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/scot/models")
+        });
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "model {} is missing: run scripts/fetch-models.sh (or set SCOT_MODEL_DIR)",
+        path.display()
+    );
+    path
+}
+
+#[derive(Parser)]
+struct ModelCli {
+    #[command(flatten)]
+    args: ModelArgs,
+}
+
+async fn load(file: &str) -> NodeModel {
+    let path = model_path(file);
+    let cli = ModelCli::parse_from([
+        "node".into(),
+        "--model".into(),
+        path.into_os_string(),
+        "--max-context".into(),
+        "4096".into(),
+    ]);
+    tokio::task::spawn_blocking(move || cli.args.load())
+        .await
+        .expect("model loading thread")
+        .unwrap_or_else(|e| panic!("loading {file}: {e}"))
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{addr} never started listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Cluster {
+    pub http: SocketAddr,
+    pub draft: SocketAddr,
+    pub target: SocketAddr,
+    pub stop: CancellationToken,
+}
+
+/// Loads both models, serves the nodes and the coordinator's HTTP API; `flags` are coordinator flags.
+pub async fn start_cluster(flags: &[&str]) -> Cluster {
+    let (draft_model, target_model) = tokio::join!(load(DRAFT_MODEL), load(TARGET_MODEL));
+    let draft = free_addr();
+    let target = free_addr();
+    tokio::spawn(async move {
+        scot_draft_node::serve_loaded(draft, draft_model, std::future::pending())
+            .await
+            .expect("draft node")
+    });
+    tokio::spawn(async move {
+        scot_target_node::serve_loaded(target, target_model, std::future::pending())
+            .await
+            .expect("target node")
+    });
+    wait_listening(draft).await;
+    wait_listening(target).await;
+    let mut args = vec![
+        "coordinator".to_string(),
+        "--target-node".into(),
+        target.to_string(),
+        "--draft-nodes".into(),
+        draft.to_string(),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let config = Coordinator::parse_from(args).config;
+    let stop = CancellationToken::new();
+    let http = serve_coordinator_http(&config, stop.clone()).await;
+    Cluster {
+        http,
+        draft,
+        target,
+        stop,
+    }
+}
+
+#[derive(Parser)]
+struct Coordinator {
+    #[command(flatten)]
+    config: CoordinatorConfig,
+}
+
+pub fn coordinator_config(args: &[&str]) -> CoordinatorConfig {
+    Coordinator::parse_from(std::iter::once("coordinator").chain(args.iter().copied())).config
+}
+
+/// Serves the HTTP API of a coordinator built from `config` on a free port.
+pub async fn serve_coordinator_http(
+    config: &CoordinatorConfig,
+    stop: CancellationToken,
+) -> SocketAddr {
+    let service = build_service(config, None).expect("coordinator config");
+    let state = HttpState::new(config, &config.http, service.solver()).expect("http state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(serve_http(listener, Arc::new(state), stop));
+    addr
+}
+
+/// One HTTP/1.1 request (Connection: close): (status, headers, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in extra_headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}

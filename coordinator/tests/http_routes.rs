@@ -1,0 +1,160 @@
+//! The HTTP API's routes, errors and admission without models: the target node's address is a closed
+//! port, so every solve fails the way an unreachable target does.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{coordinator_config, http_request, serve_coordinator_http};
+use scot_coordinator::build_service;
+use scot_coordinator::http::{serve_http, HttpState};
+use tokio_util::sync::CancellationToken;
+
+const DEAD_TARGET: &str = "127.0.0.1:9";
+const PROBLEM: &str =
+    r#"{"model": "scot", "messages": [{"role": "user", "content": "What is 2+2?"}]}"#;
+
+fn json(body: &str) -> serde_json::Value {
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |i| i + 1);
+    serde_json::from_str(&body[start..end]).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_models_metrics_and_openai_errors() {
+    let config = coordinator_config(&[
+        "--target-node",
+        DEAD_TARGET,
+        "--health-timeout-ms",
+        "300",
+        "--served-model-name",
+        "scot-test",
+    ]);
+    let addr = serve_coordinator_http(&config, CancellationToken::new()).await;
+
+    let (status, _, body) = http_request(addr, "GET", "/health", &[], "").await;
+    assert_eq!((status, json(&body)["status"].as_str()), (200, Some("ok")));
+
+    let (status, _, body) = http_request(addr, "GET", "/ready", &[], "").await;
+    let ready = json(&body);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(ready["target"]["ready"], false);
+    assert_eq!(ready["target"]["address"], DEAD_TARGET);
+
+    let (status, _, body) = http_request(addr, "GET", "/v1/models", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["data"][0]["id"], "scot-test");
+
+    let (status, _, body) = http_request(addr, "GET", "/nope", &[], "").await;
+    assert_eq!(status, 404);
+    assert_eq!(json(&body)["error"]["type"], "invalid_request_error");
+
+    let cases = [
+        ("{not json", None),
+        (
+            r#"{"model": "scot-test", "messages": []}"#,
+            Some("messages"),
+        ),
+        (
+            r#"{"model": "scot-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}"#,
+            Some("max_tokens"),
+        ),
+        (
+            r#"{"model": "scot-test", "messages": [{"role": "user", "content": "hi"}], "scot": {"select_after_k": 9, "n": 2}}"#,
+            Some("scot.select_after_k"),
+        ),
+    ];
+    for (request, param) in cases {
+        let (status, _, body) =
+            http_request(addr, "POST", "/v1/chat/completions", &[], request).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        let error = &json(&body)["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{body}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(error["param"].as_str(), param, "{body}");
+        assert!(error.get("code").is_some(), "{body}");
+    }
+    let (status, _, body) = http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(&body)["error"]["code"], "model_not_found");
+
+    let request = PROBLEM.replace("\"scot\"", "\"scot-test\"");
+    let (status, head, body) = http_request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "req-42")],
+        &request,
+    )
+    .await;
+    assert_eq!(status, 503, "an unreachable target is a 503: {body}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: req-42"),
+        "{head}"
+    );
+    let error = &json(&body)["error"];
+    assert_eq!(error["code"], "unavailable", "{body}");
+    assert!(
+        error["message"].as_str().unwrap().contains(DEAD_TARGET),
+        "{body}"
+    );
+
+    // Once the 200 of a stream is out, a failure is an error object in the stream, then [DONE].
+    let streamed = request.replace("\"messages\"", "\"stream\": true, \"messages\"");
+    let (status, head, body) =
+        http_request(addr, "POST", "/v1/chat/completions", &[], &streamed).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(body.contains("\"role\":\"assistant\""), "{body}");
+    assert!(body.contains("data: {\"error\":{"), "{body}");
+    assert!(body.contains("data: [DONE]"), "{body}");
+
+    let (status, head, body) = http_request(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text"), "{head}");
+    for line in [
+        "scot_requests_total{api=\"http\",outcome=\"invalid\"}",
+        "scot_requests_total{api=\"http\",outcome=\"unavailable\"}",
+        "scot_http_max_concurrent_requests 128",
+        "scot_draft_pool_nodes{state=\"reachable\"} 0",
+        "# EOF",
+    ] {
+        assert!(body.contains(line), "/metrics lacks {line}:\n{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_is_a_429() {
+    let config = coordinator_config(&[
+        "--target-node",
+        DEAD_TARGET,
+        "--max-concurrent-requests",
+        "2",
+    ]);
+    let service = build_service(&config, None).unwrap();
+    let state = Arc::new(HttpState::new(&config, &config.http, service.solver()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_http(
+        listener,
+        state.clone(),
+        CancellationToken::new(),
+    ));
+
+    // Two requests in flight fill the server.
+    let held = state.capacity.clone().acquire_many_owned(2).await.unwrap();
+    let (status, head, body) =
+        http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let error = &json(&body)["error"];
+    assert_eq!(error["code"], "over_capacity", "{body}");
+    assert_eq!(error["type"], "rate_limit_error", "{body}");
+
+    drop(held);
+    let (status, _, body) = http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
+    assert_eq!(status, 503, "admitted once capacity frees up: {body}");
+}
