@@ -48,15 +48,34 @@ if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BENCH_ENGINE" ]; then
   cargo build --release -p scot-engine --example bench_engine >&2
 fi
 
+# Engine and llama.cpp runs alternate (REPS rounds of one repetition each) so both sides see the same
+# spread of machine load; every figure is the best round.
 for m in "${MODELS[@]}"; do
   name=$(basename "$m" .gguf)
-  echo "== $name (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  RAYON_NUM_THREADS=$THREADS "$BENCH_ENGINE" --model "$m" --prompt-tokens "$PROMPT_TOKENS" \
-    --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps "$REPS" \
-    --prompt-out "$OUT/$name.prompt.json" > "$OUT/$name.engine.json"
-  "$LLAMA_VENV/bin/python" scripts/bench_llamacpp.py --model "$m" --prompt-ids "$OUT/$name.prompt.json" \
-    --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps "$REPS" \
-    2> >(grep '^\[llama.cpp\]' >&2) > "$OUT/$name.llamacpp.json"
+  for round in $(seq 1 "$REPS"); do
+    echo "== $name round $round/$REPS (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    RAYON_NUM_THREADS=$THREADS "$BENCH_ENGINE" --model "$m" --prompt-tokens "$PROMPT_TOKENS" \
+      --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 \
+      --prompt-out "$OUT/$name.prompt.json" > "$OUT/$name.engine.$round.json"
+    "$LLAMA_VENV/bin/python" scripts/bench_llamacpp.py --model "$m" --prompt-ids "$OUT/$name.prompt.json" \
+      --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 \
+      2> >(grep '^\[llama.cpp\]' >&2) > "$OUT/$name.llamacpp.$round.json"
+  done
+  python3 - "$OUT" "$name" "$REPS" <<'EOF2'
+import json, sys
+out, name, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for side in ("engine", "llamacpp"):
+    rounds = [json.load(open(f"{out}/{name}.{side}.{r}.json")) for r in range(1, reps + 1)]
+    merged = dict(rounds[0])
+    for key in ("prefill", "decode_b1", "decode_batch"):
+        runs = [x for r in rounds for x in r[f"{key}_runs"]]
+        merged[f"{key}_runs"] = runs
+        merged[f"{key}_tok_s"] = max(runs)
+    merged["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in rounds)
+    if side == "engine":
+        merged["rss_within_budget"] = merged["peak_rss_bytes"] <= merged["rss_budget_bytes"]
+    json.dump(merged, open(f"{out}/{name}.{side}.json", "w"))
+EOF2
 done
 
 python3 - "$OUT" "$THREADS" "${MODELS[@]}" <<'EOF'

@@ -4,7 +4,8 @@
 Runs llama.cpp (through llama-cpp-python's low-level C bindings) on the same GGUF file, the same prompt
 token ids (written by the engine's bench_engine example) and the same thread count, and measures:
   - prefill tokens/s: the whole prompt in one llama_decode call (n_batch = n_ubatch >= prompt length);
-  - batch-1 decode tokens/s: greedy, one token per llama_decode, `decode_tokens` forward passes;
+  - batch-1 decode tokens/s: greedy, one token per llama_decode, `decode_tokens` forward passes, from a
+    copy of the prefilled prompt's cache;
   - batch-N decode throughput: the prompt is decoded once for sequences 0..N-1 (one batch whose tokens
     carry all N sequence ids, as llama.cpp's `batched` example does, unified KV cache), then every step
     decodes one token per sequence in a single llama_decode; throughput = N * steps / decode time.
@@ -105,14 +106,17 @@ def main():
         prefill_runs.append(len(prompt) / (time.perf_counter() - t))
     print(f"[llama.cpp] prefill tok/s {[round(x, 1) for x in prefill_runs]}", file=sys.stderr)
 
+    # Every repetition decodes on sequence 1, a copy of the prompt's cache (sequence 0 stays prefilled),
+    # as the engine side decodes from forks of one prefilled session.
     decode_runs = []
+    first = r.argmax(-1)
     for _ in range(a.reps):
-        r.clear()
-        r.prefill(prompt, [0])
-        tok = r.argmax(-1)
+        L.llama_memory_seq_rm(r.mem, 1, -1, -1)
+        L.llama_memory_seq_cp(r.mem, 0, 1, -1, -1)
+        tok = first
         t = time.perf_counter()
         for i in range(n):
-            r.decode([(tok, len(prompt) + i, [0], True)])
+            r.decode([(tok, len(prompt) + i, [1], True)])
             tok = r.argmax(0)
         decode_runs.append(n / (time.perf_counter() - t))
     print(f"[llama.cpp] decode b1 tok/s {[round(x, 1) for x in decode_runs]}", file=sys.stderr)

@@ -160,11 +160,14 @@ fn main() -> Result<()> {
         }
     };
     let mut prefill_runs = Vec::new();
+    // The last prefilled session is kept: decode repetitions start from forks of it.
+    let mut prefilled = None;
     for _ in 0..runs("prefill") {
         let mut session = model.session()?;
         let t = Instant::now();
         session.extend(&prompt)?;
         prefill_runs.push(tok_per_s(prompt.len(), t.elapsed()));
+        prefilled = Some(session);
     }
     eprintln!("[engine] prefill tok/s {prefill_runs:.1?}");
 
@@ -176,13 +179,20 @@ fn main() -> Result<()> {
     };
     let cancel = CancelToken::new();
     let mut decode_runs = Vec::new();
-    for _ in 0..runs("decode") {
+    // Every repetition decodes from its own fork of one prefilled cache.
+    if prefilled.is_none() && runs("decode") > 0 {
         let mut session = model.session()?;
         session.extend(&prompt)?;
+        prefilled = Some(session);
+    }
+    for _ in 0..runs("decode") {
+        let Some(base) = &prefilled else { break };
+        let mut session = base.fork()?;
         let t = Instant::now();
         let out = session.generate(&SamplingParams::greedy(), &stop, &mut |_| {}, &cancel)?;
         decode_runs.push(tok_per_s(out.tokens.len(), t.elapsed()));
     }
+    drop(prefilled);
     eprintln!("[engine] decode b1 tok/s {decode_runs:.1?}");
     let rss_after_b1 = peak_rss_bytes();
 
