@@ -81,6 +81,7 @@ impl ModelArgs {
             lora: self.lora.clone(),
             device: self.device,
             max_context: self.max_context,
+            ..LoadOptions::default()
         };
         let model = Model::load(&options).map_err(|source| LoadError::Model {
             path: self.model.clone(),

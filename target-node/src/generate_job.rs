@@ -31,6 +31,8 @@ pub struct GenerateJob {
     /// Appended after thinking that wrote the end marker itself / that did not.
     pub close_written: Vec<u32>,
     pub close_missing: Vec<u32>,
+    /// How the answer begins (already in the prompt / the closing text); part of the returned answer.
+    pub answer_start: String,
 }
 
 pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJob, Status> {
@@ -68,8 +70,9 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
     let tokenizer = node.model.tokenizer();
     let encode = |text: &str| tokenizer.encode(text, false).map_err(engine_status);
     let prompt = encode(&text)?;
-    let close_written = encode(&prompts.close_thinking(true))?;
-    let close_missing = encode(&prompts.close_thinking(false))?;
+    let answer_start = prompts.answer_start().to_string();
+    let close_written = encode(&format!("{}{answer_start}", prompts.close_thinking(true)))?;
+    let close_missing = encode(&format!("{}{answer_start}", prompts.close_thinking(false)))?;
     let context = node.model.info().context_length;
     let too_long = || {
         Status::invalid_argument(format!(
@@ -106,6 +109,7 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
         think_end: markers.end,
         close_written,
         close_missing,
+        answer_start,
     })
 }
 
@@ -171,6 +175,14 @@ pub fn run(
     }
 
     let answer_started = Instant::now();
+    if !job.answer_start.is_empty() {
+        let _ = tx.send(Ok(GenerateEvent {
+            event: Some(Event::Token(GenerateToken {
+                text: job.answer_start.clone(),
+                phase: GeneratePhase::Answer as i32,
+            })),
+        }));
+    }
     let room = session.context_limit().saturating_sub(session.len());
     let stop = StopCriteria {
         max_new_tokens: job.answer_cap.min(room).max(1),
@@ -198,7 +210,9 @@ pub fn run(
             .as_ref()
             .map(|t| t.text.trim().to_string())
             .unwrap_or_default(),
-        answer: answer.text.trim().to_string(),
+        answer: format!("{}{}", job.answer_start, answer.text)
+            .trim()
+            .to_string(),
         prompt_tokens: job.prompt.len() as u32,
         thinking_tokens: thinking.as_ref().map_or(0, |t| t.tokens.len() as u32),
         answer_tokens: answer.tokens.len() as u32,

@@ -98,12 +98,25 @@ impl<'a> Prompts<'a> {
         self.thinking_prompt(user)
     }
 
-    /// The target's prompt after an accepted draft: question + draft + "\n</think>\n\n".
+    /// The target's prompt after an accepted draft: question + draft + "\n</think>\n\n" (+ the
+    /// answer start, see `answer_start`).
     pub fn answer_after_draft(&self, problem: &str, draft: &str) -> Result<String, TemplateError> {
         let mut prompt = self.reasoning_prompt(problem)?;
         prompt.push_str(draft.trim_end());
         prompt.push_str(&self.close_thinking(false));
+        prompt.push_str(self.answer_start());
         Ok(prompt)
+    }
+
+    /// Text the answer begins with, part of the prompt and of the returned answer: the set's answer
+    /// prefix for models we prompt to think, nothing for models that think natively (the paper's
+    /// behaviour: they answer freely after the end marker).
+    pub fn answer_start(&self) -> &str {
+        if self.native_thinking {
+            ""
+        } else {
+            self.set.answer_prefix()
+        }
     }
 
     /// Text appended after the target's own thinking: "\n\n" when it wrote the end marker itself,
@@ -183,11 +196,16 @@ mod tests {
     }
 
     #[test]
-    fn native_thinking_models_get_no_system_prompt() {
+    fn native_thinking_models_get_no_system_prompt_and_answer_freely() {
         let (set, chat, _) = prompts(true);
         let p = Prompts::new(&set, &chat, true, ThinkMarkers::default());
         let prompt = p.draft_prompt("Q").unwrap();
         assert!(prompt.starts_with("<|im_start|>user\n"));
+        assert_eq!(p.answer_start(), "");
+        assert!(p
+            .answer_after_draft("Q", "d")
+            .unwrap()
+            .ends_with("d\n</think>\n\n"));
     }
 
     #[test]
@@ -196,7 +214,10 @@ mod tests {
         let p = Prompts::new(&set, &chat, native, ThinkMarkers::default());
         let draft_prompt = p.draft_prompt("Q").unwrap();
         let answer = p.answer_after_draft("Q", "2+2=4.\n").unwrap();
-        assert_eq!(answer, format!("{draft_prompt}2+2=4.\n</think>\n\n"));
+        assert_eq!(
+            answer,
+            format!("{draft_prompt}2+2=4.\n</think>\n\nThe final answer is \\boxed{{")
+        );
         assert_eq!(p.close_thinking(true), "\n\n");
         assert_eq!(p.close_thinking(false), "\n</think>\n\n");
     }

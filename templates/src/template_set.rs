@@ -16,6 +16,7 @@ const FILE_DRAFT: &str = "draft.jinja";
 const FILE_ANSWER: &str = "answer.jinja";
 const FILE_SELECT: &str = "select.jinja";
 const FILE_SELECT_PREFIX: &str = "select_prefix.txt";
+const FILE_ANSWER_PREFIX: &str = "answer_prefix.txt";
 
 /// One set of prompt templates (see templates/README.md).
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct TemplateSet {
     answer: String,
     select: String,
     select_prefix: String,
+    answer_prefix: String,
 }
 
 impl TemplateSet {
@@ -38,6 +40,7 @@ impl TemplateSet {
             answer: include_str!("../default/answer.jinja").to_string(),
             select: include_str!("../default/select.jinja").to_string(),
             select_prefix: strip_line_end(include_str!("../default/select_prefix.txt")),
+            answer_prefix: strip_line_end(include_str!("../default/answer_prefix.txt")),
         }
     }
 
@@ -59,6 +62,7 @@ impl TemplateSet {
             answer: read(FILE_ANSWER, &fallback.answer)?,
             select: read(FILE_SELECT, &fallback.select)?,
             select_prefix: strip_line_end(&read(FILE_SELECT_PREFIX, &fallback.select_prefix)?),
+            answer_prefix: strip_line_end(&read(FILE_ANSWER_PREFIX, &fallback.answer_prefix)?),
         };
         set.check()?;
         Ok(set)
@@ -76,6 +80,13 @@ impl TemplateSet {
     /// How the selection prompt's assistant turn begins.
     pub fn select_prefix(&self) -> &str {
         &self.select_prefix
+    }
+
+    /// How the answer after the thinking begins, for models with no thinking marker of their own
+    /// (small instruct models follow "answer in \\boxed{}" far more reliably when the answer starts
+    /// with it).
+    pub fn answer_prefix(&self) -> &str {
+        &self.answer_prefix
     }
 
     pub fn render_draft(&self, problem: &str) -> Result<String, TemplateError> {
@@ -219,6 +230,7 @@ fn is_template_set(dir: &Path) -> bool {
         FILE_ANSWER,
         FILE_SELECT,
         FILE_SELECT_PREFIX,
+        FILE_ANSWER_PREFIX,
     ]
     .iter()
     .any(|f| dir.join(f).is_file())
