@@ -115,7 +115,7 @@ async fn probes_models_metrics_and_openai_errors() {
     for line in [
         "scot_requests_total{api=\"http\",outcome=\"invalid\"}",
         "scot_requests_total{api=\"http\",outcome=\"unavailable\"}",
-        "scot_http_max_concurrent_requests 128",
+        "scot_http_max_concurrent_requests ",
         "scot_draft_pool_nodes{state=\"reachable\"} 0",
         "# EOF",
     ] {

@@ -55,6 +55,7 @@ pub async fn serve_loaded(
         .await;
     tracing::info!(%listen, model = %node.model.info().name, "draft node serving");
     Server::builder()
+        .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
         .add_service(
             DraftServiceServer::new(DraftNodeService::new(node))

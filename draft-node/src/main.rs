@@ -13,12 +13,18 @@ use scot_draft_node::DraftNodeConfig;
 struct Cli {
     #[command(flatten)]
     config: DraftNodeConfig,
+    /// Address of the Prometheus `/metrics` endpoint (off when unset).
+    #[arg(long, env = "SCOT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    scot_node_support::init_tracing();
     let cli = Cli::parse();
+    let _telemetry = scot_telemetry::init("scot-draft-node").context("telemetry")?;
+    scot_telemetry::spawn_metrics_server(cli.metrics_listen)
+        .await
+        .context("--metrics-listen")?;
     scot_draft_node::serve(cli.config, scot_node_support::shutdown_signal())
         .await
         .context("draft node failed")

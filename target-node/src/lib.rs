@@ -58,6 +58,7 @@ pub async fn serve_loaded(
         .await;
     tracing::info!(%listen, model = %node.model.info().name, "target node serving");
     Server::builder()
+        .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
         .add_service(
             TargetServiceServer::new(TargetNodeService::new(node))

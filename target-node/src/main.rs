@@ -13,12 +13,18 @@ use scot_target_node::TargetNodeConfig;
 struct Cli {
     #[command(flatten)]
     config: TargetNodeConfig,
+    /// Address of the Prometheus `/metrics` endpoint (off when unset).
+    #[arg(long, env = "SCOT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    scot_node_support::init_tracing();
     let cli = Cli::parse();
+    let _telemetry = scot_telemetry::init("scot-target-node").context("telemetry")?;
+    scot_telemetry::spawn_metrics_server(cli.metrics_listen)
+        .await
+        .context("--metrics-listen")?;
     scot_target_node::serve(cli.config, scot_node_support::shutdown_signal())
         .await
         .context("target node failed")
