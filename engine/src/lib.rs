@@ -31,6 +31,6 @@ pub use generation::{
     BatchEvent, CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria, TokenEvent,
 };
 pub use lora::LoraAdapter;
-pub use model::{LoadOptions, Model, Q5_0_AS_Q8_0_ENV};
+pub use model::{LoadOptions, Model};
 pub use session::Session;
 pub use tokenizer::TextTokenizer;

@@ -18,7 +18,8 @@ use crate::transformer::{Block, TokenEmbedding, Transformer};
 /// Load-time options that change the weights' numerics.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct WeightOptions {
-    /// Requantize Q5_0 tensors to Q8_0, which has SIMD kernels (candle's Q5_0 has none).
+    /// Store Q5_0 linear weights as Q8_0 (lossless: same scales, 5-bit values widened to 8 bits),
+    /// which has SIMD kernels where candle's Q5_0 has none.
     pub q5_0_as_q8_0: bool,
 }
 
@@ -96,7 +97,10 @@ impl GgufFile {
     ) -> Result<Linear> {
         let mut w = self.tensor(&format!("{name}.weight"), &shape, device)?;
         if opts.q5_0_as_q8_0 && w.dtype() == GgmlDType::Q5_0 {
-            w = QTensor::quantize(&w.dequantize(device)?, GgmlDType::Q8_0)?;
+            w = q5_0_to_q8_0(&w, device).map_err(|reason| EngineError::InvalidModelFile {
+                path: self.path.clone(),
+                reason: format!("tensor `{name}.weight`: {reason}"),
+            })?;
         }
         let b = if bias {
             Some(self.vector(&format!("{name}.bias"), shape[0], device)?)
@@ -182,6 +186,42 @@ impl GgufFile {
             device: device.clone(),
         })
     }
+}
+
+/// Rewrites a Q5_0 tensor as Q8_0 holding exactly the same values: a Q5_0 block is an f16 scale `d`
+/// and 32 values `q - 16` (q: 5 bits); Q8_0 keeps `d` and stores `q - 16` as i8. Both multiply
+/// against Q8_0-quantized activations, so results differ only in f32 summation order.
+fn q5_0_to_q8_0(w: &QTensor, device: &Device) -> std::result::Result<QTensor, String> {
+    const IN: usize = 22; // f16 d, u32 qh (high bits), 16 bytes of nibbles
+    const OUT: usize = 34; // f16 d, 32 x i8
+    let raw = w.data().map_err(|e| e.to_string())?;
+    if raw.len() % IN != 0 {
+        return Err(format!(
+            "Q5_0 data of {} bytes is not whole blocks",
+            raw.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len() / IN * OUT);
+    for block in raw.chunks_exact(IN) {
+        out.extend_from_slice(&block[..2]);
+        let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        let qs = &block[6..];
+        let mut q = [0i8; 32];
+        for j in 0..16 {
+            let hi0 = (((qh >> j) & 1) << 4) as u8;
+            let hi1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+            q[j] = (((qs[j] & 0x0F) | hi0) as i8) - 16;
+            q[j + 16] = (((qs[j] >> 4) | hi1) as i8) - 16;
+        }
+        out.extend(q.iter().map(|&v| v as u8));
+    }
+    let storage = candle_core::quantized::QStorage::from_data(
+        std::borrow::Cow::Owned(out),
+        device,
+        GgmlDType::Q8_0,
+    )
+    .map_err(|e| e.to_string())?;
+    QTensor::new(storage, w.shape().clone()).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------- safetensors

@@ -8,7 +8,7 @@ use scot_engine::{BatchEvent, CancelToken, FinishReason, Model, SamplingParams, 
 
 const N: u64 = 5;
 const SEED: u64 = 1234;
-const MAX_NEW: usize = 48;
+const MAX_NEW: usize = 40;
 
 fn check_batch_equals_single_runs(model: &Model, question: &str) {
     let prompt = model.tokenizer().encode(&chatml(question), false).unwrap();
@@ -80,6 +80,7 @@ fn check_batch_equals_single_runs(model: &Model, question: &str) {
 
 #[test]
 fn batch_of_five_equals_single_runs_smollm2() {
+    let _serial = serial();
     let model = load(SMOL);
     check_batch_equals_single_runs(
         &model,
@@ -89,12 +90,14 @@ fn batch_of_five_equals_single_runs_smollm2() {
 
 #[test]
 fn batch_of_five_equals_single_runs_qwen2_draft() {
+    let _serial = serial();
     let model = load(DRAFT);
     check_batch_equals_single_runs(&model, "Write a haiku about the sea, then explain it.");
 }
 
 #[test]
 fn batch_cancel_finishes_every_sequence_as_cancelled() {
+    let _serial = serial();
     let model = load(SMOL);
     let prompt = model
         .tokenizer()

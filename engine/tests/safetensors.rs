@@ -105,10 +105,12 @@ fn check_tiny(arch: TinyArch) {
 
 #[test]
 fn safetensors_tiny_qwen2_loads_and_matches_reference() {
+    let _serial = serial();
     check_tiny(TinyArch::Qwen2);
 }
 
 #[test]
 fn safetensors_tiny_llama_loads_and_matches_reference() {
+    let _serial = serial();
     check_tiny(TinyArch::Llama);
 }

@@ -24,6 +24,7 @@ fn no_stop(max_new_tokens: usize) -> StopCriteria {
 
 #[test]
 fn session_extend_after_generate_matches_fresh_prefill() {
+    let _serial = serial();
     let model = load(SMOL);
     let tok = model.tokenizer();
     let prompt = tok
@@ -62,6 +63,7 @@ fn session_extend_after_generate_matches_fresh_prefill() {
 
 #[test]
 fn session_stop_string_spanning_tokens_is_detected_and_removed() {
+    let _serial = serial();
     let model = load(SMOL);
     let prompt = model
         .tokenizer()
@@ -138,6 +140,7 @@ fn session_stop_string_spanning_tokens_is_detected_and_removed() {
 
 #[test]
 fn session_cancel_stops_with_cancelled() {
+    let _serial = serial();
     let model = load(SMOL);
     let prompt = model
         .tokenizer()
@@ -178,6 +181,7 @@ fn session_cancel_stops_with_cancelled() {
 
 #[test]
 fn session_context_overflow_is_an_error_and_generation_stops_at_the_limit() {
+    let _serial = serial();
     let mut opts = LoadOptions::new(model_path(SMOL));
     opts.max_context = Some(48);
     let model = Model::load(&opts).unwrap();
@@ -220,6 +224,7 @@ fn session_context_overflow_is_an_error_and_generation_stops_at_the_limit() {
 
 #[test]
 fn session_logprobs_fork_and_bad_input() {
+    let _serial = serial();
     let model = load(SMOL);
     let tok = model.tokenizer();
     let prompt = tok

@@ -13,6 +13,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+/// Runs model-heavy tests of one test binary one at a time: candle's CPU thread pool spin-waits, so two
+/// models decoding at once on a small machine slow each other down far more than 2x.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub const DRAFT: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 pub const TARGET: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 pub const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
