@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
+scripts/install-py-test-deps.sh >/dev/null
 scripts/fetch-models.sh >/dev/null
 cargo test --release --workspace --no-fail-fast
 scripts/check-k8s.sh
