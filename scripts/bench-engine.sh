@@ -59,7 +59,7 @@ for m in "${MODELS[@]}"; do
       --prompt-out "$OUT/$name.prompt.json" > "$OUT/$name.engine.$round.json"
     "$LLAMA_VENV/bin/python" scripts/bench_llamacpp.py --model "$m" --prompt-ids "$OUT/$name.prompt.json" \
       --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 \
-      2> >(grep '^\[llama.cpp\]' >&2) > "$OUT/$name.llamacpp.$round.json"
+      > "$OUT/$name.llamacpp.$round.json"
   done
   python3 - "$OUT" "$name" "$REPS" <<'EOF2'
 import json, sys

@@ -37,6 +37,9 @@ def parse_args():
 class Runner:
     def __init__(self, model_path, threads, n_ctx, n_batch, n_seq):
         L.llama_backend_init()
+        # Silence llama.cpp's own logging (errors from this script still reach stderr).
+        self._log_cb = L.llama_log_callback(lambda level, text, user_data: None)
+        L.llama_log_set(self._log_cb, ctypes.c_void_p(0))
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
         mp.use_mmap = True
@@ -90,7 +93,8 @@ def main():
     a = parse_args()
     prompt = json.load(open(a.prompt_ids))
     n = a.decode_tokens
-    n_ctx = len(prompt) + n + 64
+    # Unified KV cache: the prompt's cells are shared by all sequences, each adds its own n tokens.
+    n_ctx = len(prompt) + a.batch * (n + 8) + 64
     r = Runner(a.model, a.threads, n_ctx, max(len(prompt), a.batch), a.batch)
 
     # Warm-up (weight repacking, page-in), not timed.
