@@ -31,7 +31,7 @@ pub use completion::path_name;
 pub struct HttpConfig {
     /// Address of the HTTP API (OpenAI-compatible chat completions, /health, /ready, /metrics).
     /// Off when unset.
-    #[arg(long = "http-listen", env = "SCOT_HTTP_LISTEN")]
+    #[arg(id = "http_listen", long = "http-listen", env = "SCOT_HTTP_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// HTTP requests solved at once; more get 429 (TGI's max_concurrent_requests).
     #[arg(
@@ -166,4 +166,38 @@ pub async fn start(
             tracing::error!(%error, "HTTP server stopped");
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: CoordinatorConfig,
+    }
+
+    #[test]
+    fn http_flags_parse_next_to_the_grpc_ones() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:1",
+            "--http-listen",
+            "127.0.0.1:2",
+            "--target-node",
+            "t:1",
+            "--max-concurrent-requests",
+            "3",
+        ]);
+        assert_eq!(cli.config.listen.port(), 1);
+        assert_eq!(cli.config.http.listen.map(|a| a.port()), Some(2));
+        assert_eq!(cli.config.http.max_concurrent_requests, 3);
+        assert_eq!(cli.config.http.served_model_name, "scot");
+        let cli = Cli::parse_from(["coordinator", "--target-node", "t:1"]);
+        assert_eq!(cli.config.http, HttpConfig::default());
+    }
 }
