@@ -5,8 +5,9 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{EngineError, Result};
 
-/// Capacity grows in steps of this many positions (and at least doubles).
-const GROWTH_STEP: usize = 256;
+/// Capacity grows in steps of this many positions. Linear growth keeps the slack (and so memory) to
+/// at most one step per sequence; the copies it costs are small next to the forward passes.
+const GROWTH_STEP: usize = 512;
 
 #[derive(Debug)]
 struct LayerKv {
@@ -77,7 +78,6 @@ impl SequenceCache {
             return Ok(());
         }
         let grown = needed
-            .max(self.capacity * 2)
             .div_ceil(GROWTH_STEP)
             .saturating_mul(GROWTH_STEP)
             .min(self.limit);
