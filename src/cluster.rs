@@ -36,6 +36,10 @@ pub struct ClusterSpec {
     pub coordinator_args: Vec<String>,
     /// How long model loading may take before start-up fails.
     pub startup_timeout: Duration,
+    /// When a node binary is missing from `bin_dir`, run `<fallback_exe> <binary-name> …` instead (the
+    /// `scot` executable serves every node kind in-process, so `cargo run --bin scot -- run` works
+    /// without building the other binaries).
+    pub fallback_exe: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -52,6 +56,7 @@ impl ClusterSpec {
             log_filter: "warn".to_string(),
             coordinator_args: Vec::new(),
             startup_timeout: Duration::from_secs(900),
+            fallback_exe: None,
         }
     }
 }
@@ -124,14 +129,14 @@ impl LocalCluster {
                 return Err(ClusterError::MissingModel(model.clone()));
             }
         }
-        let draft_bin = binary(&spec.bin_dir, "draft-node")?;
-        let target_bin = binary(&spec.bin_dir, "target-node")?;
-        let coordinator_bin = binary(&spec.bin_dir, "coordinator")?;
+        let draft_bin = binary(spec, "draft-node")?;
+        let target_bin = binary(spec, "target-node")?;
+        let coordinator_bin = binary(spec, "coordinator")?;
 
         let mut drafts = Vec::new();
         for i in 0..spec.draft_nodes.max(1) {
             let port = free_port()?;
-            let mut command = Command::new(&draft_bin);
+            let mut command = draft_bin.command();
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
             model_flags(&mut command, spec, &spec.draft_model);
             drafts.push(spawn(
@@ -143,7 +148,7 @@ impl LocalCluster {
             )?);
         }
         let target_port = free_port()?;
-        let mut command = Command::new(&target_bin);
+        let mut command = target_bin.command();
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{target_port}"));
@@ -165,7 +170,7 @@ impl LocalCluster {
             .iter()
             .map(|d| d.url.trim_start_matches("http://").to_string())
             .collect();
-        let mut command = Command::new(&coordinator_bin);
+        let mut command = coordinator_bin.command();
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{coordinator_port}"))
@@ -215,15 +220,41 @@ impl LocalCluster {
     }
 }
 
-fn binary(dir: &Path, name: &str) -> Result<PathBuf, ClusterError> {
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+/// How to start one node kind: its own binary, or the fallback executable with the kind as subcommand.
+struct NodeProgram {
+    program: PathBuf,
+    subcommand: Option<String>,
+}
+
+impl NodeProgram {
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        if let Some(sub) = &self.subcommand {
+            command.arg(sub);
+        }
+        command
+    }
+}
+
+fn binary(spec: &ClusterSpec, name: &str) -> Result<NodeProgram, ClusterError> {
+    let path = spec
+        .bin_dir
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if path.is_file() {
-        Ok(path)
-    } else {
-        Err(ClusterError::MissingBinary {
+        return Ok(NodeProgram {
+            program: path,
+            subcommand: None,
+        });
+    }
+    match &spec.fallback_exe {
+        Some(exe) => Ok(NodeProgram {
+            program: exe.clone(),
+            subcommand: Some(name.to_string()),
+        }),
+        None => Err(ClusterError::MissingBinary {
             binary: name.to_string(),
             path,
-        })
+        }),
     }
 }
 

@@ -60,6 +60,15 @@ enum Command {
     Eval(scot_eval::EvalArgs),
     /// Markdown tables and plots from eval result files (prints a JSON summary).
     Report(scot_eval::ReportArgs),
+    /// A draft node in this process (what `run`/`up` start when no draft-node binary sits next to scot).
+    #[command(name = "draft-node", hide = true)]
+    DraftNode(scot_draft_node::DraftNodeConfig),
+    /// A target node in this process.
+    #[command(name = "target-node", hide = true)]
+    TargetNode(scot_target_node::TargetNodeConfig),
+    /// A coordinator in this process.
+    #[command(name = "coordinator", hide = true)]
+    Coordinator(scot_coordinator::CoordinatorConfig),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -107,6 +116,7 @@ impl ClusterArgs {
             .context("the scot executable has no parent folder")?
             .to_path_buf();
         let mut spec = ClusterSpec::new(bin_dir, draft, target);
+        spec.fallback_exe = Some(exe.clone());
         spec.draft_nodes = self.draft_nodes;
         spec.device = self.device.clone();
         spec.templates_dir = self.templates_dir.clone();
@@ -151,6 +161,21 @@ async fn main() -> anyhow::Result<()> {
             let summary = scot_eval::run_report(args)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
+        }
+        Command::DraftNode(config) => {
+            scot_draft_node::serve(config, scot_node_support::shutdown_signal())
+                .await
+                .context("draft node failed")
+        }
+        Command::TargetNode(config) => {
+            scot_target_node::serve(config, scot_node_support::shutdown_signal())
+                .await
+                .context("target node failed")
+        }
+        Command::Coordinator(config) => {
+            scot_coordinator::serve(config, scot_node_support::shutdown_signal())
+                .await
+                .context("coordinator failed")
         }
     }
 }
