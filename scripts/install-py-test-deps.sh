@@ -8,6 +8,14 @@ venv="${SCOT_PY_VENV:-$HOME/.cache/scot/py-venv}"
 python="${PYTHON:-python3}"
 
 if ! "$venv/bin/python" -c 'import openai' >/dev/null 2>&1; then
+    # Debian's python3 lacks venv/ensurepip until python3-venv is installed.
+    if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
     if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
         echo "creating $venv failed: install python3-venv (Debian: apt-get install python3-venv)" >&2
         exit 1
