@@ -8,6 +8,9 @@ use serde_json::Value as Json;
 
 use crate::error::{EngineError, Result};
 
+/// Largest context length accepted from a model file (RoPE tables are built for the whole context).
+const MAX_CONTEXT: usize = 1 << 21;
+
 /// Decoder families the engine implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Architecture {
@@ -96,6 +99,15 @@ impl Hyperparams {
             if v == 0 {
                 return Err(bad(key, "must be positive".into()));
             }
+        }
+        if self.context_length > MAX_CONTEXT {
+            return Err(bad(
+                "context_length",
+                format!(
+                    "{} exceeds the supported {MAX_CONTEXT}",
+                    self.context_length
+                ),
+            ));
         }
         if !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(bad(

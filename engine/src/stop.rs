@@ -140,3 +140,91 @@ impl<'a> SequenceRun<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smollm2_tokenizer() -> TextTokenizer {
+        let dir = std::env::var("SCOT_MODEL_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/scot/models")
+            });
+        let path = dir.join("smollm2-135m-instruct-q4_1.gguf");
+        let mut file = std::fs::File::open(&path).unwrap_or_else(|_| {
+            panic!("{} is missing: run scripts/fetch-models.sh", path.display())
+        });
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+        TextTokenizer::from_gguf(&content, &path).unwrap()
+    }
+
+    #[test]
+    fn incremental_decoding_holds_back_partial_utf8_and_matches_full_decode() {
+        let tok = smollm2_tokenizer();
+        let text = "Café 🙂 naïve — 日本語 ok";
+        let ids = tok.encode(text, false).unwrap();
+        let mut dec = IncrementalDecoder::default();
+        let mut streamed = String::new();
+        let mut empty_pieces = 0;
+        for &id in &ids {
+            let piece = dec.push(&tok, id).unwrap();
+            if piece.is_empty() {
+                empty_pieces += 1;
+            }
+            streamed.push_str(&piece);
+        }
+        assert_eq!(streamed, tok.decode(&ids, true).unwrap());
+        assert_eq!(streamed, text);
+        assert!(
+            empty_pieces > 0,
+            "multi-byte characters span byte-level tokens"
+        );
+    }
+
+    #[test]
+    fn stop_string_across_tokens_cuts_text_and_eos_and_length_stop() {
+        let tok = smollm2_tokenizer();
+        let ids = tok
+            .encode("Let me think. </think> The answer is 4.", false)
+            .unwrap();
+        let stop = StopCriteria {
+            max_new_tokens: 100,
+            stop_strings: vec!["</think>".into()],
+            stop_at_eos: true,
+        };
+        let mut run = SequenceRun::new(&tok, &stop, &[2], Instant::now());
+        let mut finished = None;
+        let mut used = 0;
+        for &id in &ids {
+            used += 1;
+            if let (_, Some(reason)) = run.accept(id).unwrap() {
+                finished = Some(reason);
+                break;
+            }
+        }
+        assert_eq!(finished, Some(FinishReason::StopString("</think>".into())));
+        assert!(
+            used < ids.len(),
+            "stopped at the stop string, not at the end"
+        );
+        let out = run
+            .finish(FinishReason::StopString("</think>".into()))
+            .unwrap();
+        assert_eq!(out.text, "Let me think. ");
+        assert_eq!(out.tokens, ids[..used]);
+
+        let mut run = SequenceRun::new(&tok, &stop, &[2], Instant::now());
+        assert_eq!(run.accept(ids[0]).unwrap().1, None);
+        assert_eq!(run.accept(2).unwrap().1, Some(FinishReason::Eos));
+
+        let short = StopCriteria {
+            max_new_tokens: 2,
+            ..stop.clone()
+        };
+        let mut run = SequenceRun::new(&tok, &short, &[2], Instant::now());
+        assert_eq!(run.accept(ids[0]).unwrap().1, None);
+        assert_eq!(run.accept(ids[1]).unwrap().1, Some(FinishReason::Length));
+    }
+}

@@ -185,7 +185,8 @@ fn attend(
         None => scores,
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    let out = probs.matmul(&v.contiguous()?)?; // [kv_heads, group*seq, head_dim]
+    // The cache views are strided (capacity > len); candle's CPU GEMM takes strides, so no copy.
+    let out = probs.matmul(v)?; // [kv_heads, group*seq, head_dim]
     Ok(out
         .reshape((hp.n_head, seq, hp.head_dim))?
         .transpose(0, 1)?
