@@ -16,6 +16,9 @@ struct Cli {
     /// Address of the Prometheus `/metrics` endpoint (off when unset).
     #[arg(long, env = "SCOT_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// etcd registration (off unless --etcd-endpoints / SCOT_ETCD_ENDPOINTS is set).
+    #[command(flatten)]
+    registration: scot_discovery::RegistrationArgs,
 }
 
 #[tokio::main]
@@ -25,7 +28,16 @@ async fn main() -> anyhow::Result<()> {
     scot_telemetry::spawn_metrics_server(cli.metrics_listen)
         .await
         .context("--metrics-listen")?;
-    scot_draft_node::serve(cli.config, scot_node_support::shutdown_signal())
-        .await
-        .context("draft node failed")
+    let (model, listen) = (cli.config.model.clone(), cli.config.listen);
+    let serve = scot_draft_node::serve(cli.config, scot_node_support::shutdown_signal());
+    scot_node_support::serve_registered(
+        &cli.registration,
+        scot_discovery::NodeKind::Draft,
+        &model,
+        listen,
+        serve,
+    )
+    .await
+    .context("etcd registration")?
+    .context("draft node failed")
 }
