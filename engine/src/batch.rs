@@ -13,6 +13,7 @@ use crate::kv_cache::SequenceCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
+use crate::session::PREFILL_CHUNK;
 use crate::stop::SequenceRun;
 
 struct Member<'a> {
@@ -44,7 +45,36 @@ pub(crate) fn generate_batch(
         .collect::<Result<Vec<_>>>()?;
 
     let mut session = model.session()?;
-    session.extend(prompt)?;
+    if prompt.len() > session.context_limit() {
+        return Err(EngineError::ContextOverflow {
+            needed: prompt.len(),
+            limit: session.context_limit(),
+        });
+    }
+    // Chunk by chunk, so a long prompt's prefill can be cancelled too.
+    for chunk in prompt.chunks(PREFILL_CHUNK) {
+        if cancel.is_cancelled() {
+            return sequences
+                .iter()
+                .enumerate()
+                .map(|(seq, _)| {
+                    let run = SequenceRun::new(
+                        model.tokenizer(),
+                        stop,
+                        &model.info().eos_token_ids,
+                        started,
+                    );
+                    let output = run.finish(FinishReason::Cancelled)?;
+                    on_event(BatchEvent::Finished {
+                        seq,
+                        output: output.clone(),
+                    });
+                    Ok(output)
+                })
+                .collect();
+        }
+        session.extend(chunk)?;
+    }
     on_event(BatchEvent::Prefilled {
         prompt_tokens: prompt.len(),
         elapsed: started.elapsed(),

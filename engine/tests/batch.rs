@@ -135,3 +135,29 @@ fn batch_cancel_finishes_every_sequence_as_cancelled() {
         assert_eq!(o.tokens.len(), 2, "cancel is seen at the next step");
     }
 }
+
+#[test]
+fn batch_cancelled_before_decoding_returns_empty_cancelled_outputs() {
+    let _serial = serial();
+    let model = load(SMOL);
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let mut finished = 0;
+    let out = model
+        .generate_batch(
+            &[1, 2, 3],
+            &[SamplingParams::greedy(), SamplingParams::greedy()],
+            &StopCriteria::default(),
+            &mut |ev| {
+                if let BatchEvent::Finished { .. } = ev {
+                    finished += 1
+                }
+            },
+            &cancel,
+        )
+        .unwrap();
+    assert_eq!(finished, 2);
+    assert!(out
+        .iter()
+        .all(|o| o.finish_reason == FinishReason::Cancelled && o.tokens.is_empty()));
+}
