@@ -15,9 +15,14 @@ pub struct CoordinatorConfig {
     /// Draft node addresses, comma-separated (host:port or http://host:port). Empty: target answers alone.
     #[arg(long, env = "SCOT_DRAFT_NODES", value_delimiter = ',')]
     pub draft_nodes: Vec<String>,
-    /// Target node address (host:port or http://host:port).
-    #[arg(long, env = "SCOT_TARGET_NODE")]
+    /// Target node address (host:port or http://host:port). Required unless --etcd-endpoints is set
+    /// (then the targets registered in etcd are used).
+    #[arg(long, env = "SCOT_TARGET_NODE", default_value = "")]
     pub target_node: String,
+    /// etcd discovery: with endpoints set, the draft and target pools are the nodes registered there
+    /// (an explicit --draft-nodes / --target-node still wins for its pool).
+    #[command(flatten)]
+    pub etcd: scot_discovery::EtcdArgs,
     /// How long a draft node may take to answer its health check before it counts as unreachable.
     #[arg(long, env = "SCOT_HEALTH_TIMEOUT_MS", default_value_t = 1000)]
     pub health_timeout_ms: u64,

@@ -2,6 +2,7 @@
 //! and the answer on a target node, and streams phase events and the final answer with its stats.
 
 pub mod config;
+pub mod discovered_nodes;
 pub mod draft_pool;
 pub mod drafting;
 pub mod http;
@@ -10,9 +11,12 @@ pub mod selection_policy;
 pub mod service;
 pub mod solve;
 pub mod straggler;
+pub mod target_pool;
 pub mod timing;
 pub mod validation;
 
 pub use config::{CoordinatorConfig, SolveDefaults};
+pub use discovered_nodes::DiscoveredNodes;
 pub use draft_pool::{DraftNodeSource, DraftPool, StaticDraftNodes};
 pub use service::{build_service, serve, CoordinatorError, CoordinatorServiceImpl};
+pub use target_pool::{StaticTargetNode, TargetNodeSource, TargetPool};

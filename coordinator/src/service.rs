@@ -11,14 +11,16 @@ use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{SolveEvent, SolveRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::config::{endpoint_url, CoordinatorConfig, SolveDefaults};
+use crate::config::{CoordinatorConfig, SolveDefaults};
+use crate::discovered_nodes::DiscoveredNodes;
 use crate::draft_pool::{DraftNodeSource, DraftPool, StaticDraftNodes};
 use crate::metrics::{Api, RequestTracker};
 use crate::solve::{SolveJob, Solver};
+use crate::target_pool::{StaticTargetNode, TargetNodeSource, TargetPool};
 use crate::validation::{resolve_options, validate_request};
 
 /// Longest request id accepted from a client (ids end up in logs and metadata).
@@ -157,22 +159,41 @@ pub fn build_service(
 ) -> Result<CoordinatorServiceImpl, CoordinatorError> {
     resolve_options(&Default::default(), &config.defaults)
         .map_err(|e| CoordinatorError::Config(format!("default knobs: {}", e.0)))?;
-    if config.target_node.trim().is_empty() {
-        return Err(CoordinatorError::Config(
-            "--target-node (SCOT_TARGET_NODE) is required".to_string(),
-        ));
-    }
-    let target = Endpoint::from_shared(endpoint_url(&config.target_node))
-        .map_err(|e| {
-            CoordinatorError::Config(format!("--target-node {}: {e}", config.target_node))
-        })?
-        .connect_lazy();
-    let source = source.unwrap_or_else(|| Arc::new(StaticDraftNodes(config.draft_nodes.clone())));
+    let discovered = match config.etcd.config() {
+        Some(etcd) => {
+            let discovery = scot_discovery::EtcdDiscovery::spawn(etcd)
+                .map_err(|e| CoordinatorError::Config(format!("--etcd-endpoints: {e}")))?;
+            Some(Arc::new(DiscoveredNodes::new(Arc::new(discovery))))
+        }
+        None => None,
+    };
+    let targets: Arc<dyn TargetNodeSource> = match &discovered {
+        Some(nodes) if config.target_node.trim().is_empty() => nodes.clone(),
+        _ => {
+            if config.target_node.trim().is_empty() {
+                return Err(CoordinatorError::Config(
+                    "--target-node (SCOT_TARGET_NODE) is required without --etcd-endpoints"
+                        .to_string(),
+                ));
+            }
+            tonic::transport::Endpoint::from_shared(crate::config::endpoint_url(
+                &config.target_node,
+            ))
+            .map_err(|e| {
+                CoordinatorError::Config(format!("--target-node {}: {e}", config.target_node))
+            })?;
+            Arc::new(StaticTargetNode(config.target_node.clone()))
+        }
+    };
+    let source = source.unwrap_or_else(|| match discovered {
+        Some(nodes) if config.draft_nodes.is_empty() => nodes,
+        _ => Arc::new(StaticDraftNodes(config.draft_nodes.clone())),
+    });
     let pool = Arc::new(DraftPool::new(
         source,
         Duration::from_millis(config.health_timeout_ms.max(1)),
     ));
-    let solver = Arc::new(Solver::new(pool, target, config.target_node.clone()));
+    let solver = Arc::new(Solver::new(pool, Arc::new(TargetPool::new(targets))));
     let default_timeout =
         (config.request_timeout_secs > 0).then(|| Duration::from_secs(config.request_timeout_secs));
     Ok(CoordinatorServiceImpl::new(

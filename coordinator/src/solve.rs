@@ -19,6 +19,7 @@ use crate::draft_pool::DraftPool;
 use crate::drafting::{run_drafts, DraftOrder, DraftPhase, DraftPhaseError};
 use crate::selection_policy::{decide, offered_drafts, Decision};
 use crate::straggler::StragglerPolicy;
+use crate::target_pool::{TargetLease, TargetPool};
 use crate::timing::{millis, request_with_deadline, Deadline};
 use crate::validation::{Mode, SolveSettings};
 
@@ -40,31 +41,28 @@ struct Outcome {
 
 pub struct Solver {
     pool: Arc<DraftPool>,
-    target: Channel,
-    target_address: String,
+    targets: Arc<TargetPool>,
 }
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
 
 impl Solver {
-    pub fn new(pool: Arc<DraftPool>, target: Channel, target_address: String) -> Self {
-        Self {
-            pool,
-            target,
-            target_address,
-        }
+    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
+        Self { pool, targets }
     }
 
     pub async fn solve(&self, job: &SolveJob, emit: Emit<'_>) -> Result<SolveResult, Status> {
         let started = Instant::now();
         let mut stats = SolveStats::default();
+        // One target per request: selection and answer must see the same model.
+        let target = &self.targets.pick()?;
         let outcome = match job.settings.mode {
             Mode::TargetOnly => {
-                self.target_alone(job, emit, &mut stats, AnswerPath::TargetOnly)
+                self.target_alone(job, target, emit, &mut stats, AnswerPath::TargetOnly)
                     .await?
             }
-            Mode::DraftOnly => self.draft_only(job, emit, &mut stats).await?,
-            Mode::Scot => self.speculative(job, emit, &mut stats).await?,
+            Mode::DraftOnly => self.draft_only(job, target, emit, &mut stats).await?,
+            Mode::Scot => self.speculative(job, target, emit, &mut stats).await?,
         };
         stats.total_ms = millis(started.elapsed());
         Ok(SolveResult {
@@ -79,6 +77,7 @@ impl Solver {
     async fn speculative(
         &self,
         job: &SolveJob,
+        target: &TargetLease,
         emit: Emit<'_>,
         stats: &mut SolveStats,
     ) -> Result<Outcome, Status> {
@@ -100,7 +99,7 @@ impl Solver {
                 stats.draft_ms = millis(draft_started.elapsed());
                 stats.fallback_reason = reason;
                 return self
-                    .target_alone(job, emit, stats, AnswerPath::TargetFallback)
+                    .target_alone(job, target, emit, stats, AnswerPath::TargetFallback)
                     .await;
             }
         };
@@ -122,7 +121,7 @@ impl Solver {
         if offered.is_empty() {
             notes.push("no draft was offered to selection: every draft hit the cap".to_string());
             stats.fallback_reason = notes.join("; ");
-            return self.correction(job, emit, stats).await;
+            return self.correction(job, target, emit, stats).await;
         }
 
         let select_started = Instant::now();
@@ -130,8 +129,7 @@ impl Solver {
             .iter()
             .filter_map(|&p| phase.drafts.get(p).map(|d| d.text.clone()))
             .collect();
-        let selection = self
-            .target_client()
+        let selection = target_client(target)
             .select(request_with_deadline(
                 SelectRequest {
                     request_id: job.request_id.clone(),
@@ -142,7 +140,7 @@ impl Solver {
                 job.deadline,
             ))
             .await
-            .map_err(|status| self.target_status(status))?
+            .map_err(|status| target_status(target, status))?
             .into_inner();
         stats.select_ms = millis(select_started.elapsed());
         stats.chosen = selection.chosen;
@@ -180,7 +178,9 @@ impl Solver {
                         phase: scot_proto::GeneratePhase::Thinking as i32,
                     })),
                 });
-                let result = self.generate(job, Some(draft.text.clone()), emit).await?;
+                let result = self
+                    .generate(job, target, Some(draft.text.clone()), emit)
+                    .await?;
                 record_generation(stats, &result);
                 Ok(Outcome {
                     reasoning: draft.text.clone(),
@@ -195,7 +195,7 @@ impl Solver {
                     ));
                 }
                 stats.fallback_reason = notes.join("; ");
-                self.correction(job, emit, stats).await
+                self.correction(job, target, emit, stats).await
             }
         }
     }
@@ -204,11 +204,12 @@ impl Solver {
     async fn correction(
         &self,
         job: &SolveJob,
+        target: &TargetLease,
         emit: Emit<'_>,
         stats: &mut SolveStats,
     ) -> Result<Outcome, Status> {
         stats.path = AnswerPath::TargetCorrection as i32;
-        let result = self.generate(job, None, emit).await?;
+        let result = self.generate(job, target, None, emit).await?;
         record_generation(stats, &result);
         Ok(Outcome {
             reasoning: result.thinking,
@@ -219,12 +220,13 @@ impl Solver {
     async fn target_alone(
         &self,
         job: &SolveJob,
+        target: &TargetLease,
         emit: Emit<'_>,
         stats: &mut SolveStats,
         path: AnswerPath,
     ) -> Result<Outcome, Status> {
         stats.path = path as i32;
-        let result = self.generate(job, None, emit).await?;
+        let result = self.generate(job, target, None, emit).await?;
         record_generation(stats, &result);
         Ok(Outcome {
             reasoning: result.thinking,
@@ -236,6 +238,7 @@ impl Solver {
     async fn draft_only(
         &self,
         job: &SolveJob,
+        target: &TargetLease,
         emit: Emit<'_>,
         stats: &mut SolveStats,
     ) -> Result<Outcome, Status> {
@@ -256,7 +259,7 @@ impl Solver {
             Err(DraftPhaseError::Unavailable(reason)) => {
                 stats.fallback_reason = reason;
                 return self
-                    .target_alone(job, emit, stats, AnswerPath::TargetFallback)
+                    .target_alone(job, target, emit, stats, AnswerPath::TargetFallback)
                     .await;
             }
         };
@@ -294,6 +297,7 @@ impl Solver {
     async fn generate(
         &self,
         job: &SolveJob,
+        target: &TargetLease,
         accepted: Option<String>,
         emit: Emit<'_>,
     ) -> Result<GenerateResult, Status> {
@@ -309,14 +313,13 @@ impl Solver {
             template: s.template.clone(),
             think_end: s.think_end.clone(),
         };
-        let mut stream = self
-            .target_client()
+        let mut stream = target_client(target)
             .generate(request_with_deadline(request, job.deadline))
             .await
-            .map_err(|status| self.target_status(status))?
+            .map_err(|status| target_status(target, status))?
             .into_inner();
         while let Some(event) = stream.next().await {
-            let event = event.map_err(|status| self.target_status(status))?;
+            let event = event.map_err(|status| target_status(target, status))?;
             match event.event {
                 Some(GenerateEventKind::Token(token)) => emit(SolveEvent {
                     event: Some(SolveEventKind::Token(token)),
@@ -327,22 +330,22 @@ impl Solver {
         }
         Err(Status::unavailable(format!(
             "target node {} ended its answer stream without a result",
-            self.target_address
+            target.address()
         )))
     }
+}
 
-    fn target_client(&self) -> TargetServiceClient<Channel> {
-        TargetServiceClient::new(self.target.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
+fn target_client(target: &TargetLease) -> TargetServiceClient<Channel> {
+    TargetServiceClient::new(target.channel())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
-    fn target_status(&self, status: Status) -> Status {
-        Status::new(
-            status.code(),
-            format!("target node {}: {}", self.target_address, status.message()),
-        )
-    }
+fn target_status(target: &TargetLease, status: Status) -> Status {
+    Status::new(
+        status.code(),
+        format!("target node {}: {}", target.address(), status.message()),
+    )
 }
 
 fn record_drafts(stats: &mut SolveStats, phase: &DraftPhase) {
