@@ -88,12 +88,13 @@ pub fn draw_all(
 fn accuracy_vs_latency(dataset: &str, rows: &[&ModeStats], path: &Path) -> Result<(), String> {
     let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
+    // Room on the right for the legend (lower right), so it never covers a point.
     let max_s = rows
         .iter()
         .map(|r| r.mean_ms / 1e3)
         .fold(0.0, f64::max)
         .max(1e-3)
-        * 1.25;
+        * 1.6;
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("{dataset}: accuracy vs mean latency"), (FAMILY, 28))
         .margin(20)
