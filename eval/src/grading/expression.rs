@@ -301,3 +301,46 @@ fn factorial(n: f64) -> Option<f64> {
     }
     Some((1..=n as u64).fold(1.0, |acc, k| acc * k as f64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(s: &str) -> Option<f64> {
+        evaluate(s, 0).map(|(v, _)| v)
+    }
+
+    #[test]
+    fn arithmetic_and_latex() {
+        assert_eq!(value("2+3*4"), Some(14.0));
+        assert_eq!(value("\\frac{3}{4}"), Some(0.75));
+        assert_eq!(value("2\\sqrt{9}"), Some(6.0));
+        assert_eq!(
+            value("\\sqrt[3]{27}").map(|v| (v * 1e9).round() / 1e9),
+            Some(3.0)
+        );
+        // LaTeX x^23 is x^2 * 3.
+        assert_eq!(value("2^23"), Some(12.0));
+        assert_eq!(value("2^{10}"), Some(1024.0));
+        assert_eq!(value("5!/\\binom{5}{2}"), Some(12.0));
+        assert_eq!(value("-(1+2)(3)"), Some(-9.0));
+    }
+
+    #[test]
+    fn variables_are_collected_and_shared() {
+        let (a, vars) = evaluate("2n+1", 1).unwrap();
+        let (b, _) = evaluate("1+n+n", 1).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(vars.into_iter().collect::<Vec<_>>(), ["n"]);
+        assert_ne!(evaluate("n", 0).unwrap().0, evaluate("m", 0).unwrap().0);
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_understand() {
+        assert_eq!(value("\\infty"), None);
+        assert_eq!(value("1,2"), None);
+        assert_eq!(value("\\foo{1}"), None);
+        assert_eq!(value("(1+2"), None);
+        assert_eq!(value("1/0"), None);
+    }
+}
