@@ -51,6 +51,16 @@ impl Solver {
         Self { pool, targets }
     }
 
+    /// The draft pool requests run on (for readiness probes).
+    pub fn draft_pool(&self) -> Arc<DraftPool> {
+        self.pool.clone()
+    }
+
+    /// The target pool requests run on (for readiness probes).
+    pub fn target_pool(&self) -> Arc<TargetPool> {
+        self.targets.clone()
+    }
+
     pub async fn solve(&self, job: &SolveJob, emit: Emit<'_>) -> Result<SolveResult, Status> {
         let started = Instant::now();
         let mut stats = SolveStats::default();

@@ -18,12 +18,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
-use crate::config::{endpoint_url, CoordinatorConfig, SolveDefaults};
-use crate::draft_pool::{DraftPool, StaticDraftNodes};
+use crate::config::{CoordinatorConfig, SolveDefaults};
+use crate::draft_pool::DraftPool;
 use crate::service::CoordinatorError;
 use crate::solve::Solver;
+use crate::target_pool::TargetPool;
 
 pub use completion::path_name;
 
@@ -68,9 +68,8 @@ pub struct HttpState {
     pub max_concurrent: usize,
     pub model_name: String,
     pub created: u64,
-    /// For /ready: the target node's channel and address, and the draft nodes to probe.
-    pub target: Channel,
-    pub target_address: String,
+    /// For /ready: the Solver's own target and draft pools (static flags or etcd discovery).
+    pub targets: Arc<TargetPool>,
     pub pool: Arc<DraftPool>,
     pub probe_timeout: Duration,
 }
@@ -91,16 +90,9 @@ impl HttpState {
                 "--served-model-name must not be empty".to_string(),
             ));
         }
-        let target = Endpoint::from_shared(endpoint_url(&config.target_node))
-            .map_err(|e| {
-                CoordinatorError::Config(format!("--target-node {}: {e}", config.target_node))
-            })?
-            .connect_lazy();
         let probe_timeout = Duration::from_millis(config.health_timeout_ms.max(1));
-        let pool = Arc::new(DraftPool::new(
-            Arc::new(StaticDraftNodes(config.draft_nodes.clone())),
-            probe_timeout,
-        ));
+        let targets = solver.target_pool();
+        let pool = solver.draft_pool();
         crate::metrics::metrics().set_max_concurrent(http.max_concurrent_requests);
         Ok(Self {
             solver,
@@ -111,8 +103,7 @@ impl HttpState {
             max_concurrent: http.max_concurrent_requests,
             model_name: http.served_model_name.clone(),
             created: unix_now(),
-            target,
-            target_address: config.target_node.clone(),
+            targets,
             pool,
             probe_timeout,
         })

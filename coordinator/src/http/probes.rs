@@ -21,9 +21,19 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ok(()) when the target node reports SERVING within the probe timeout.
-async fn target_ready(state: &HttpState) -> Result<(), String> {
-    let mut client = HealthClient::new(state.target.clone());
+/// The target node a request would run on now, and Ok(()) when it reports SERVING within the probe
+/// timeout.
+async fn target_ready(state: &HttpState) -> (String, Result<(), String>) {
+    let target = match state.targets.pick() {
+        Ok(target) => target,
+        Err(status) => return (String::new(), Err(status.message().to_string())),
+    };
+    let address = target.address().to_string();
+    (address, probe_target(target.channel(), state).await)
+}
+
+async fn probe_target(channel: tonic::transport::Channel, state: &HttpState) -> Result<(), String> {
+    let mut client = HealthClient::new(channel);
     let check = client.check(HealthCheckRequest {
         service: String::new(),
     });
@@ -52,11 +62,12 @@ async fn probe_pool(state: &HttpState) -> (Vec<String>, Vec<String>) {
 }
 
 pub async fn ready(State(state): State<Arc<HttpState>>) -> Response {
-    let (target, (drafts_up, drafts_down)) = tokio::join!(target_ready(&state), probe_pool(&state));
+    let ((target_address, target), (drafts_up, drafts_down)) =
+        tokio::join!(target_ready(&state), probe_pool(&state));
     let body = json!({
         "status": if target.is_ok() { "ready" } else { "not_ready" },
         "target": {
-            "address": state.target_address,
+            "address": target_address,
             "ready": target.is_ok(),
             "error": target.as_ref().err(),
         },
