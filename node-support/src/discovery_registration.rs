@@ -38,7 +38,7 @@ pub async fn serve_registered<T>(
         output = &mut serve => return Ok(output),
         registration = announce => registration?,
     };
-    tracing::info!(%listen, kind = kind.as_str(), "registered in etcd");
+    tracing::info!(%listen, kind = kind.as_str(), "serving; registering in etcd");
     let output = serve.await;
     if let Some(registration) = registration {
         if let Err(error) = registration.deregister().await {
