@@ -317,6 +317,15 @@ fn equality_is_about_values_not_spelling() {
 fn every_gold_matches_itself_boxed() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let dir = std::env::var_os("SCOT_DATA_DIR").map_or(dir, std::path::PathBuf::from);
+    // The data sets live beside the checkout (../shared/data), not in it: CI always has them; a bare
+    // clone elsewhere may not, and then only this data-driven check is left out.
+    if !dir.is_dir() && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "{} not found: skipping the all-golds check (set SCOT_DATA_DIR)",
+            dir.display()
+        );
+        return;
+    }
     let mut checked = 0;
     let mut mismatches = Vec::new();
     for name in [
