@@ -26,8 +26,6 @@ pub struct DraftNodeConfig {
 pub enum DraftNodeError {
     #[error(transparent)]
     Load(#[from] scot_node_support::model_args::LoadError),
-    #[error("model loading thread failed: {0}")]
-    LoadThread(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -37,10 +35,7 @@ pub async fn serve(
     config: DraftNodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DraftNodeError> {
-    let args = config.model.clone();
-    let node = tokio::task::spawn_blocking(move || args.load())
-        .await
-        .map_err(|e| DraftNodeError::LoadThread(e.to_string()))??;
+    let node = config.model.load_off_runtime().await?;
     serve_loaded(config.listen, node, shutdown).await
 }
 

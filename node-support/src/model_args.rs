@@ -58,6 +58,8 @@ pub enum LoadError {
     },
     #[error("loading templates: {0}")]
     Templates(#[from] scot_templates::TemplateError),
+    #[error("model loading thread failed: {0}")]
+    Thread(String),
 }
 
 /// A loaded node: model, templates, and the gate its engine jobs pass through.
@@ -70,6 +72,14 @@ pub struct NodeModel {
 }
 
 impl ModelArgs {
+    /// [`ModelArgs::load`] on a blocking thread, so loading never stalls the async runtime.
+    pub async fn load_off_runtime(&self) -> Result<NodeModel, LoadError> {
+        let args = self.clone();
+        tokio::task::spawn_blocking(move || args.load())
+            .await
+            .map_err(|e| LoadError::Thread(e.to_string()))?
+    }
+
     /// Loads the templates first (cheap, fails fast) and then the model.
     pub fn load(&self) -> Result<NodeModel, LoadError> {
         let templates = match &self.templates_dir {

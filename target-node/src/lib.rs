@@ -29,8 +29,6 @@ pub struct TargetNodeConfig {
 pub enum TargetNodeError {
     #[error(transparent)]
     Load(#[from] scot_node_support::model_args::LoadError),
-    #[error("model loading thread failed: {0}")]
-    LoadThread(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -40,10 +38,7 @@ pub async fn serve(
     config: TargetNodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TargetNodeError> {
-    let args = config.model.clone();
-    let node = tokio::task::spawn_blocking(move || args.load())
-        .await
-        .map_err(|e| TargetNodeError::LoadThread(e.to_string()))??;
+    let node = config.model.load_off_runtime().await?;
     serve_loaded(config.listen, node, shutdown).await
 }
 
