@@ -44,6 +44,9 @@ pub enum EngineError {
     InvalidRequest(String),
     #[error("device: {0}")]
     Device(String),
+    /// A tensor-parallel rank failed; the model cannot run until it is reloaded.
+    #[error("tensor-parallel rank {rank} failed: {reason}")]
+    RankFailed { rank: usize, reason: String },
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod chat_template;
+pub mod collective;
 mod config;
 mod device;
 pub mod error;
@@ -24,6 +25,7 @@ mod transformer;
 mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
+pub use collective::Collective;
 pub use config::{Architecture, ModelInfo};
 pub use device::DeviceSpec;
 pub use error::{EngineError, Result};
