@@ -13,6 +13,7 @@ use crate::dataset::{dataset_name, load_problems, select_window};
 use crate::error::EvalError;
 use crate::results::{completed_ids, ResultWriter};
 use crate::runner::{connect, solve_one, Mode, RequestTemplate};
+use crate::solve_knobs::SolveKnobs;
 
 /// Send a data set through a running cluster and append one graded JSON line per problem.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,39 +53,8 @@ pub struct EvalArgs {
     /// Per-request deadline in seconds; a problem past it gets an error line (retried on a rerun).
     #[arg(long, default_value_t = 1800)]
     pub timeout_secs: u64,
-    /// Number of drafts (server default when unset).
-    #[arg(long)]
-    pub n: Option<u32>,
-    #[arg(long)]
-    pub draft_max_tokens: Option<u32>,
-    #[arg(long)]
-    pub thinking_max_tokens: Option<u32>,
-    #[arg(long)]
-    pub answer_max_tokens: Option<u32>,
-    #[arg(long)]
-    pub draft_temperature: Option<f32>,
-    #[arg(long)]
-    pub draft_top_p: Option<f32>,
-    #[arg(long)]
-    pub draft_top_k: Option<u32>,
-    /// End-of-thinking marker (server default `</think>`).
-    #[arg(long)]
-    pub think_end: Option<String>,
-    /// Take "none" when the best option's probability is under this threshold.
-    #[arg(long)]
-    pub accept_threshold: Option<f32>,
-    /// Select once this many drafts are done.
-    #[arg(long)]
-    pub select_after_k: Option<u32>,
-    /// Select once the unfinished drafts pass this multiple of the median finished length.
-    #[arg(long)]
-    pub straggler_ratio: Option<f32>,
-    /// Leave drafts cut off by the cap out of selection.
-    #[arg(long)]
-    pub drop_capped_drafts: bool,
-    /// Template set name (server default when empty).
-    #[arg(long, default_value = "")]
-    pub template: String,
+    #[command(flatten)]
+    pub knobs: SolveKnobs,
     /// No progress bar (logs only).
     #[arg(long)]
     pub no_progress: bool,
@@ -197,21 +167,8 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
 
 fn solve_options(args: &EvalArgs) -> SolveOptions {
     SolveOptions {
-        n: args.n,
-        draft_temperature: args.draft_temperature,
-        draft_max_tokens: args.draft_max_tokens,
-        thinking_max_tokens: args.thinking_max_tokens,
-        answer_max_tokens: args.answer_max_tokens,
         seed: Some(args.seed),
-        accept_threshold: args.accept_threshold,
-        select_after_k: args.select_after_k,
-        straggler_ratio: args.straggler_ratio,
-        drop_capped_drafts: args.drop_capped_drafts,
-        template: args.template.clone(),
-        draft_top_p: args.draft_top_p,
-        draft_top_k: args.draft_top_k,
-        think_end: args.think_end.clone(),
-        ..Default::default()
+        ..args.knobs.options()
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`runner`]: the CoordinatorService client and per-problem grading.
 //! - [`results`]: the append-only, resumable result file.
 //! - [`report`] + [`plots`]: markdown tables and PNG plots from result files.
+//! - [`solve_knobs`]: the per-request knobs (`--n`, caps, straggler switches) shared with `scot run`.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 
 pub mod cli;
@@ -22,7 +23,9 @@ pub mod plots;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod solve_knobs;
 
 pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs, ReportSummary};
 pub use error::EvalError;
 pub use runner::Mode;
+pub use solve_knobs::SolveKnobs;

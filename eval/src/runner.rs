@@ -30,7 +30,7 @@ impl Mode {
         }
     }
 
-    fn proto(self) -> SolveMode {
+    pub fn proto(self) -> SolveMode {
         match self {
             Mode::Scot => SolveMode::Scot,
             Mode::TargetOnly => SolveMode::TargetOnly,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scot_eval::results::read_lines;
-use scot_eval::{run_eval, EvalArgs, Mode};
+use scot_eval::{run_eval, EvalArgs, Mode, SolveKnobs};
 use scot_proto::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
 use scot_proto::{
     solve_event, AnswerPath, DraftInfo, SolveEvent, SolveMode, SolveRequest, SolveResult,
@@ -119,19 +119,10 @@ fn args(data: &std::path::Path, out: &std::path::Path, endpoint: &str, mode: Mod
         concurrency: 3,
         seed: 7,
         timeout_secs: 1,
-        n: Some(5),
-        draft_max_tokens: None,
-        thinking_max_tokens: None,
-        answer_max_tokens: None,
-        draft_temperature: None,
-        draft_top_p: None,
-        draft_top_k: None,
-        think_end: None,
-        accept_threshold: None,
-        select_after_k: None,
-        straggler_ratio: None,
-        drop_capped_drafts: false,
-        template: String::new(),
+        knobs: SolveKnobs {
+            n: Some(5),
+            ..SolveKnobs::default()
+        },
         no_progress: true,
     }
 }
