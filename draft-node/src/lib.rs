@@ -7,10 +7,11 @@ pub mod service;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use scot_node_support::{ModelArgs, NodeModel};
+use scot_discovery::NodeKind;
+use scot_node_support::{ModelArgs, NodeModel, MAX_MESSAGE_BYTES};
 use scot_proto::draft_service_server::DraftServiceServer;
-use tonic::transport::Server;
 
+pub use scot_node_support::NodeError as DraftNodeError;
 pub use service::DraftNodeService;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -20,14 +21,6 @@ pub struct DraftNodeConfig {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DraftNodeError {
-    #[error(transparent)]
-    Load(#[from] scot_node_support::model_args::LoadError),
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 /// Loads the model, then serves the DraftService and gRPC health until `shutdown` resolves.
@@ -44,19 +37,7 @@ pub async fn serve_loaded(
     node: NodeModel,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DraftNodeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<DraftServiceServer<DraftNodeService>>()
-        .await;
-    tracing::info!(%listen, model = %node.model.info().name, "draft node serving");
-    Server::builder()
-        .layer(scot_telemetry::GrpcServerLayer)
-        .add_service(health_service)
-        .add_service(
-            DraftServiceServer::new(DraftNodeService::new(node))
-                .max_encoding_message_size(64 << 20),
-        )
-        .serve_with_shutdown(listen, shutdown)
-        .await?;
-    Ok(())
+    let service = DraftServiceServer::new(DraftNodeService::new(node.clone()))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    scot_node_support::serve_node(NodeKind::Draft, listen, &node, service, shutdown).await
 }

@@ -1,24 +1,71 @@
 //! Engine work runs on blocking threads, never on the async runtime. Streaming jobs are cancelled when
 //! the client drops the stream or the caller's deadline passes (the engine checks the CancelToken
-//! between decoding steps).
+//! between decoding steps). A job that fails because a tensor-parallel rank failed reports that to the
+//! gate's [`NodeFailure`] (health NOT_SERVING) before its caller sees the error; after that the gate
+//! turns every job away at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use scot_engine::CancelToken;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
 use tracing::Instrument;
 
-/// Limits how many engine jobs run at once on this node; the rest wait in line.
+use crate::node_failure::{NodeFailure, RankFailure};
+
+/// Limits how many engine jobs run at once on this node; the rest wait in line. Closed for good once
+/// a rank failed.
 #[derive(Debug, Clone)]
-pub struct EngineGate(Arc<Semaphore>);
+pub struct EngineGate {
+    permits: Arc<Semaphore>,
+    failure: NodeFailure,
+}
 
 impl EngineGate {
     pub fn new(max_concurrent: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max_concurrent.max(1))))
+        Self {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            failure: NodeFailure::default(),
+        }
+    }
+
+    /// Where this node's rank failure is recorded.
+    pub fn failure(&self) -> &NodeFailure {
+        &self.failure
+    }
+
+    async fn enter(&self) -> Result<OwnedSemaphorePermit, Status> {
+        if let Some(failure) = self.failure.failed() {
+            return Err(failure.status());
+        }
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| match self.failure.failed() {
+                Some(failure) => failure.status(),
+                None => Status::unavailable("node is shutting down"),
+            })
+    }
+
+    /// Passes a job's result through; a rank failure is reported (health NOT_SERVING first) and
+    /// closes the gate before the caller gets the error.
+    async fn settle<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        if let Err(status) = &result {
+            if let Some(failure) = RankFailure::from_status(status) {
+                self.report_failure(failure).await;
+            }
+        }
+        result
+    }
+
+    /// Records a rank failure and turns away every job still waiting and every later one.
+    pub async fn report_failure(&self, failure: RankFailure) {
+        self.failure.report(failure).await;
+        self.permits.close();
     }
 }
 
@@ -38,7 +85,7 @@ where
     F: FnOnce(&CancelToken, &JobSender<T>) -> Result<(), Status> + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
-    let gate = gate.0.clone();
+    let gate = gate.clone();
     let deadline = deadline.map(|d| Instant::now() + d);
     let span = tracing::Span::current();
     tokio::spawn(
@@ -51,10 +98,10 @@ where
             };
             tokio::pin!(expired);
             let permit = tokio::select! {
-                permit = gate.acquire_owned() => match permit {
+                permit = gate.enter() => match permit {
                     Ok(permit) => permit,
-                    Err(_) => {
-                        let _ = tx.send(Err(Status::unavailable("node is shutting down")));
+                    Err(status) => {
+                        let _ = tx.send(Err(status));
                         return;
                     }
                 },
@@ -85,15 +132,12 @@ where
                     handle.await
                 }
             };
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(status)) => {
-                    let _ = tx.send(Err(status));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "engine job panicked");
-                    let _ = tx.send(Err(Status::internal("engine job failed unexpectedly")));
-                }
+            let result = joined.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "engine job panicked");
+                Err(Status::internal("engine job failed unexpectedly"))
+            });
+            if let Err(status) = gate.settle(result).await {
+                let _ = tx.send(Err(status));
             }
         }
         .instrument(span),
@@ -107,21 +151,17 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Status> + Send + 'static,
 {
-    let permit = gate
-        .0
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Status::unavailable("node is shutting down"))?;
-    tokio::task::spawn_blocking(move || {
+    let permit = gate.enter().await?;
+    let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         job()
     })
     .await
-    .map_err(|e| {
+    .unwrap_or_else(|e| {
         tracing::error!(error = %e, "engine job panicked");
-        Status::internal("engine job failed unexpectedly")
-    })?
+        Err(Status::internal("engine job failed unexpectedly"))
+    });
+    gate.settle(result).await
 }
 
 fn deadline_status() -> Status {
@@ -177,5 +217,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_rank_failure_closes_the_gate() {
+        let gate = EngineGate::new(1);
+        let failure = RankFailure {
+            rank: 1,
+            message: "tensor-parallel rank 1 failed: boom".into(),
+        };
+        let failed = failure.clone();
+        let err = run_engine_job::<u32, _>(&gate, move || Err(failed.status()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(gate.failure().failed(), Some(failure.clone()));
+        // Later jobs are turned away without running.
+        let err = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+            .await
+            .unwrap_err();
+        assert_eq!(RankFailure::from_status(&err), Some(failure.clone()));
+        let mut stream = spawn_engine_stream::<u32, _>(&gate, None, |_, _| panic!("must not run"));
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(RankFailure::from_status(&status), Some(failure));
     }
 }

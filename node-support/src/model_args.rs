@@ -66,6 +66,8 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct NodeModel {
     pub model: Arc<Model>,
+    /// Tensor-parallel ranks the model runs on (1 = unsharded).
+    pub tensor_parallel: usize,
     pub templates: TemplateLibrary,
     pub native_thinking: bool,
     pub gate: EngineGate,
@@ -107,6 +109,7 @@ impl ModelArgs {
         );
         Ok(NodeModel {
             model: Arc::new(model),
+            tensor_parallel: 1,
             templates,
             native_thinking,
             gate: EngineGate::new(self.max_concurrent),

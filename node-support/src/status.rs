@@ -1,8 +1,11 @@
-//! Engine errors as gRPC statuses: what the request got wrong is INVALID_ARGUMENT, the rest INTERNAL.
+//! Engine errors as gRPC statuses: what the request got wrong is INVALID_ARGUMENT, a failed
+//! tensor-parallel rank UNAVAILABLE (the node is stopping; another node can serve), the rest INTERNAL.
 
 use scot_engine::EngineError;
 use scot_templates::TemplateError;
 use tonic::Status;
+
+use crate::node_failure::RankFailure;
 
 pub fn engine_status(error: EngineError) -> Status {
     match error {
@@ -11,6 +14,13 @@ pub fn engine_status(error: EngineError) -> Status {
              is {limit}; shorten the problem or lower the token caps"
         )),
         EngineError::InvalidRequest(message) => Status::invalid_argument(message),
+        EngineError::RankFailed { rank, reason } => RankFailure {
+            rank,
+            message: format!(
+                "tensor-parallel rank {rank} failed: {reason}; the node is stopping"
+            ),
+        }
+        .status(),
         other => Status::internal(other.to_string()),
     }
 }
@@ -21,5 +31,21 @@ pub fn template_status(error: TemplateError) -> Status {
             Status::invalid_argument(error.to_string())
         }
         other => Status::internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rank_is_unavailable_and_named() {
+        let status = engine_status(EngineError::RankFailed {
+            rank: 2,
+            reason: "injected".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("rank 2 failed: injected"));
+        assert_eq!(RankFailure::from_status(&status).map(|f| f.rank), Some(2));
     }
 }

@@ -10,10 +10,11 @@ pub mod service;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use scot_node_support::{ModelArgs, NodeModel};
+use scot_discovery::NodeKind;
+use scot_node_support::{ModelArgs, NodeModel, MAX_MESSAGE_BYTES};
 use scot_proto::target_service_server::TargetServiceServer;
-use tonic::transport::Server;
 
+pub use scot_node_support::NodeError as TargetNodeError;
 pub use service::TargetNodeService;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -25,15 +26,8 @@ pub struct TargetNodeConfig {
     pub model: ModelArgs,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TargetNodeError {
-    #[error(transparent)]
-    Load(#[from] scot_node_support::model_args::LoadError),
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
-/// Loads the model, then serves the TargetService and gRPC health until `shutdown` resolves.
+/// Loads the model, then serves the TargetService and gRPC health until `shutdown` resolves, or until
+/// a tensor-parallel rank fails (then health turns NOT_SERVING first and this returns the failure).
 pub async fn serve(
     config: TargetNodeConfig,
     shutdown: impl Future<Output = ()>,
@@ -47,20 +41,8 @@ pub async fn serve_loaded(
     node: NodeModel,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TargetNodeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<TargetServiceServer<TargetNodeService>>()
-        .await;
-    tracing::info!(%listen, model = %node.model.info().name, "target node serving");
-    Server::builder()
-        .layer(scot_telemetry::GrpcServerLayer)
-        .add_service(health_service)
-        .add_service(
-            TargetServiceServer::new(TargetNodeService::new(node))
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-        )
-        .serve_with_shutdown(listen, shutdown)
-        .await?;
-    Ok(())
+    let service = TargetServiceServer::new(TargetNodeService::new(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    scot_node_support::serve_node(NodeKind::Target, listen, &node, service, shutdown).await
 }

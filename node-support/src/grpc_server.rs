@@ -1,0 +1,94 @@
+//! The gRPC server every node runs: its one service plus gRPC health, behind the telemetry layer, until
+//! shutdown — or until a tensor-parallel rank fails. Then health is already NOT_SERVING (see
+//! [`NodeFailure`](crate::node_failure::NodeFailure)), the server drains briefly and the node ends
+//! with the failure.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use scot_discovery::NodeKind;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::model_args::{LoadError, NodeModel};
+use crate::node_failure::RankFailure;
+
+/// After a rank failure, how long requests already answered get to flush before the server is
+/// dropped (long-lived streams such as health Watch would otherwise hold a graceful shutdown open).
+const FAILURE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Largest gRPC message a node sends or receives (drafts and selection prompts can be long).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    RankFailed(RankFailure),
+}
+
+/// Serves `service` and gRPC health on `listen` until `shutdown` resolves (Ok) or a rank of the
+/// node's model fails (Err(RankFailed)).
+pub async fn serve_node<S>(
+    kind: NodeKind,
+    listen: SocketAddr,
+    node: &NodeModel,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(S::NAME, ServingStatus::Serving)
+        .await;
+    let failure = node.gate.failure().clone();
+    failure.attach_health(health, S::NAME).await;
+    tracing::info!(
+        %listen,
+        model = %node.model.info().name,
+        tensor_parallel = node.tensor_parallel,
+        "{} node serving",
+        kind.as_str()
+    );
+    let failed = failure.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = failed.wait() => {}
+        }
+    };
+    let server = Server::builder()
+        .layer(scot_telemetry::GrpcServerLayer)
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_shutdown(listen, stop);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        rank_failure = failure.wait() => {
+            if tokio::time::timeout(FAILURE_DRAIN, &mut server).await.is_err() {
+                tracing::warn!("open streams after the rank failure: closing them");
+            }
+            return Err(NodeError::RankFailed(rank_failure));
+        }
+    };
+    match failure.failed() {
+        Some(rank_failure) => Err(NodeError::RankFailed(rank_failure)),
+        None => Ok(result?),
+    }
+}
