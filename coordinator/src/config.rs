@@ -23,9 +23,26 @@ pub struct CoordinatorConfig {
     /// (an explicit --draft-nodes / --target-node still wins for its pool).
     #[command(flatten)]
     pub etcd: scot_discovery::EtcdArgs,
-    /// How long a draft node may take to answer its health check before it counts as unreachable.
+    /// How long a node may take to answer its health check before it counts as unreachable.
     #[arg(long, env = "SCOT_HEALTH_TIMEOUT_MS", default_value_t = 1000)]
     pub health_timeout_ms: u64,
+    /// Drafts in flight on one draft node from this coordinator, per engine slot the node advertises in
+    /// etcd (its --max-concurrent); a --draft-nodes address has one slot. A request's n drafts must fit
+    /// in the pool's total.
+    #[arg(long, env = "SCOT_DRAFT_NODE_CAPACITY", default_value_t = 16)]
+    pub draft_node_capacity: usize,
+    /// Requests in flight on one target node from this coordinator (from its pick to its answer), per
+    /// engine slot the node advertises in etcd; --target-node has one slot.
+    #[arg(long, env = "SCOT_TARGET_NODE_CAPACITY", default_value_t = 16)]
+    pub target_node_capacity: usize,
+    /// How long a request waits for room when every node of a pool is at its limit, before it is
+    /// refused (gRPC RESOURCE_EXHAUSTED, HTTP 429).
+    #[arg(long, env = "SCOT_QUEUE_TIMEOUT_MS", default_value_t = 30000)]
+    pub queue_timeout_ms: u64,
+    /// Every node's gRPC health is checked this often; a node failing its check is out of routing until
+    /// it passes again. 0: every node is checked on each request instead.
+    #[arg(long, env = "SCOT_HEALTH_INTERVAL_MS", default_value_t = 2000)]
+    pub health_interval_ms: u64,
     /// Deadline of a request that carries none of its own (seconds; 0 = none).
     #[arg(long, env = "SCOT_REQUEST_TIMEOUT_SECS", default_value_t = 0)]
     pub request_timeout_secs: u64,

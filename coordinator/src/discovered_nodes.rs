@@ -1,14 +1,13 @@
 //! Both pools' members from live discovery (etcd): each call reads the latest membership, so nodes
 //! that register or whose lease expires are picked up by the next request. A node that announces
-//! capacity 0 (draining) gets no new work.
+//! capacity 0 (draining) gets no new work; otherwise its capacity is its number of engine slots.
 
 use std::sync::Arc;
 
 use scot_discovery::{Discovery, Membership, NodeKind};
 use tokio::sync::watch;
 
-use crate::draft_pool::DraftNodeSource;
-use crate::target_pool::TargetNodeSource;
+use crate::node_source::{NodeSource, PoolMember};
 
 pub struct DiscoveredNodes {
     /// Kept so the discovery's background task lives as long as the pools.
@@ -25,26 +24,34 @@ impl DiscoveredNodes {
         }
     }
 
-    fn addresses(&self, kind: NodeKind) -> Vec<String> {
+    /// The members of one pool now.
+    pub fn members(&self, kind: NodeKind) -> Vec<PoolMember> {
         self.membership
             .borrow()
             .pool(kind)
             .iter()
             .filter(|node| node.capacity > 0)
-            .map(|node| node.address.clone())
+            .map(|node| PoolMember::new(node.address.clone(), node.capacity))
             .collect()
     }
-}
 
-impl DraftNodeSource for DiscoveredNodes {
-    fn addresses(&self) -> Vec<String> {
-        DiscoveredNodes::addresses(self, NodeKind::Draft)
+    /// One pool's view, as a pool's source.
+    pub fn pool(self: &Arc<Self>, kind: NodeKind) -> Arc<dyn NodeSource> {
+        Arc::new(DiscoveredPool {
+            nodes: self.clone(),
+            kind,
+        })
     }
 }
 
-impl TargetNodeSource for DiscoveredNodes {
-    fn addresses(&self) -> Vec<String> {
-        DiscoveredNodes::addresses(self, NodeKind::Target)
+struct DiscoveredPool {
+    nodes: Arc<DiscoveredNodes>,
+    kind: NodeKind,
+}
+
+impl NodeSource for DiscoveredPool {
+    fn members(&self) -> Vec<PoolMember> {
+        self.nodes.members(self.kind)
     }
 }
 
@@ -61,8 +68,16 @@ mod tests {
             NodeInfo::new(NodeKind::Draft, "d-1", "m", "http://d1:1", 0),
             NodeInfo::new(NodeKind::Target, "t-0", "m", "http://t0:1", 1),
         ]);
-        let nodes = DiscoveredNodes::new(Arc::new(StaticDiscovery::new(membership)));
-        assert_eq!(DraftNodeSource::addresses(&nodes), ["http://d0:1"]);
-        assert_eq!(TargetNodeSource::addresses(&nodes), ["http://t0:1"]);
+        let nodes = Arc::new(DiscoveredNodes::new(Arc::new(StaticDiscovery::new(
+            membership,
+        ))));
+        assert_eq!(
+            nodes.pool(NodeKind::Draft).members(),
+            [PoolMember::new("http://d0:1", 2)]
+        );
+        assert_eq!(
+            nodes.pool(NodeKind::Target).members(),
+            [PoolMember::new("http://t0:1", 1)]
+        );
     }
 }

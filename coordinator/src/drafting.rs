@@ -1,4 +1,4 @@
-//! The draft phase of one request: spread the n drafts over the reachable draft nodes, merge their
+//! The draft phase of one request: place the n drafts on the draft pool (spread or packed), merge their
 //! streams, apply the straggler policy, and report each draft as it finishes. Dropping the merged
 //! streams (early selection, client gone, deadline) cancels the drafts still running on the nodes.
 
@@ -10,7 +10,8 @@ use scot_proto::draft_service_client::DraftServiceClient;
 use scot_proto::{DraftEvent, DraftInfo, DraftRequest, DraftingStarted, FinishReason, SolveEvent};
 use tonic::{Code, Status};
 
-use crate::draft_pool::{assign_drafts, DraftNode, DraftPool, WorkLease};
+use crate::draft_pool::DraftPool;
+use crate::node_pool::{AcquireError, NodeLease, PoolNode};
 use crate::selection_policy::CollectedDraft;
 use crate::straggler::{Cutoff, StragglerPolicy};
 use crate::timing::{request_with_deadline, Deadline};
@@ -34,6 +35,8 @@ pub enum DraftPhaseError {
     Unavailable(String),
     /// A node refused the request itself (bad template, problem too long): the client's error.
     Rejected(Status),
+    /// The pool had no room for the drafts in time (RESOURCE_EXHAUSTED): the client's error too.
+    Busy(Status),
 }
 
 /// What a draft node is asked for, minus the indices.
@@ -64,25 +67,34 @@ pub async fn run_drafts(
     deadline: Deadline,
     emit: &(dyn Fn(SolveEvent) + Send + Sync),
 ) -> Result<DraftPhase, DraftPhaseError> {
-    let (ready, unreachable) = pool.reachable().await;
-    if ready.is_empty() {
-        let reason = if unreachable.is_empty() {
-            "no draft node reachable: none configured".to_string()
-        } else {
-            let list: Vec<String> = unreachable
-                .iter()
-                .map(|u| format!("{} ({})", u.address, u.reason))
-                .collect();
-            format!("no draft node reachable: {}", list.join("; "))
-        };
-        return Err(DraftPhaseError::Unavailable(reason));
-    }
-    let loads: Vec<usize> = ready.iter().map(|n| n.outstanding()).collect();
-    let plan: Vec<(Arc<DraftNode>, Vec<u32>)> = ready
+    let assignments = match pool.reserve(order.n, deadline).await {
+        Ok(assignments) => assignments,
+        Err(AcquireError::NoNodes(reason)) => {
+            return Err(DraftPhaseError::Unavailable(format!(
+                "no draft node reachable: {reason}"
+            )))
+        }
+        Err(AcquireError::Timeout { waited }) => {
+            return Err(DraftPhaseError::Busy(Status::resource_exhausted(format!(
+                "every draft node is at its in-flight limit ({} drafts per node slot, --draft-node-capacity); waited {} ms for room for {} drafts (--queue-timeout-ms); retry later",
+                pool.settings().capacity_per_slot,
+                waited.as_millis(),
+                order.n
+            ))))
+        }
+        Err(AcquireError::TooLarge { capacity }) => {
+            return Err(DraftPhaseError::Busy(Status::resource_exhausted(format!(
+                "n = {} drafts exceed what the draft pool may have in flight ({capacity} drafts over its nodes in routing, --draft-node-capacity per node slot); ask for fewer drafts",
+                order.n
+            ))))
+        }
+    };
+    let (plan, leases): (Vec<(Arc<PoolNode>, Vec<u32>)>, Vec<NodeLease>) = assignments
         .into_iter()
-        .zip(assign_drafts(order.n, &loads))
-        .filter(|(_, indices)| !indices.is_empty())
-        .collect();
+        .map(|a| ((a.node().clone(), a.indices), a.lease))
+        .unzip();
+    // A slot's lease goes (and its room to the next request) as soon as the slot is lost.
+    let mut leases: Vec<Option<NodeLease>> = leases.into_iter().map(Some).collect();
     emit(SolveEvent {
         event: Some(scot_proto::solve_event::Event::DraftingStarted(
             DraftingStarted {
@@ -104,10 +116,8 @@ pub async fn run_drafts(
 
     let mut phase = DraftPhase::default();
     let mut states: Vec<DraftState> = vec![DraftState::Lost; order.n as usize];
-    let mut leases: Vec<WorkLease> = Vec::new();
     let mut streams: SelectAll<BoxStream<'static, SlotEvent>> = SelectAll::new();
     for (slot, ((node, indices), response)) in plan.iter().zip(responses).enumerate() {
-        leases.push(WorkLease::new(node.clone(), indices.len()));
         match response {
             Ok(response) => {
                 for &i in indices {
@@ -129,9 +139,13 @@ pub async fn run_drafts(
             }
             Err(status) => {
                 tracing::warn!(node = %node.address, error = %status, "draft call failed");
+                mark_down_if_unavailable(node, &status);
                 phase
                     .failures
                     .push(format!("{}: {}", node.address, status.message()));
+                if let Some(lease) = leases.get_mut(slot) {
+                    lease.take();
+                }
             }
         }
     }
@@ -159,7 +173,7 @@ pub async fn run_drafts(
                         continue;
                     }
                     *state = DraftState::Done;
-                    if let Some(lease) = leases.get_mut(slot) {
+                    if let Some(Some(lease)) = leases.get_mut(slot) {
                         lease.finish_one();
                     }
                     let finish = FinishReason::try_from(draft.finish_reason).unwrap_or_default();
@@ -196,12 +210,23 @@ pub async fn run_drafts(
                     return Err(DraftPhaseError::Rejected(node_status(&address, status)));
                 }
                 tracing::warn!(node = %address, error = %status, "draft stream failed");
+                if let Some((node, _)) = plan.get(slot) {
+                    mark_down_if_unavailable(node, &status);
+                }
                 phase
                     .failures
                     .push(format!("{address}: {}", status.message()));
                 lose_slot(&mut states, slot);
+                if let Some(lease) = leases.get_mut(slot) {
+                    lease.take();
+                }
             }
-            None => lose_slot(&mut states, slot),
+            None => {
+                lose_slot(&mut states, slot);
+                if let Some(lease) = leases.get_mut(slot) {
+                    lease.take();
+                }
+            }
         }
         let finished: Vec<u32> = phase.drafts.iter().map(|d| d.token_count).collect();
         let unfinished: Vec<u32> = states
@@ -259,6 +284,13 @@ fn lose_slot(states: &mut [DraftState], slot: usize) {
         if matches!(state, DraftState::Running { slot: s, .. } if *s == slot) {
             *state = DraftState::Lost;
         }
+    }
+}
+
+/// UNAVAILABLE from a node (connection refused, shutting down): out of routing until it is healthy.
+fn mark_down_if_unavailable(node: &PoolNode, status: &Status) {
+    if status.code() == Code::Unavailable {
+        node.mark_down(status.message());
     }
 }
 

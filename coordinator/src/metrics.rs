@@ -65,6 +65,31 @@ struct PoolLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolKindLabels {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    pool: String,
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    pool: String,
+    source: String,
+}
+
+/// One pool node's gauges (clones share the registered values).
+#[derive(Debug, Clone, Default)]
+pub struct NodeGauges {
+    pub in_flight: Gauge,
+    pub capacity: Gauge,
+    pub up: Gauge,
+}
+
 pub struct CoordinatorMetrics {
     requests: Family<OutcomeLabels, Counter>,
     request_duration: Family<ApiLabels, Histogram>,
@@ -79,6 +104,12 @@ pub struct CoordinatorMetrics {
     generation_seconds: Family<ModelLabels, Counter<f64, AtomicU64>>,
     pool_nodes: Family<PoolLabels, Gauge>,
     max_concurrent: Gauge,
+    node_in_flight: Family<NodeLabels, Gauge>,
+    node_capacity: Family<NodeLabels, Gauge>,
+    node_up: Family<NodeLabels, Gauge>,
+    node_failures: Family<FailureLabels, Counter>,
+    queue_depth: Family<PoolKindLabels, Gauge>,
+    queue_wait: Family<PoolKindLabels, Histogram>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -103,6 +134,15 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         generation_seconds: Family::default(),
         pool_nodes: Family::default(),
         max_concurrent: Gauge::default(),
+        node_in_flight: Family::default(),
+        node_capacity: Family::default(),
+        node_up: Family::default(),
+        node_failures: Family::default(),
+        queue_depth: Family::default(),
+        // 1 ms .. ~65 s
+        queue_wait: Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 17))
+        }),
     };
     register(
         "scot_requests",
@@ -166,8 +206,38 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
     );
     register(
         "scot_http_max_concurrent_requests",
-        "HTTP requests served at once before 429 (max_concurrent_requests)",
+        "Requests (HTTP and gRPC) solved at once before 429 / RESOURCE_EXHAUSTED (max_concurrent_requests)",
         m.max_concurrent.clone(),
+    );
+    register(
+        "scot_pool_node_in_flight",
+        "Work in flight on a node from this coordinator, by pool (draft: drafts; target: requests) and node",
+        m.node_in_flight.clone(),
+    );
+    register(
+        "scot_pool_node_capacity",
+        "The most work a node may have in flight from this coordinator, by pool and node",
+        m.node_capacity.clone(),
+    );
+    register(
+        "scot_pool_node_up",
+        "1 while a node is in routing (its last health check said SERVING), else 0, by pool and node",
+        m.node_up.clone(),
+    );
+    register(
+        "scot_pool_node_failures",
+        "Nodes taken out of routing, by pool and source (health_check, call: a call failed UNAVAILABLE)",
+        m.node_failures.clone(),
+    );
+    register(
+        "scot_pool_queue_depth",
+        "Requests waiting for room in a pool (every node at its in-flight limit), by pool",
+        m.queue_depth.clone(),
+    );
+    register(
+        "scot_pool_queue_wait_seconds",
+        "How long requests that had to wait for room waited (placed or timed out), by pool",
+        m.queue_wait.clone(),
     );
     m
 });
@@ -195,6 +265,55 @@ impl CoordinatorMetrics {
                 })
                 .set(count as i64);
         }
+    }
+
+    /// The gauges of one node of `pool` (`draft` or `target`).
+    pub fn pool_node(&self, pool: &str, address: &str) -> NodeGauges {
+        let labels = NodeLabels {
+            pool: pool.to_string(),
+            node: address.to_string(),
+        };
+        NodeGauges {
+            in_flight: self.node_in_flight.get_or_create(&labels).clone(),
+            capacity: self.node_capacity.get_or_create(&labels).clone(),
+            up: self.node_up.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// A node left its pool: its series go away.
+    pub fn forget_pool_node(&self, pool: &str, address: &str) {
+        let labels = NodeLabels {
+            pool: pool.to_string(),
+            node: address.to_string(),
+        };
+        self.node_in_flight.remove(&labels);
+        self.node_capacity.remove(&labels);
+        self.node_up.remove(&labels);
+    }
+
+    pub fn node_failed(&self, pool: &str, source: &str) {
+        self.node_failures
+            .get_or_create(&FailureLabels {
+                pool: pool.to_string(),
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn queue_depth(&self, pool: &str) -> Gauge {
+        self.queue_depth
+            .get_or_create(&PoolKindLabels {
+                pool: pool.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn queue_waited(&self, pool: &str, seconds: f64) {
+        self.queue_wait
+            .get_or_create(&PoolKindLabels {
+                pool: pool.to_string(),
+            })
+            .observe(seconds);
     }
 
     pub fn set_max_concurrent(&self, limit: usize) {

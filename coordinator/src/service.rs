@@ -6,21 +6,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scot_discovery::NodeKind;
 use scot_proto::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
-use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{SolveEvent, SolveRequest};
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::config::{CoordinatorConfig, SolveDefaults};
 use crate::discovered_nodes::DiscoveredNodes;
-use crate::draft_pool::{DraftNodeSource, DraftPool, StaticDraftNodes};
-use crate::metrics::{Api, RequestTracker};
+use crate::draft_pool::DraftPool;
+use crate::metrics::{metrics, Api};
+use crate::node_pool::PoolSettings;
+use crate::node_source::{NodeSource, StaticDraftNodes, StaticTargetNode};
 use crate::solve::{SolveJob, Solver};
-use crate::target_pool::{StaticTargetNode, TargetNodeSource, TargetPool};
+use crate::solve_task::spawn_solve;
+use crate::target_pool::TargetPool;
 use crate::validation::{resolve_options, validate_request};
 
 /// Longest request id accepted from a client (ids end up in logs and metadata).
@@ -67,76 +69,35 @@ impl CoordinatorService for CoordinatorServiceImpl {
         &self,
         request: Request<SolveRequest>,
     ) -> Result<Response<Self::SolveStream>, Status> {
+        // The same admission as HTTP: over the limit is refused at once, before any work.
+        let Some(permit) = self.solver.admission().try_admit() else {
+            tracing::warn!(
+                limit = self.solver.admission().limit(),
+                "over capacity: RESOURCE_EXHAUSTED"
+            );
+            metrics().refused(Api::Grpc, "over_capacity");
+            return Err(Status::resource_exhausted(
+                self.solver.admission().refusal(),
+            ));
+        };
         let timeout =
             scot_proto::deadline::grpc_timeout(request.metadata()).or(self.default_timeout);
         let request = request.into_inner();
-        let settings = validate_request(&request, &self.defaults)
-            .map_err(|e| Status::invalid_argument(e.0))?;
-        let request_id = request_id(&request.request_id)?;
+        let settings = validate_request(&request, &self.defaults).map_err(|e| {
+            metrics().refused(Api::Grpc, "invalid");
+            Status::invalid_argument(e.0)
+        })?;
+        let request_id = request_id(&request.request_id).inspect_err(|_| {
+            metrics().refused(Api::Grpc, "invalid");
+        })?;
         let job = SolveJob {
             request_id: request_id.clone(),
             problem: request.problem,
             settings,
             deadline: timeout.map(|t| Instant::now() + t),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let solver = self.solver.clone();
-        let span = tracing::info_span!("solve", request_id = %request_id);
-        tokio::spawn(
-            async move {
-                tracing::info!(mode = ?job.settings.mode, n = job.settings.n, "solve started");
-                let tracker = Arc::new(RequestTracker::start(Api::Grpc));
-                let observer = tracker.clone();
-                let events = tx.clone();
-                let emit = move |event: SolveEvent| {
-                    observer.observe(&event);
-                    let _ = events.send(Ok(event));
-                };
-                let work = solver.solve(&job, &emit);
-                let outcome = tokio::select! {
-                    _ = tx.closed() => {
-                        tracing::info!("client went away; request cancelled");
-                        return;
-                    }
-                    outcome = with_deadline(job.deadline, work) => outcome,
-                };
-                match outcome {
-                    Ok(result) => {
-                        tracker.succeeded(&result);
-                        if let Some(stats) = &result.stats {
-                            tracing::info!(
-                                path = stats.path,
-                                total_ms = stats.total_ms,
-                                chosen = stats.chosen,
-                                "solve finished"
-                            );
-                        }
-                        let _ = tx.send(Ok(SolveEvent {
-                            event: Some(SolveEventKind::Result(result)),
-                        }));
-                    }
-                    Err(status) => {
-                        tracker.failed(&status);
-                        tracing::warn!(code = ?status.code(), error = %status.message(), "solve failed");
-                        let _ = tx.send(Err(status));
-                    }
-                }
-            }
-            .instrument(span),
-        );
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
-    }
-}
-
-async fn with_deadline<T>(
-    deadline: Option<Instant>,
-    work: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    match deadline {
-        None => work.await,
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded("the request's deadline passed"))),
+        let events = spawn_solve(self.solver.clone(), job, Api::Grpc, permit);
+        Ok(Response::new(UnboundedReceiverStream::new(events)))
     }
 }
 
@@ -152,13 +113,28 @@ fn request_id(given: &str) -> Result<String, Status> {
     Ok(given.to_string())
 }
 
-/// Builds the service from the configuration (checks addresses and defaults).
+/// Builds the service from the configuration (checks addresses, limits and defaults). `source`
+/// replaces the draft pool's members (tests).
 pub fn build_service(
     config: &CoordinatorConfig,
-    source: Option<Arc<dyn DraftNodeSource>>,
+    source: Option<Arc<dyn NodeSource>>,
 ) -> Result<CoordinatorServiceImpl, CoordinatorError> {
     resolve_options(&Default::default(), &config.defaults)
         .map_err(|e| CoordinatorError::Config(format!("default knobs: {}", e.0)))?;
+    for (flag, value) in [
+        ("--draft-node-capacity", config.draft_node_capacity),
+        ("--target-node-capacity", config.target_node_capacity),
+        (
+            "--max-concurrent-requests",
+            config.http.max_concurrent_requests,
+        ),
+    ] {
+        if value == 0 {
+            return Err(CoordinatorError::Config(format!(
+                "{flag} must be at least 1"
+            )));
+        }
+    }
     let discovered = match config.etcd.config() {
         Some(etcd) => {
             let discovery = scot_discovery::EtcdDiscovery::spawn(etcd)
@@ -167,8 +143,8 @@ pub fn build_service(
         }
         None => None,
     };
-    let targets: Arc<dyn TargetNodeSource> = match &discovered {
-        Some(nodes) if config.target_node.trim().is_empty() => nodes.clone(),
+    let targets: Arc<dyn NodeSource> = match &discovered {
+        Some(nodes) if config.target_node.trim().is_empty() => nodes.pool(NodeKind::Target),
         _ => {
             if config.target_node.trim().is_empty() {
                 return Err(CoordinatorError::Config(
@@ -185,15 +161,27 @@ pub fn build_service(
             Arc::new(StaticTargetNode(config.target_node.clone()))
         }
     };
-    let source = source.unwrap_or_else(|| match discovered {
-        Some(nodes) if config.draft_nodes.is_empty() => nodes,
+    let source = source.unwrap_or_else(|| match &discovered {
+        Some(nodes) if config.draft_nodes.is_empty() => nodes.pool(NodeKind::Draft),
         _ => Arc::new(StaticDraftNodes(config.draft_nodes.clone())),
     });
-    let pool = Arc::new(DraftPool::new(
-        source,
-        Duration::from_millis(config.health_timeout_ms.max(1)),
+    let settings = |capacity_per_slot: usize| PoolSettings {
+        name: "",
+        service: "",
+        capacity_per_slot,
+        health_timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
+        health_interval: (config.health_interval_ms > 0)
+            .then(|| Duration::from_millis(config.health_interval_ms)),
+        queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+    };
+    let pool = Arc::new(DraftPool::new(source, settings(config.draft_node_capacity)));
+    let targets = Arc::new(TargetPool::new(
+        targets,
+        settings(config.target_node_capacity),
     ));
-    let solver = Arc::new(Solver::new(pool, Arc::new(TargetPool::new(targets))));
+    let admission = Arc::new(Admission::new(config.http.max_concurrent_requests));
+    metrics().set_max_concurrent(admission.limit());
+    let solver = Arc::new(Solver::new(pool, targets, admission));
     let default_timeout =
         (config.request_timeout_secs > 0).then(|| Duration::from_secs(config.request_timeout_secs));
     Ok(CoordinatorServiceImpl::new(

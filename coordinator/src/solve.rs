@@ -15,6 +15,7 @@ use scot_proto::{
 use tonic::transport::Channel;
 use tonic::Status;
 
+use crate::admission::Admission;
 use crate::draft_pool::DraftPool;
 use crate::drafting::{run_drafts, DraftOrder, DraftPhase, DraftPhaseError};
 use crate::selection_policy::{decide, offered_drafts, Decision};
@@ -42,13 +43,23 @@ struct Outcome {
 pub struct Solver {
     pool: Arc<DraftPool>,
     targets: Arc<TargetPool>,
+    admission: Arc<Admission>,
 }
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
 
 impl Solver {
-    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
-        Self { pool, targets }
+    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>, admission: Arc<Admission>) -> Self {
+        Self {
+            pool,
+            targets,
+            admission,
+        }
+    }
+
+    /// How many requests may be solved at once (both front doors).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The draft pool requests run on (for readiness probes).
@@ -65,7 +76,7 @@ impl Solver {
         let started = Instant::now();
         let mut stats = SolveStats::default();
         // One target per request: selection and answer must see the same model.
-        let target = &self.targets.pick()?;
+        let target = &self.targets.pick(job.deadline).await?;
         let outcome = match job.settings.mode {
             Mode::TargetOnly => {
                 self.target_alone(job, target, emit, &mut stats, AnswerPath::TargetOnly)
@@ -103,7 +114,9 @@ impl Solver {
         };
         let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
             Ok(phase) => phase,
-            Err(DraftPhaseError::Rejected(status)) => return Err(status),
+            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => {
+                return Err(status)
+            }
             Err(DraftPhaseError::Unavailable(reason)) => {
                 tracing::warn!(request_id = %job.request_id, %reason, "target answers alone");
                 stats.draft_ms = millis(draft_started.elapsed());
@@ -265,7 +278,9 @@ impl Solver {
         };
         let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
             Ok(phase) => phase,
-            Err(DraftPhaseError::Rejected(status)) => return Err(status),
+            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => {
+                return Err(status)
+            }
             Err(DraftPhaseError::Unavailable(reason)) => {
                 stats.fallback_reason = reason;
                 return self
@@ -351,7 +366,12 @@ fn target_client(target: &TargetLease) -> TargetServiceClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// The target's error, naming the node; UNAVAILABLE also takes the node out of routing until its
+/// health check says SERVING again.
 fn target_status(target: &TargetLease, status: Status) -> Status {
+    if status.code() == tonic::Code::Unavailable {
+        target.node().mark_down(status.message());
+    }
     Status::new(
         status.code(),
         format!("target node {}: {}", target.address(), status.message()),

@@ -1,160 +1,77 @@
-//! The target pool: which target nodes exist (behind `TargetNodeSource`: `--target-node`, a pool of one,
-//! or etcd discovery) and which one a request runs on (least outstanding requests first, ties taken in
-//! turn).
+//! The target pool: the target nodes (`--target-node`, or etcd discovery), which of them are in
+//! routing, and which one a request runs on (least loaded against its in-flight limit, ties in turn);
+//! a request waits in the pool's queue while every target is at its limit.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
-use crate::config::endpoint_url;
+use crate::node_pool::{AcquireError, NodeLease, NodePool, PoolNode, PoolSettings, Unreachable};
+use crate::node_source::NodeSource;
+use crate::placement::{pick_target, Placement};
+use crate::timing::Deadline;
 
-/// Where the pool learns which target nodes exist.
-pub trait TargetNodeSource: Send + Sync {
-    fn addresses(&self) -> Vec<String>;
-}
+/// The gRPC service name target nodes report in their health checks.
+pub const TARGET_SERVICE_NAME: &str = "scot.v1.TargetService";
 
-/// One fixed target (`--target-node`), the one-machine default.
-#[derive(Debug, Clone)]
-pub struct StaticTargetNode(pub String);
-
-impl TargetNodeSource for StaticTargetNode {
-    fn addresses(&self) -> Vec<String> {
-        let address = self.0.trim();
-        if address.is_empty() {
-            Vec::new()
-        } else {
-            vec![address.to_string()]
-        }
-    }
-}
-
-/// One target node: a (lazily connected) channel and the requests running on it.
-#[derive(Debug)]
-struct TargetNode {
-    address: String,
-    channel: Channel,
-    outstanding: AtomicUsize,
-}
-
-/// The target one request runs on; counts as outstanding on that node until dropped.
-#[derive(Debug)]
-pub struct TargetLease {
-    node: Arc<TargetNode>,
-}
-
-impl TargetLease {
-    pub fn address(&self) -> &str {
-        &self.node.address
-    }
-
-    pub fn channel(&self) -> Channel {
-        self.node.channel.clone()
-    }
-}
-
-impl Drop for TargetLease {
-    fn drop(&mut self) {
-        self.node.outstanding.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// The target one request runs on; counts as in flight on that node until dropped.
+pub type TargetLease = NodeLease;
 
 pub struct TargetPool {
-    source: Arc<dyn TargetNodeSource>,
-    nodes: Mutex<HashMap<String, Arc<TargetNode>>>,
-    turn: AtomicUsize,
+    pool: Arc<NodePool>,
 }
 
 impl TargetPool {
-    pub fn new(source: Arc<dyn TargetNodeSource>) -> Self {
+    /// `settings.name`/`service` are set here; the rest is the caller's.
+    pub fn new(source: Arc<dyn NodeSource>, settings: PoolSettings) -> Self {
+        let settings = PoolSettings {
+            name: "target",
+            service: TARGET_SERVICE_NAME,
+            ..settings
+        };
         Self {
-            source,
-            nodes: Mutex::new(HashMap::new()),
-            turn: AtomicUsize::new(0),
+            pool: NodePool::start(source, settings),
         }
     }
 
-    /// The target for one request: the member with the fewest outstanding requests.
-    pub fn pick(&self) -> Result<TargetLease, Status> {
-        let addresses = self.source.addresses();
-        let mut nodes = self
-            .nodes
-            .lock()
-            .map_err(|_| Status::internal("target pool lock poisoned"))?;
-        // Forget nodes that left; in-flight requests keep their own Arc.
-        nodes.retain(|address, _| addresses.contains(address));
-        let mut members = Vec::new();
-        let mut invalid = Vec::new();
-        for address in &addresses {
-            if let Some(node) = nodes.get(address) {
-                members.push(node.clone());
-                continue;
-            }
-            match Endpoint::from_shared(endpoint_url(address)) {
-                Ok(endpoint) => {
-                    let node = Arc::new(TargetNode {
-                        address: address.clone(),
-                        channel: endpoint.connect_lazy(),
-                        outstanding: AtomicUsize::new(0),
-                    });
-                    nodes.insert(address.clone(), node.clone());
-                    members.push(node);
+    /// The nodes in routing and the others with the reason.
+    pub async fn reachable(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
+        self.pool.routable().await
+    }
+
+    /// The target for one request. UNAVAILABLE when no target is in routing, RESOURCE_EXHAUSTED when
+    /// every one stayed at its limit for the queue timeout.
+    pub async fn pick(&self, deadline: Deadline) -> Result<TargetLease, Status> {
+        let leases = self
+            .pool
+            .acquire(deadline, |loads, start| match pick_target(loads, start) {
+                Placement::Placed(i) => {
+                    let mut work = vec![0; loads.len()];
+                    work[i] = 1;
+                    Placement::Placed(work)
                 }
-                Err(e) => invalid.push(format!("{address}: {e}")),
+                Placement::Full => Placement::Full,
+                Placement::TooLarge { capacity } => Placement::TooLarge { capacity },
+            })
+            .await
+            .map_err(|error| self.status(error))?;
+        leases
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::unavailable("no target node available"))
+    }
+
+    fn status(&self, error: AcquireError) -> Status {
+        match error {
+            AcquireError::NoNodes(reason) => {
+                Status::unavailable(format!("no target node available: {reason}"))
             }
+            AcquireError::Timeout { waited } => Status::resource_exhausted(format!(
+                "every target node is at its in-flight limit ({} requests per node slot, --target-node-capacity); waited {} ms (--queue-timeout-ms); retry later",
+                self.pool.settings().capacity_per_slot,
+                waited.as_millis()
+            )),
+            AcquireError::TooLarge { .. } => Status::unavailable("no target node available"),
         }
-        if members.is_empty() {
-            let mut message = "no target node available".to_string();
-            if !invalid.is_empty() {
-                message.push_str(&format!(" (invalid addresses: {})", invalid.join("; ")));
-            }
-            return Err(Status::unavailable(message));
-        }
-        // Start the search at a rotating offset so ties go round-robin.
-        let start = self.turn.fetch_add(1, Ordering::Relaxed) % members.len();
-        let node = (0..members.len())
-            .map(|i| &members[(start + i) % members.len()])
-            .min_by_key(|node| node.outstanding.load(Ordering::Relaxed))
-            .cloned()
-            .ok_or_else(|| Status::unavailable("no target node available"))?;
-        node.outstanding.fetch_add(1, Ordering::Relaxed);
-        Ok(TargetLease { node })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Fixed(Vec<String>);
-
-    impl TargetNodeSource for Fixed {
-        fn addresses(&self) -> Vec<String> {
-            self.0.clone()
-        }
-    }
-
-    #[tokio::test]
-    async fn picks_the_least_busy_target_and_spreads_ties() {
-        let pool = TargetPool::new(Arc::new(Fixed(vec!["a:1".into(), "b:1".into()])));
-        let first = pool.pick().unwrap();
-        let second = pool.pick().unwrap();
-        assert_ne!(first.address(), second.address());
-        let busy = first.address().to_string();
-        drop(second);
-        // `busy` still runs a request, so the other one is taken every time.
-        for _ in 0..3 {
-            assert_ne!(pool.pick().unwrap().address(), busy);
-        }
-    }
-
-    #[tokio::test]
-    async fn no_target_is_unavailable() {
-        let pool = TargetPool::new(Arc::new(StaticTargetNode(" ".into())));
-        assert_eq!(pool.pick().unwrap_err().code(), tonic::Code::Unavailable);
-        let pool = TargetPool::new(Arc::new(StaticTargetNode("127.0.0.1:5".into())));
-        assert_eq!(pool.pick().unwrap().address(), "127.0.0.1:5");
     }
 }

@@ -3,7 +3,6 @@
 //! stream) cancels the request and its work on the nodes; the configured request timeout applies.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use axum::Json;
 use futures::stream::{self, StreamExt};
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::SolveEvent;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
 use tracing::Instrument;
@@ -26,14 +25,12 @@ use super::completion::{chat_completion, CompletionMeta};
 use super::request_mapping::{map_request, parse_body, MappedRequest};
 use super::sse_chunks::ChunkBuilder;
 use super::{unix_now, HttpState};
-use crate::metrics::{metrics, Api, RequestTracker};
-use crate::solve::{SolveJob, Solver};
-use crate::timing::Deadline;
+use crate::metrics::{metrics, Api};
+use crate::solve::SolveJob;
+use crate::solve_task::{spawn_solve, EventResult};
 
 /// Longest `x-request-id` taken from a client.
 const MAX_REQUEST_ID: usize = 128;
-
-type EventResult = Result<SolveEvent, Status>;
 
 pub async fn chat_completions(
     State(state): State<Arc<HttpState>>,
@@ -54,6 +51,7 @@ pub async fn chat_completions(
 
 async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(permit) = state.capacity.clone().try_acquire_owned() else {
+        // The Solver's admission, shared with the gRPC front door.
         tracing::warn!(limit = state.max_concurrent, "over capacity: 429");
         metrics().refused(Api::Http, "over_capacity");
         return ApiError::over_capacity(state.max_concurrent).into_response();
@@ -87,7 +85,7 @@ async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Respo
         settings: settings.clone(),
         deadline: state.default_timeout.map(|t| Instant::now() + t),
     };
-    let events = spawn_solve(state.solver.clone(), job, permit);
+    let events = spawn_solve(state.solver.clone(), job, Api::Http, permit);
     let mut response = if stream {
         stream_response(events, ChunkBuilder::new(meta, settings, include_usage))
     } else {
@@ -110,73 +108,6 @@ fn request_id(headers: &HeaderMap) -> String {
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-/// Runs the Solver on its own task and returns its events; the last item is the Result event or the
-/// error. Dropping the receiver cancels the request.
-fn spawn_solve(
-    solver: Arc<Solver>,
-    job: SolveJob,
-    permit: OwnedSemaphorePermit,
-) -> mpsc::UnboundedReceiver<EventResult> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let span = tracing::info_span!("solve", request_id = %job.request_id);
-    tokio::spawn(
-        async move {
-            let _permit = permit;
-            tracing::info!(mode = ?job.settings.mode, n = job.settings.n, "solve started");
-            let tracker = Arc::new(RequestTracker::start(Api::Http));
-            let events = tx.clone();
-            let observer = tracker.clone();
-            let emit = move |event: SolveEvent| {
-                observer.observe(&event);
-                let _ = events.send(Ok(event));
-            };
-            let work = solver.solve(&job, &emit);
-            let outcome = tokio::select! {
-                _ = tx.closed() => {
-                    tracing::info!("client went away; request cancelled");
-                    return;
-                }
-                outcome = with_deadline(job.deadline, work) => outcome,
-            };
-            match outcome {
-                Ok(result) => {
-                    tracker.succeeded(&result);
-                    if let Some(stats) = &result.stats {
-                        tracing::info!(
-                            path = stats.path,
-                            total_ms = stats.total_ms,
-                            chosen = stats.chosen,
-                            "solve finished"
-                        );
-                    }
-                    let _ = tx.send(Ok(SolveEvent {
-                        event: Some(SolveEventKind::Result(result)),
-                    }));
-                }
-                Err(status) => {
-                    tracker.failed(&status);
-                    tracing::warn!(code = ?status.code(), error = %status.message(), "solve failed");
-                    let _ = tx.send(Err(status));
-                }
-            }
-        }
-        .instrument(span),
-    );
-    rx
-}
-
-async fn with_deadline<T>(
-    deadline: Deadline,
-    work: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    match deadline {
-        None => work.await,
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded("the request's deadline passed"))),
-    }
 }
 
 async fn collect_response(

@@ -33,7 +33,8 @@ pub struct HttpConfig {
     /// Off when unset.
     #[arg(id = "http_listen", long = "http-listen", env = "SCOT_HTTP_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// HTTP requests solved at once; more get 429 (TGI's max_concurrent_requests).
+    /// Requests solved at once, HTTP and gRPC together; more get HTTP 429 / gRPC RESOURCE_EXHAUSTED
+    /// (TGI's max_concurrent_requests). Requests waiting for node room count here too.
     #[arg(
         long = "max-concurrent-requests",
         env = "SCOT_MAX_CONCURRENT_REQUESTS",
@@ -64,6 +65,7 @@ pub struct HttpState {
     pub solver: Arc<Solver>,
     pub defaults: SolveDefaults,
     pub default_timeout: Option<Duration>,
+    /// The Solver's admission (shared with gRPC).
     pub capacity: Arc<Semaphore>,
     pub max_concurrent: usize,
     pub model_name: String,
@@ -80,11 +82,6 @@ impl HttpState {
         http: &HttpConfig,
         solver: Arc<Solver>,
     ) -> Result<Self, CoordinatorError> {
-        if http.max_concurrent_requests == 0 {
-            return Err(CoordinatorError::Config(
-                "--max-concurrent-requests must be at least 1".to_string(),
-            ));
-        }
         if http.served_model_name.trim().is_empty() {
             return Err(CoordinatorError::Config(
                 "--served-model-name must not be empty".to_string(),
@@ -93,14 +90,14 @@ impl HttpState {
         let probe_timeout = Duration::from_millis(config.health_timeout_ms.max(1));
         let targets = solver.target_pool();
         let pool = solver.draft_pool();
-        crate::metrics::metrics().set_max_concurrent(http.max_concurrent_requests);
+        let admission = solver.admission().clone();
         Ok(Self {
             solver,
             defaults: config.defaults.clone(),
             default_timeout: (config.request_timeout_secs > 0)
                 .then(|| Duration::from_secs(config.request_timeout_secs)),
-            capacity: Arc::new(Semaphore::new(http.max_concurrent_requests)),
-            max_concurrent: http.max_concurrent_requests,
+            capacity: admission.permits(),
+            max_concurrent: admission.limit(),
             model_name: http.served_model_name.clone(),
             created: unix_now(),
             targets,

@@ -1,5 +1,5 @@
-//! `/health` (the process is up), `/ready` (the target node answers its health check; draft nodes are
-//! reported but optional, since the target can answer alone), `/v1/models`, `/metrics`.
+//! `/health` (the process is up), `/ready` (a target node is in routing: its health check says
+//! SERVING; draft nodes are reported but optional, since the target can answer alone), `/v1/models`, `/metrics`.
 
 use std::sync::Arc;
 
@@ -8,9 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use super::api_error::ApiError;
 use super::api_types::{ModelCard, ModelList};
@@ -21,31 +18,21 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The target node a request would run on now, and Ok(()) when it reports SERVING within the probe
-/// timeout.
-async fn target_ready(state: &HttpState) -> (String, Result<(), String>) {
-    let target = match state.targets.pick() {
-        Ok(target) => target,
-        Err(status) => return (String::new(), Err(status.message().to_string())),
+/// The target pool's state: (the address shown, Ok when some target is in routing, every node up,
+/// every node down with why). Health comes from the pool's checks (a node never checked is checked now).
+async fn target_ready(state: &HttpState) -> (String, Result<(), String>, Vec<String>, Vec<String>) {
+    let (up, down) = state.targets.reachable().await;
+    let up_list: Vec<String> = up.iter().map(|n| n.address.clone()).collect();
+    let down_list: Vec<String> = down
+        .iter()
+        .map(|u| format!("{} ({})", u.address, u.reason))
+        .collect();
+    let (address, ready) = match (up.first(), down.first()) {
+        (Some(node), _) => (node.address.clone(), Ok(())),
+        (None, Some(first)) => (first.address.clone(), Err(down_list.join("; "))),
+        (None, None) => (String::new(), Err("no target node configured".to_string())),
     };
-    let address = target.address().to_string();
-    (address, probe_target(target.channel(), state).await)
-}
-
-async fn probe_target(channel: tonic::transport::Channel, state: &HttpState) -> Result<(), String> {
-    let mut client = HealthClient::new(channel);
-    let check = client.check(HealthCheckRequest {
-        service: String::new(),
-    });
-    match tokio::time::timeout(state.probe_timeout, check).await {
-        Err(_) => Err(format!(
-            "no answer within {} ms",
-            state.probe_timeout.as_millis()
-        )),
-        Ok(Err(status)) => Err(status.message().to_string()),
-        Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
-        Ok(Ok(_)) => Err("not serving".to_string()),
-    }
+    (address, ready, up_list, down_list)
 }
 
 /// Probes the draft nodes and updates the pool gauges: (reachable, unreachable addresses).
@@ -62,7 +49,7 @@ async fn probe_pool(state: &HttpState) -> (Vec<String>, Vec<String>) {
 }
 
 pub async fn ready(State(state): State<Arc<HttpState>>) -> Response {
-    let ((target_address, target), (drafts_up, drafts_down)) =
+    let ((target_address, target, targets_up, targets_down), (drafts_up, drafts_down)) =
         tokio::join!(target_ready(&state), probe_pool(&state));
     let body = json!({
         "status": if target.is_ok() { "ready" } else { "not_ready" },
@@ -71,6 +58,7 @@ pub async fn ready(State(state): State<Arc<HttpState>>) -> Response {
             "ready": target.is_ok(),
             "error": target.as_ref().err(),
         },
+        "target_nodes": {"reachable": targets_up, "unreachable": targets_down},
         "draft_nodes": {"reachable": drafts_up, "unreachable": drafts_down},
     });
     let code = if target.is_ok() {

@@ -1,0 +1,422 @@
+//! What the draft and target pools share: the members from their source, a lazily connected channel
+//! per node, each node's health (polled in the background, checked before first use, and set down at
+//! once when a call fails UNAVAILABLE), the work in flight per node against its capacity, and the queue
+//! of requests waiting for room when every node is at its limit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::endpoint_url;
+use crate::metrics::{metrics, NodeGauges};
+use crate::node_health::{check_health, Health};
+use crate::node_source::NodeSource;
+use crate::placement::{NodeLoad, Placement};
+use crate::timing::Deadline;
+use crate::wait_queue::{Ticket, WaitQueue};
+
+/// How a pool is run.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// `draft` or `target`: metrics label and log field.
+    pub name: &'static str,
+    /// The gRPC service name asked about in health checks.
+    pub service: &'static str,
+    /// In-flight limit per advertised engine slot of a node (a static address has one slot).
+    pub capacity_per_slot: usize,
+    pub health_timeout: Duration,
+    /// Background health checks every this long; None: every routing decision checks every member.
+    pub health_interval: Option<Duration>,
+    /// The longest a request waits for room before it is refused.
+    pub queue_timeout: Duration,
+}
+
+/// One node of a pool.
+#[derive(Debug)]
+pub struct PoolNode {
+    pub address: String,
+    pub channel: Channel,
+    pool: &'static str,
+    capacity: AtomicUsize,
+    outstanding: AtomicUsize,
+    health: Mutex<Health>,
+    gauges: NodeGauges,
+}
+
+impl PoolNode {
+    fn new(pool: &'static str, address: &str, channel: Channel, capacity: usize) -> Self {
+        let gauges = metrics().pool_node(pool, address);
+        gauges.capacity.set(capacity as i64);
+        gauges.in_flight.set(0);
+        gauges.up.set(0);
+        Self {
+            address: address.to_string(),
+            channel,
+            pool,
+            capacity: AtomicUsize::new(capacity),
+            outstanding: AtomicUsize::new(0),
+            health: Mutex::new(Health::Unknown),
+            gauges,
+        }
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    pub fn load(&self) -> NodeLoad {
+        NodeLoad::new(self.outstanding(), self.capacity())
+    }
+
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a health check's outcome; true when the node just came (back) into routing.
+    fn set_health(&self, result: Result<(), String>) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = match result {
+            Ok(()) => Health::Up,
+            Err(reason) => Health::Down(reason),
+        };
+        let came_up = next == Health::Up && *health != Health::Up;
+        match (&*health, &next) {
+            (Health::Up, Health::Down(reason)) => {
+                tracing::warn!(pool = self.pool, node = %self.address, %reason, "node out of routing");
+                metrics().node_failed(self.pool, "health_check");
+            }
+            (Health::Down(_), Health::Up) => {
+                tracing::info!(pool = self.pool, node = %self.address, "node back in routing");
+            }
+            _ => {}
+        }
+        self.gauges.up.set(i64::from(next == Health::Up));
+        *health = next;
+        came_up
+    }
+
+    /// A call to the node failed UNAVAILABLE: out of routing now, until a health check says SERVING.
+    pub fn mark_down(&self, reason: &str) {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*health, Health::Down(_)) {
+            tracing::warn!(pool = self.pool, node = %self.address, %reason, "call failed UNAVAILABLE: node out of routing");
+            metrics().node_failed(self.pool, "call");
+        }
+        *health = Health::Down(format!("call failed: {reason}"));
+        self.gauges.up.set(0);
+    }
+
+    fn add(&self, work: usize) {
+        let now = self.outstanding.fetch_add(work, Ordering::Relaxed) + work;
+        self.gauges.in_flight.set(now as i64);
+    }
+
+    fn release(&self, work: usize) {
+        let now = self.outstanding.fetch_sub(work, Ordering::Relaxed) - work;
+        self.gauges.in_flight.set(now as i64);
+    }
+}
+
+/// Work a request has on one node; what is not reported finished is released on drop.
+#[derive(Debug)]
+pub struct NodeLease {
+    node: Arc<PoolNode>,
+    queue: Arc<WaitQueue>,
+    remaining: usize,
+}
+
+impl NodeLease {
+    fn new(node: Arc<PoolNode>, queue: Arc<WaitQueue>, work: usize) -> Self {
+        node.add(work);
+        Self {
+            node,
+            queue,
+            remaining: work,
+        }
+    }
+
+    pub fn node(&self) -> &Arc<PoolNode> {
+        &self.node
+    }
+
+    pub fn address(&self) -> &str {
+        &self.node.address
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.node.channel.clone()
+    }
+
+    /// Work of this lease not reported finished yet.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// One unit of the work is done (a draft finished): its room goes to the next request.
+    pub fn finish_one(&mut self) {
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            self.node.release(1);
+            self.queue.wake_head();
+        }
+    }
+}
+
+impl Drop for NodeLease {
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            self.node.release(self.remaining);
+            self.queue.wake_head();
+        }
+    }
+}
+
+/// Why no work could be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireError {
+    /// No member is in routing (none configured, all down, or invalid addresses), with the reasons.
+    NoNodes(String),
+    /// Every node stayed at its in-flight limit until the queue timeout (or the request's deadline).
+    Timeout { waited: Duration },
+    /// The request needs more than the pool's total capacity.
+    TooLarge { capacity: usize },
+}
+
+/// A member not in routing, and why.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    pub address: String,
+    pub reason: String,
+}
+
+pub struct NodePool {
+    settings: PoolSettings,
+    source: Arc<dyn NodeSource>,
+    nodes: Mutex<HashMap<String, Arc<PoolNode>>>,
+    queue: Arc<WaitQueue>,
+    /// Placements read the loads and add their work under this lock, so two never take the same room.
+    placing: Mutex<()>,
+    turn: AtomicUsize,
+}
+
+impl NodePool {
+    /// The pool, with its background health checks running when an interval is set (and a runtime is).
+    pub fn start(source: Arc<dyn NodeSource>, settings: PoolSettings) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            queue: Arc::new(WaitQueue::new(metrics().queue_depth(settings.name))),
+            settings,
+            source,
+            nodes: Mutex::new(HashMap::new()),
+            placing: Mutex::new(()),
+            turn: AtomicUsize::new(0),
+        });
+        if let (Some(interval), Ok(runtime)) = (
+            pool.settings.health_interval,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(poll_health(Arc::downgrade(&pool), interval));
+        }
+        pool
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// Requests waiting for room now.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The members now (in the source's order), with nodes that left forgotten; invalid addresses are
+    /// reported instead.
+    fn sync_members(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
+        let members = self.source.members();
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes.retain(|address, _| {
+            let stays = members.iter().any(|m| &m.address == address);
+            if !stays {
+                metrics().forget_pool_node(self.settings.name, address);
+            }
+            stays
+        });
+        let mut current = Vec::new();
+        let mut invalid = Vec::new();
+        for member in members {
+            let capacity = (member.slots.max(1) as usize)
+                .saturating_mul(self.settings.capacity_per_slot.max(1));
+            if let Some(node) = nodes.get(&member.address) {
+                if node.capacity() != capacity {
+                    node.capacity.store(capacity, Ordering::Relaxed);
+                    node.gauges.capacity.set(capacity as i64);
+                }
+                current.push(node.clone());
+                continue;
+            }
+            match Endpoint::from_shared(endpoint_url(&member.address)) {
+                Ok(endpoint) => {
+                    let channel = endpoint
+                        .connect_timeout(self.settings.health_timeout)
+                        .connect_lazy();
+                    let node = Arc::new(PoolNode::new(
+                        self.settings.name,
+                        &member.address,
+                        channel,
+                        capacity,
+                    ));
+                    nodes.insert(member.address.clone(), node.clone());
+                    current.push(node);
+                }
+                Err(e) => invalid.push(Unreachable {
+                    address: member.address,
+                    reason: format!("invalid address: {e}"),
+                }),
+            }
+        }
+        (current, invalid)
+    }
+
+    /// Health-checks `nodes` now (all at once) and records the outcomes.
+    async fn check(&self, nodes: &[Arc<PoolNode>]) {
+        let checks = nodes.iter().map(|node| {
+            check_health(
+                node.channel.clone(),
+                self.settings.service,
+                self.settings.health_timeout,
+            )
+        });
+        let results = futures::future::join_all(checks).await;
+        let mut came_up = false;
+        for (node, result) in nodes.iter().zip(results) {
+            came_up |= node.set_health(result);
+        }
+        if came_up {
+            self.queue.wake_head();
+        }
+    }
+
+    /// The members in routing and the others with the reason. Nodes never checked are checked first
+    /// (every member is, when background checks are off).
+    pub async fn routable(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
+        let (members, mut unreachable) = self.sync_members();
+        let to_check: Vec<Arc<PoolNode>> = members
+            .iter()
+            .filter(|n| self.settings.health_interval.is_none() || n.health() == Health::Unknown)
+            .cloned()
+            .collect();
+        if !to_check.is_empty() {
+            self.check(&to_check).await;
+        }
+        let mut up = Vec::new();
+        for node in members {
+            match node.health() {
+                Health::Up => up.push(node),
+                Health::Down(reason) => unreachable.push(Unreachable {
+                    address: node.address.clone(),
+                    reason,
+                }),
+                Health::Unknown => unreachable.push(Unreachable {
+                    address: node.address.clone(),
+                    reason: "not checked yet".to_string(),
+                }),
+            }
+        }
+        (up, unreachable)
+    }
+
+    /// Places a request's work with `place` (given the routable nodes' loads, in turn `start`), waiting
+    /// in the queue while the pool is full. `place` returns per node how much work it gets.
+    pub async fn acquire(
+        &self,
+        deadline: Deadline,
+        place: impl Fn(&[NodeLoad], usize) -> Placement<Vec<usize>>,
+    ) -> Result<Vec<NodeLease>, AcquireError> {
+        let started = Instant::now();
+        let mut wait_until = started + self.settings.queue_timeout;
+        if let Some(deadline) = deadline {
+            wait_until = wait_until.min(deadline);
+        }
+        let mut ticket: Option<Ticket> = None;
+        loop {
+            let (nodes, unreachable) = self.routable().await;
+            if nodes.is_empty() {
+                return Err(AcquireError::NoNodes(describe_unreachable(&unreachable)));
+            }
+            let my_turn = match &ticket {
+                None => self.queue.is_empty(),
+                Some(ticket) => ticket.is_head(),
+            };
+            if my_turn {
+                let _placing = self.placing.lock().unwrap_or_else(PoisonError::into_inner);
+                let loads: Vec<NodeLoad> = nodes.iter().map(|n| n.load()).collect();
+                let start = self.turn.fetch_add(1, Ordering::Relaxed);
+                match place(&loads, start) {
+                    Placement::Placed(work) => {
+                        if ticket.is_some() {
+                            metrics()
+                                .queue_waited(self.settings.name, started.elapsed().as_secs_f64());
+                        }
+                        return Ok(nodes
+                            .into_iter()
+                            .zip(work)
+                            .filter(|(_, work)| *work > 0)
+                            .map(|(node, work)| NodeLease::new(node, self.queue.clone(), work))
+                            .collect());
+                    }
+                    Placement::TooLarge { capacity } => {
+                        return Err(AcquireError::TooLarge { capacity })
+                    }
+                    Placement::Full => {}
+                }
+            }
+            let Some(ticket) = &ticket else {
+                // Join, then try once more: room freed before joining woke nobody.
+                ticket = Some(self.queue.join());
+                continue;
+            };
+            let woken = tokio::time::timeout_at(wait_until.into(), ticket.woken()).await;
+            if woken.is_err() {
+                metrics().queue_waited(self.settings.name, started.elapsed().as_secs_f64());
+                return Err(AcquireError::Timeout {
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+}
+
+fn describe_unreachable(unreachable: &[Unreachable]) -> String {
+    if unreachable.is_empty() {
+        "none configured".to_string()
+    } else {
+        unreachable
+            .iter()
+            .map(|u| format!("{} ({})", u.address, u.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Checks every member each `interval` until the pool is gone; then gives the queue's head a try (a
+/// node may have joined).
+async fn poll_health(pool: Weak<NodePool>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let (members, _) = pool.sync_members();
+        pool.check(&members).await;
+        pool.queue.wake_head();
+    }
+}
