@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use scot_proto::AnswerPath;
 
-use crate::scale_run::ScaleReport;
+use crate::scale_run::{RequestTiming, ScaleReport};
 
 /// Nearest-rank percentile (`p` in 0..=100) of unsorted values; zero when empty.
 pub fn percentile(values: &[Duration], p: f64) -> Duration {
@@ -21,10 +21,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-fn completed_durations(
-    report: &ScaleReport,
-    f: fn(&crate::scale_run::RequestTiming) -> Duration,
-) -> Vec<Duration> {
+fn completed_durations(report: &ScaleReport, f: fn(&RequestTiming) -> Duration) -> Vec<Duration> {
     report
         .requests
         .iter()
@@ -125,6 +122,7 @@ pub fn detail_table(report: &ScaleReport) -> String {
         .iter()
         .filter(|r| r.outcome.result.is_ok())
         .map(|r| r.outcome.draft_nodes)
+        .filter(|&k| k > 0)
         .collect();
     let mean_spread = spread.iter().sum::<usize>() as f64 / spread.len().max(1) as f64;
     row(
@@ -142,6 +140,41 @@ pub fn detail_table(report: &ScaleReport) -> String {
     out
 }
 
+/// Where the added latency falls between the phases (over the completed requests that have the phase).
+pub fn gap_table(report: &ScaleReport) -> String {
+    let mut out = String::from(
+        "| gap outside node calls | requests | p50 ms | p99 ms | mean ms |\n|---|---:|---:|---:|---:|\n",
+    );
+    type Pick = fn(&RequestTiming) -> Option<Duration>;
+    let rows: [(&str, Pick); 5] = [
+        (
+            "request start -> first node call (admission, draft-pool choice and health, target pick)",
+            |r| r.gaps.before_first_call,
+        ),
+        ("last Draft stream end -> Select call", |r| r.gaps.drafts_to_select),
+        ("Select answered -> Generate call", |r| r.gaps.select_to_generate),
+        ("Generate stream end -> client has the result", |r| r.gaps.after_generate),
+        ("total added (end-to-end minus the union of node calls)", |r| Some(r.added)),
+    ];
+    for (name, pick) in rows {
+        let values: Vec<Duration> = report
+            .requests
+            .iter()
+            .filter(|r| r.outcome.result.is_ok())
+            .filter_map(pick)
+            .collect();
+        let mean = values.iter().sum::<Duration>() / values.len().max(1) as u32;
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} |\n",
+            values.len(),
+            ms(percentile(&values, 50.0)),
+            ms(percentile(&values, 99.0)),
+            ms(mean)
+        ));
+    }
+    out
+}
+
 /// Table (b) header and one row per configuration.
 pub fn sweep_header() -> String {
     "| draft nodes | completed | wall s | throughput req/s | e2e p50 ms | e2e p99 ms | added p50 ms | added p99 ms | coord CPU/req ms | draft nodes/req | mean draft batch | mean target batch |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n".to_string()
@@ -155,6 +188,7 @@ pub fn sweep_row(report: &ScaleReport) -> String {
         .iter()
         .filter(|r| r.outcome.result.is_ok())
         .map(|r| r.outcome.draft_nodes)
+        .filter(|&k| k > 0)
         .collect();
     let mean_spread = spread.iter().sum::<usize>() as f64 / spread.len().max(1) as f64;
     format!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch_scheduler::SchedulerStats;
-use crate::call_ledger::SimulatedCallLedger;
+use crate::call_ledger::{covered, NodeCall, NodeCallKind, SimulatedCallLedger};
 use crate::coordinator_process::{
     process_cpu_time, CoordinatorLaunch, CoordinatorProcess, TargetNodes,
 };
@@ -95,6 +95,46 @@ pub struct RequestTiming {
     pub node_time: Duration,
     /// end_to_end - node_time: coordinator, gRPC and loopback, client.
     pub added: Duration,
+    /// Where `added` falls between the request's phases.
+    pub gaps: PhaseGaps,
+}
+
+/// The request's time outside node calls, by where it falls (None when the request had no such
+/// phase, e.g. no Draft call on the fallback path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseGaps {
+    /// Request start -> first node call (Draft, or Generate when the target answers alone).
+    pub before_first_call: Option<Duration>,
+    /// Last Draft stream end -> Select call.
+    pub drafts_to_select: Option<Duration>,
+    /// Select answered -> Generate call.
+    pub select_to_generate: Option<Duration>,
+    /// Generate stream end -> the client has the result.
+    pub after_generate: Option<Duration>,
+}
+
+impl PhaseGaps {
+    fn of(calls: &[NodeCall], start: Instant, end: Instant) -> Self {
+        let first = |kind: NodeCallKind| {
+            calls
+                .iter()
+                .filter(|c| c.kind == kind)
+                .map(|c| c.start)
+                .min()
+        };
+        let last =
+            |kind: NodeCallKind| calls.iter().filter(|c| c.kind == kind).map(|c| c.end).max();
+        let gap = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
+            _ => None,
+        };
+        Self {
+            before_first_call: gap(Some(start), calls.iter().map(|c| c.start).min()),
+            drafts_to_select: gap(last(NodeCallKind::Draft), first(NodeCallKind::Select)),
+            select_to_generate: gap(last(NodeCallKind::Select), first(NodeCallKind::Generate)),
+            after_generate: gap(last(NodeCallKind::Generate), Some(end)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -287,8 +327,10 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
         .into_iter()
         .map(|outcome| {
             let end_to_end = outcome.end - outcome.start;
-            let node_time = ledger.node_time(&outcome.request_id, outcome.start, outcome.end);
+            let calls = ledger.calls(&outcome.request_id);
+            let node_time = covered(&calls, outcome.start, outcome.end);
             RequestTiming {
+                gaps: PhaseGaps::of(&calls, outcome.start, outcome.end),
                 added: end_to_end.saturating_sub(node_time),
                 end_to_end,
                 node_time,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use scot_simulation::report_table::{detail_table, sweep_header, sweep_row};
+use scot_simulation::report_table::{detail_table, gap_table, sweep_header, sweep_row};
 use scot_simulation::{run_scale, ScaleConfig, SimulatedCostProfile};
 
 #[derive(Parser, Debug)]
@@ -37,7 +37,7 @@ struct Cli {
     /// Drafts per request.
     #[arg(long, default_value_t = 5)]
     n: u32,
-    /// Draft-pool sizes of table (b), comma-separated; empty = skip table (b).
+    /// Draft-pool sizes of table (b), comma-separated; 0 = skip table (b).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     sweep: Vec<usize>,
     /// Requests per configuration of table (b).
@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("coordinator: `{}`\n", report.coordinator_command);
         println!("{}", detail_table(&report));
+        println!("{}", gap_table(&report));
         print_errors(&report);
     }
     let sweep: Vec<usize> = cli.sweep.iter().copied().filter(|&k| k > 0).collect();
