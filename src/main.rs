@@ -5,6 +5,8 @@
 //!   scot solve --coordinator URL "…"   send a problem to a running coordinator
 //!   scot eval / scot report            evaluation harness (scot-eval)
 
+mod node_command;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -62,10 +64,10 @@ enum Command {
     Report(scot_eval::ReportArgs),
     /// A draft node in this process (what `run`/`up` start when no draft-node binary sits next to scot).
     #[command(name = "draft-node", hide = true)]
-    DraftNode(scot_draft_node::DraftNodeConfig),
+    DraftNode(node_command::DraftNodeCommand),
     /// A target node in this process.
     #[command(name = "target-node", hide = true)]
-    TargetNode(scot_target_node::TargetNodeConfig),
+    TargetNode(node_command::TargetNodeCommand),
     /// A coordinator in this process.
     #[command(name = "coordinator", hide = true)]
     Coordinator(scot_coordinator::CoordinatorConfig),
@@ -162,16 +164,8 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
-        Command::DraftNode(config) => {
-            scot_draft_node::serve(config, scot_node_support::shutdown_signal())
-                .await
-                .context("draft node failed")
-        }
-        Command::TargetNode(config) => {
-            scot_target_node::serve(config, scot_node_support::shutdown_signal())
-                .await
-                .context("target node failed")
-        }
+        Command::DraftNode(command) => node_command::run_draft_node(command).await,
+        Command::TargetNode(command) => node_command::run_target_node(command).await,
         Command::Coordinator(config) => {
             scot_coordinator::serve(config, scot_node_support::shutdown_signal())
                 .await
