@@ -37,7 +37,10 @@ RUN --mount=type=cache,id=scot-cargo-registry,target=/usr/local/cargo/registry \
 
 # ---------------------------------------------------------------------------------------------------------
 # CUDA build: candle's CUDA kernels are compiled by nvcc for one compute capability (80 = A100, 90 = H100;
-# there is no GPU at build time to ask). NCCL carries the target node's tensor-parallel all-reduce.
+# there is no GPU at build time to ask). Its PTX kernels JIT on newer GPUs, but the quantized matmuls are a
+# static library of SASS for exactly that capability: build one image per GPU generation. (Without Docker,
+# scripts/build-cuda.sh builds one binary for sm_80 + sm_90 from CUDA 13 PyPI wheels.) NCCL carries the
+# target node's tensor-parallel all-reduce.
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${CUDA_UBUNTU} AS build-cuda
 ENV RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
