@@ -43,6 +43,30 @@ pub struct ScaleConfig {
     pub log_dir: PathBuf,
     /// Requests sent (and waited for) before the measurement, to connect every channel.
     pub warmup_requests: usize,
+    /// `--draft-node-capacity`: drafts in flight per simulated draft node (its batch slots).
+    pub draft_node_capacity: usize,
+    /// `--target-node-capacity`: requests in flight per simulated target node.
+    pub target_node_capacity: usize,
+}
+
+impl ScaleConfig {
+    /// The coordinator flags a run sets: admission sized to the load (the default, 128, would refuse
+    /// the rest with RESOURCE_EXHAUSTED), the per-node limits, and a queue timeout long enough that
+    /// requests queued for a small pool wait instead of being refused; then `coordinator_args`.
+    pub fn coordinator_flags(&self) -> Vec<String> {
+        let admitted = self.concurrency.max(self.warmup_requests) + 8;
+        let mut flags = vec![
+            format!("--max-concurrent-requests={admitted}"),
+            format!("--draft-node-capacity={}", self.draft_node_capacity.max(1)),
+            format!(
+                "--target-node-capacity={}",
+                self.target_node_capacity.max(1)
+            ),
+            "--queue-timeout-ms=3600000".to_string(),
+        ];
+        flags.extend(self.coordinator_args.iter().cloned());
+        flags
+    }
 }
 
 /// Counters summed over one kind of node, for the measured phase only.
@@ -286,7 +310,7 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
         draft_nodes: cluster.drafts.iter().map(|d| d.url()).collect(),
         targets,
         log_filter: config.coordinator_log_filter.clone(),
-        extra_args: config.coordinator_args.clone(),
+        extra_args: config.coordinator_flags(),
         log_file: config.log_dir.join(format!(
             "coordinator-k{}-t{}.log",
             config.draft_nodes, config.target_nodes

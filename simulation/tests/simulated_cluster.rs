@@ -24,6 +24,8 @@ fn tiny(draft_nodes: usize, target_nodes: usize, requests: usize) -> ScaleConfig
         coordinator_args: Vec::new(),
         log_dir: std::env::temp_dir().join("scot-simulation-test"),
         warmup_requests: target_nodes.max(1),
+        draft_node_capacity: 16,
+        target_node_capacity: 16,
     }
 }
 

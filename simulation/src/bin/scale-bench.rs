@@ -60,6 +60,12 @@ struct Cli {
     log_dir: PathBuf,
     #[arg(long, default_value_t = 16)]
     warmup_requests: usize,
+    /// Coordinator --draft-node-capacity (drafts in flight per node); default: the profile's max batch.
+    #[arg(long)]
+    draft_node_capacity: Option<usize>,
+    /// Coordinator --target-node-capacity (requests in flight per target node).
+    #[arg(long, default_value_t = 128)]
+    target_node_capacity: usize,
 }
 
 #[tokio::main]
@@ -107,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
         profile.target.decode_step_ms(64),
         profile.target.max_batch,
     );
+    let draft_node_capacity = cli.draft_node_capacity.unwrap_or(profile.draft.max_batch);
     let base = ScaleConfig {
+        draft_node_capacity,
+        target_node_capacity: cli.target_node_capacity,
         draft_nodes: cli.draft_nodes,
         target_nodes: cli.target_nodes,
         profile,
