@@ -109,6 +109,37 @@ pub fn detail_table(report: &ScaleReport) -> String {
             ms(percentile(&added, 100.0))
         ),
     );
+    let wave = report.config.concurrency;
+    if report.requests.len() > wave {
+        // The first `concurrency` requests are sent at once (a burst); the rest each start when one
+        // finishes (steady state at that concurrency).
+        let split = |first: bool| -> Vec<Duration> {
+            report
+                .requests
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| (*i < wave) == first && r.outcome.result.is_ok())
+                .map(|(_, r)| r.added)
+                .collect()
+        };
+        let (burst, steady) = (split(true), split(false));
+        row(
+            "latency added, first wave (sent at once) p50 / p99 (ms)",
+            format!(
+                "{} / {}",
+                ms(percentile(&burst, 50.0)),
+                ms(percentile(&burst, 99.0))
+            ),
+        );
+        row(
+            "**latency added, steady state (later requests) p50 / p99 (ms)**",
+            format!(
+                "**{} / {}**",
+                ms(percentile(&steady, 50.0)),
+                ms(percentile(&steady, 99.0))
+            ),
+        );
+    }
     row(
         "mean draft batch / mean target batch (seqs per step)",
         format!(
