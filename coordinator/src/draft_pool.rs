@@ -47,6 +47,11 @@ impl DraftPool {
         self.pool.settings()
     }
 
+    /// Requests waiting for room now.
+    pub fn queued(&self) -> usize {
+        self.pool.queued()
+    }
+
     /// The nodes in routing and the others with the reason (also updates the pool gauges).
     pub async fn reachable(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
         let (up, down) = self.pool.routable().await;

@@ -56,6 +56,9 @@ enum DraftState {
 
 type SlotEvent = (usize, Option<Result<DraftEvent, Status>>);
 
+/// A node and the draft indices it writes for the request.
+type NodePlan = (Arc<PoolNode>, Vec<u32>);
+
 /// Errors that are the request's fault, not the node's: they go back to the client.
 pub fn is_rejection(status: &Status) -> bool {
     matches!(status.code(), Code::InvalidArgument | Code::OutOfRange)
@@ -89,7 +92,7 @@ pub async fn run_drafts(
             ))))
         }
     };
-    let (plan, leases): (Vec<(Arc<PoolNode>, Vec<u32>)>, Vec<NodeLease>) = assignments
+    let (plan, leases): (Vec<NodePlan>, Vec<NodeLease>) = assignments
         .into_iter()
         .map(|a| ((a.node().clone(), a.indices), a.lease))
         .unzip();

@@ -26,5 +26,7 @@ pub use config::{CoordinatorConfig, SolveDefaults};
 pub use discovered_nodes::DiscoveredNodes;
 pub use draft_pool::DraftPool;
 pub use node_source::{NodeSource, PoolMember, StaticDraftNodes, StaticTargetNode};
-pub use service::{build_service, serve, CoordinatorError, CoordinatorServiceImpl};
+pub use service::{
+    build_service, build_service_with_sources, serve, CoordinatorError, CoordinatorServiceImpl,
+};
 pub use target_pool::TargetPool;

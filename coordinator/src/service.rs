@@ -119,6 +119,15 @@ pub fn build_service(
     config: &CoordinatorConfig,
     source: Option<Arc<dyn NodeSource>>,
 ) -> Result<CoordinatorServiceImpl, CoordinatorError> {
+    build_service_with_sources(config, source, None)
+}
+
+/// `build_service` with either pool's members from the given source instead of the flags (tests).
+pub fn build_service_with_sources(
+    config: &CoordinatorConfig,
+    source: Option<Arc<dyn NodeSource>>,
+    target_source: Option<Arc<dyn NodeSource>>,
+) -> Result<CoordinatorServiceImpl, CoordinatorError> {
     resolve_options(&Default::default(), &config.defaults)
         .map_err(|e| CoordinatorError::Config(format!("default knobs: {}", e.0)))?;
     for (flag, value) in [
@@ -143,8 +152,9 @@ pub fn build_service(
         }
         None => None,
     };
-    let targets: Arc<dyn NodeSource> = match &discovered {
-        Some(nodes) if config.target_node.trim().is_empty() => nodes.pool(NodeKind::Target),
+    let targets: Arc<dyn NodeSource> = match (&discovered, target_source) {
+        (_, Some(targets)) => targets,
+        (Some(nodes), None) if config.target_node.trim().is_empty() => nodes.pool(NodeKind::Target),
         _ => {
             if config.target_node.trim().is_empty() {
                 return Err(CoordinatorError::Config(

@@ -34,6 +34,11 @@ impl TargetPool {
         }
     }
 
+    /// Requests waiting for room now.
+    pub fn queued(&self) -> usize {
+        self.pool.queued()
+    }
+
     /// The nodes in routing and the others with the reason.
     pub async fn reachable(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
         self.pool.routable().await

@@ -1,0 +1,487 @@
+//! In-process fake draft and target nodes (no models) on loopback gRPC, with gRPC health, and a
+//! coordinator in front of them. For routing tests; the real-model tests live elsewhere.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use scot_coordinator::solve::Solver;
+use scot_coordinator::{build_service, CoordinatorConfig};
+use scot_proto::coordinator_service_client::CoordinatorServiceClient;
+use scot_proto::coordinator_service_server::CoordinatorServiceServer;
+use scot_proto::draft_service_server::{DraftService, DraftServiceServer};
+use scot_proto::target_service_server::{TargetService, TargetServiceServer};
+use scot_proto::*;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+pub const DRAFT_SERVICE: &str = "scot.v1.DraftService";
+pub const TARGET_SERVICE: &str = "scot.v1.TargetService";
+
+/// Draft i takes (i + 1) x 40 ms and (i + 1) x 10 tokens; draft 1 hits the cap (LENGTH).
+pub struct FakeDraft {
+    pub calls: Mutex<Vec<Vec<u32>>>,
+    pub cancelled: Arc<AtomicUsize>,
+    /// Drafts being written now, and the most ever at once.
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
+    /// While false, drafts wait before they start (a node that is busy for as long as a test needs).
+    open: watch::Sender<bool>,
+    /// Every Draft call fails UNAVAILABLE (a node going away).
+    pub unavailable: AtomicBool,
+}
+
+impl Default for FakeDraft {
+    fn default() -> Self {
+        Self {
+            calls: Mutex::default(),
+            cancelled: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+            open: watch::channel(true).0,
+            unavailable: AtomicBool::new(false),
+        }
+    }
+}
+
+impl FakeDraft {
+    pub fn paused() -> Self {
+        let node = Self::default();
+        node.pause();
+        node
+    }
+
+    pub fn pause(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn resume(&self) {
+        self.open.send_replace(true);
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    pub fn drafts_written(&self) -> usize {
+        self.calls.lock().unwrap().iter().map(Vec::len).sum()
+    }
+}
+
+/// Newtypes: the service traits are foreign, so they cannot be implemented on `Arc<_>` directly.
+struct DraftHandle(Arc<FakeDraft>);
+struct TargetHandle(Arc<FakeTarget>);
+
+/// Counts drafts in flight on the node until dropped.
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    drafts: usize,
+}
+
+impl InFlight {
+    fn new(node: &FakeDraft, drafts: usize) -> Self {
+        let now = node.in_flight.fetch_add(drafts, Ordering::SeqCst) + drafts;
+        node.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self {
+            count: node.in_flight.clone(),
+            drafts,
+        }
+    }
+
+    fn finish_one(&mut self) {
+        self.drafts -= 1;
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.drafts, Ordering::SeqCst);
+    }
+}
+
+#[tonic::async_trait]
+impl DraftService for DraftHandle {
+    type DraftStream = ReceiverStream<Result<DraftEvent, Status>>;
+
+    async fn draft(
+        &self,
+        request: Request<DraftRequest>,
+    ) -> Result<Response<Self::DraftStream>, Status> {
+        let request = request.into_inner();
+        let node = &self.0;
+        if node.unavailable.load(Ordering::SeqCst) {
+            node.calls
+                .lock()
+                .unwrap()
+                .push(request.draft_indices.clone());
+            return Err(Status::unavailable("fake draft node is going away"));
+        }
+        if request.template == "missing" {
+            return Err(Status::invalid_argument("unknown template set `missing`"));
+        }
+        node.calls
+            .lock()
+            .unwrap()
+            .push(request.draft_indices.clone());
+        let (tx, rx) = mpsc::channel(16);
+        let cancelled = node.cancelled.clone();
+        let mut open = node.open.subscribe();
+        let mut in_flight = InFlight::new(node, request.draft_indices.len());
+        tokio::spawn(async move {
+            if open.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+            let mut indices = request.draft_indices.clone();
+            indices.sort_unstable();
+            let mut elapsed = 0u64;
+            for index in indices {
+                let finish_at = (u64::from(index) + 1) * 40;
+                while elapsed < finish_at {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    elapsed += 10;
+                    let progress = DraftEvent {
+                        event: Some(draft_event::Event::Progress(DraftProgress {
+                            index,
+                            tokens: elapsed as u32,
+                        })),
+                    };
+                    if tx.send(Ok(progress)).await.is_err() {
+                        cancelled.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                let finish = if index == 1 {
+                    FinishReason::Length
+                } else {
+                    FinishReason::ThinkEnd
+                };
+                let draft = DraftEvent {
+                    event: Some(draft_event::Event::Draft(Draft {
+                        index,
+                        text: format!("draft {index} says 5"),
+                        token_count: (index + 1) * 10,
+                        finish_reason: finish as i32,
+                        elapsed_ms: elapsed as f64,
+                    })),
+                };
+                in_flight.finish_one();
+                if tx.send(Ok(draft)).await.is_err() {
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+            let summary = DraftEvent {
+                event: Some(draft_event::Event::Summary(DraftSummary {
+                    model: "fake-draft".into(),
+                    ..Default::default()
+                })),
+            };
+            let _ = tx.send(Ok(summary)).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Picks option 1 with probability 0.7 of however many drafts it gets.
+#[derive(Default)]
+pub struct FakeTarget {
+    pub selects: Mutex<Vec<Vec<String>>>,
+    pub generates: AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl TargetService for TargetHandle {
+    async fn select(
+        &self,
+        request: Request<SelectRequest>,
+    ) -> Result<Response<SelectResponse>, Status> {
+        let drafts = request.into_inner().drafts;
+        let options = drafts.len() + 1;
+        self.0.selects.lock().unwrap().push(drafts);
+        let mut probs = vec![0.3 / (options - 1) as f32; options];
+        probs[0] = 0.7;
+        Ok(Response::new(SelectResponse {
+            chosen: 1,
+            none_correct: false,
+            option_logprobs: probs.iter().map(|p| p.ln()).collect(),
+            option_probs: probs,
+            prompt_tokens: 100,
+            elapsed_ms: 1.0,
+        }))
+    }
+
+    type GenerateStream = ReceiverStream<Result<GenerateEvent, Status>>;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        self.0.generates.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let thinks = request.accepted_draft.is_none();
+        tokio::spawn(async move {
+            let token = GenerateEvent {
+                event: Some(generate_event::Event::Token(GenerateToken {
+                    text: "\\boxed{5}".into(),
+                    phase: GeneratePhase::Answer as i32,
+                })),
+            };
+            let _ = tx.send(Ok(token)).await;
+            let result = GenerateEvent {
+                event: Some(generate_event::Event::Result(GenerateResult {
+                    thinking: if thinks {
+                        "target thinking".into()
+                    } else {
+                        String::new()
+                    },
+                    answer: "\\boxed{5}".into(),
+                    thinking_tokens: if thinks { 30 } else { 0 },
+                    answer_tokens: 5,
+                    thinking_ms: if thinks { 3.0 } else { 0.0 },
+                    answer_ms: 1.0,
+                    model: "fake-target".into(),
+                    ..Default::default()
+                })),
+            };
+            let _ = tx.send(Ok(result)).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: CoordinatorConfig,
+}
+
+async fn listen() -> (String, TcpListenerStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    (address, TcpListenerStream::new(listener))
+}
+
+/// A served fake node: its address and the switch of its gRPC health.
+pub struct Served {
+    pub address: String,
+    health: HealthReporter,
+    service: &'static str,
+}
+
+impl Served {
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.health.set_service_status(self.service, status).await;
+    }
+}
+
+async fn health(
+    service: &'static str,
+) -> (
+    HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(service, ServingStatus::Serving)
+        .await;
+    (health, health_service)
+}
+
+pub async fn serve_draft(node: Arc<FakeDraft>) -> Served {
+    let (address, incoming) = listen().await;
+    let (health, health_service) = health(DRAFT_SERVICE).await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(DraftServiceServer::new(DraftHandle(node)))
+            .serve_with_incoming(incoming),
+    );
+    Served {
+        address,
+        health,
+        service: DRAFT_SERVICE,
+    }
+}
+
+pub async fn start_draft(node: Arc<FakeDraft>) -> String {
+    serve_draft(node).await.address
+}
+
+pub async fn serve_target(node: Arc<FakeTarget>) -> Served {
+    let (address, incoming) = listen().await;
+    let (health, health_service) = health(TARGET_SERVICE).await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(TargetServiceServer::new(TargetHandle(node)))
+            .serve_with_incoming(incoming),
+    );
+    Served {
+        address,
+        health,
+        service: TARGET_SERVICE,
+    }
+}
+
+/// A target without a health service (its health check is UNIMPLEMENTED).
+pub async fn start_target(node: Arc<FakeTarget>) -> String {
+    let (address, incoming) = listen().await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TargetServiceServer::new(TargetHandle(node)))
+            .serve_with_incoming(incoming),
+    );
+    address
+}
+
+/// A coordinator in this process: its gRPC URL and its Solver (to look at the pools).
+pub struct Coordinator {
+    pub url: String,
+    pub solver: Arc<Solver>,
+}
+
+/// Serves a coordinator over `drafts` and `target` (comma-separated targets work too: use
+/// `--target-node` in `extra` only when `target` is empty).
+pub async fn serve_coordinator(drafts: &[String], target: &str, extra: &[&str]) -> Coordinator {
+    let mut args = vec![
+        "coordinator".to_string(),
+        "--target-node".into(),
+        target.to_string(),
+        "--draft-nodes".into(),
+        drafts.join(","),
+        "--health-timeout-ms".into(),
+        "500".into(),
+        "--request-timeout-secs".into(),
+        "30".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Cli::parse_from(args).config;
+    let service = build_service(&config, None).unwrap();
+    let solver = service.solver();
+    let (address, incoming) = listen().await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CoordinatorServiceServer::new(service))
+            .serve_with_incoming(incoming),
+    );
+    Coordinator {
+        url: format!("http://{address}"),
+        solver,
+    }
+}
+
+/// A coordinator whose target pool is `targets` (the flag takes one address; discovery takes many).
+pub async fn serve_coordinator_with_targets(
+    drafts: &[String],
+    targets: &[String],
+    extra: &[&str],
+) -> Coordinator {
+    let mut args = vec![
+        "coordinator".to_string(),
+        "--draft-nodes".into(),
+        drafts.join(","),
+        "--health-timeout-ms".into(),
+        "500".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Cli::parse_from(args).config;
+    let discovery = scot_discovery::StaticDiscovery::from_addresses(&[], targets);
+    let nodes = Arc::new(scot_coordinator::DiscoveredNodes::new(Arc::new(discovery)));
+    let service = scot_coordinator::build_service_with_sources(
+        &config,
+        None,
+        Some(nodes.pool(scot_discovery::NodeKind::Target)),
+    )
+    .unwrap();
+    let solver = service.solver();
+    let (address, incoming) = listen().await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CoordinatorServiceServer::new(service))
+            .serve_with_incoming(incoming),
+    );
+    Coordinator {
+        url: format!("http://{address}"),
+        solver,
+    }
+}
+
+pub async fn start_coordinator(drafts: Vec<String>, target: String) -> String {
+    serve_coordinator(&drafts, &target, &[]).await.url
+}
+
+pub fn request(n: u32) -> SolveRequest {
+    SolveRequest {
+        request_id: "req-1".into(),
+        problem: "What is 2 + 3?".into(),
+        options: Some(SolveOptions {
+            n: Some(n),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Opens a Solve stream (the request runs from here on).
+pub async fn open(url: &str, request: SolveRequest) -> Result<Streaming<SolveEvent>, Status> {
+    let mut client = CoordinatorServiceClient::connect(url.to_string())
+        .await
+        .unwrap();
+    Ok(client.solve(request).await?.into_inner())
+}
+
+/// Reads a Solve stream to its result.
+pub async fn finish(
+    mut stream: Streaming<SolveEvent>,
+) -> Result<(Vec<solve_event::Event>, SolveResult), Status> {
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event?.event {
+            Some(solve_event::Event::Result(result)) => return Ok((events, result)),
+            Some(other) => events.push(other),
+            None => {}
+        }
+    }
+    panic!("stream ended without a result");
+}
+
+pub async fn solve(
+    url: &str,
+    options: SolveOptions,
+) -> Result<(Vec<solve_event::Event>, SolveResult), Status> {
+    let request = SolveRequest {
+        request_id: "req-1".into(),
+        problem: "What is 2 + 3?".into(),
+        options: Some(options),
+    };
+    finish(open(url, request).await?).await
+}
+
+/// Waits (polling, bounded) until `condition` holds; panics with `what` if it never does.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
+}

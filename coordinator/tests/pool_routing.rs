@@ -1,0 +1,360 @@
+//! The pools' routing against in-process fake nodes (no models) on loopback gRPC: health checks taking
+//! nodes out of routing and back, a node failing UNAVAILABLE dropped at once, spreading when idle and
+//! packing under load, per-node in-flight limits with the queue and its timeout, and the gRPC front
+//! door's admission limit.
+
+mod fakes;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fakes::{
+    eventually, finish, open, request, serve_coordinator, serve_draft, serve_target, FakeDraft,
+    FakeTarget,
+};
+use scot_proto::{solve_event, AnswerPath};
+use tonic::Code;
+
+/// Whether `address` is in routing in the coordinator's draft pool.
+async fn draft_up(coordinator: &fakes::Coordinator, address: &str) -> bool {
+    let (up, _) = coordinator.solver.draft_pool().reachable().await;
+    up.iter().any(|n| n.address == address)
+}
+
+async fn target_up(coordinator: &fakes::Coordinator, address: &str) -> bool {
+    let (up, _) = coordinator.solver.target_pool().reachable().await;
+    up.iter().any(|n| n.address == address)
+}
+
+fn nodes_used(events: &[solve_event::Event]) -> Vec<String> {
+    events
+        .iter()
+        .find_map(|e| match e {
+            solve_event::Event::DraftingStarted(started) => Some(started.nodes.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_node_not_serving_gets_no_work_until_it_serves_again() {
+    let (a, b) = (
+        Arc::new(FakeDraft::default()),
+        Arc::new(FakeDraft::default()),
+    );
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let (served_a, served_b) = (serve_draft(a.clone()).await, serve_draft(b.clone()).await);
+    let drafts = vec![served_a.address.clone(), served_b.address.clone()];
+    let coordinator =
+        serve_coordinator(&drafts, &target.address, &["--health-interval-ms", "50"]).await;
+
+    let (events, _) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nodes_used(&events), drafts, "an idle pool spreads");
+
+    served_a.set_serving(false).await;
+    eventually("A is out of routing", || async {
+        !draft_up(&coordinator, &served_a.address).await
+    })
+    .await;
+    let a_calls = a.call_count();
+    for _ in 0..3 {
+        let (events, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(nodes_used(&events), vec![served_b.address.clone()]);
+        assert_eq!(result.stats.unwrap().drafts.len(), 2);
+    }
+    assert_eq!(a.call_count(), a_calls, "a NOT_SERVING node got work");
+
+    served_a.set_serving(true).await;
+    eventually("A is back in routing", || {
+        draft_up(&coordinator, &served_a.address)
+    })
+    .await;
+    let (events, _) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nodes_used(&events).len(), 2, "A gets work again");
+    assert!(a.call_count() > a_calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_not_serving_gets_no_requests_until_it_serves_again() {
+    let (t1, t2) = (
+        Arc::new(FakeTarget::default()),
+        Arc::new(FakeTarget::default()),
+    );
+    let (served_1, served_2) = (
+        serve_target(t1.clone()).await,
+        serve_target(t2.clone()).await,
+    );
+    let draft = serve_draft(Arc::new(FakeDraft::default())).await;
+    let coordinator = fakes::serve_coordinator_with_targets(
+        std::slice::from_ref(&draft.address),
+        &[served_1.address.clone(), served_2.address.clone()],
+        &["--health-interval-ms", "50"],
+    )
+    .await;
+    for _ in 0..2 {
+        finish(open(&coordinator.url, request(1)).await.unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(t1.generates.load(Ordering::SeqCst) > 0 && t2.generates.load(Ordering::SeqCst) > 0);
+
+    served_1.set_serving(false).await;
+    eventually("target 1 is out of routing", || async {
+        !target_up(&coordinator, &served_1.address).await
+    })
+    .await;
+    let before = t1.generates.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        finish(open(&coordinator.url, request(1)).await.unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        t1.generates.load(Ordering::SeqCst),
+        before,
+        "a NOT_SERVING target got work"
+    );
+
+    served_1.set_serving(true).await;
+    eventually("target 1 is back", || {
+        target_up(&coordinator, &served_1.address)
+    })
+    .await;
+    for _ in 0..2 {
+        finish(open(&coordinator.url, request(1)).await.unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(
+        t1.generates.load(Ordering::SeqCst) > before,
+        "target 1 gets work again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_failing_unavailable_is_out_at_once() {
+    let (a, b) = (
+        Arc::new(FakeDraft::default()),
+        Arc::new(FakeDraft::default()),
+    );
+    a.unavailable.store(true, Ordering::SeqCst);
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let drafts = vec![
+        serve_draft(a.clone()).await.address,
+        serve_draft(b.clone()).await.address,
+    ];
+    // Background checks far apart: only the failed call can take A out.
+    let coordinator = serve_coordinator(
+        &drafts,
+        &target.address,
+        &["--health-interval-ms", "600000"],
+    )
+    .await;
+    let (_, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+    assert!(
+        stats.fallback_reason.contains("going away"),
+        "{}",
+        stats.fallback_reason
+    );
+    assert!(!draft_up(&coordinator, &drafts[0]).await);
+
+    let (events, _) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nodes_used(&events), vec![drafts[1].clone()]);
+    assert_eq!(a.call_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_spread_when_idle_and_pack_under_load() {
+    let nodes: Vec<Arc<FakeDraft>> = (0..4).map(|_| Arc::new(FakeDraft::paused())).collect();
+    let mut drafts = Vec::new();
+    for node in &nodes {
+        drafts.push(serve_draft(node.clone()).await.address);
+    }
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let coordinator =
+        serve_coordinator(&drafts, &target.address, &["--draft-node-capacity", "4"]).await;
+    // Four requests of 4 drafts each, held on the nodes: utilisation 0, 4, 8, 12 of 16 drafts.
+    let mut streams = Vec::new();
+    let mut used = Vec::new();
+    for _ in 0..4 {
+        let mut stream = open(&coordinator.url, request(4)).await.unwrap();
+        let first = futures::StreamExt::next(&mut stream)
+            .await
+            .unwrap()
+            .unwrap();
+        match first.event {
+            Some(solve_event::Event::DraftingStarted(started)) => used.push(started.nodes.len()),
+            other => panic!("first event {other:?}"),
+        }
+        streams.push(stream);
+    }
+    assert_eq!(
+        used,
+        [4, 4, 2, 2],
+        "nodes used per request as the pool fills"
+    );
+    for node in &nodes {
+        assert!(node.in_flight.load(Ordering::SeqCst) <= 4);
+        node.resume();
+    }
+    for stream in streams {
+        let (_, result) = finish(stream).await.unwrap();
+        // Placement does not change the drafts: index i is the same draft wherever it ran.
+        let texts: Vec<String> = result
+            .stats
+            .unwrap()
+            .drafts
+            .iter()
+            .map(|d| d.index.to_string())
+            .collect();
+        assert_eq!(texts, ["0", "1", "2", "3"]);
+    }
+    for node in &nodes {
+        assert!(node.max_in_flight.load(Ordering::SeqCst) <= 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_queues_and_an_oversized_request_is_refused() {
+    let node = Arc::new(FakeDraft::paused());
+    let draft = serve_draft(node.clone()).await;
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let drafts = vec![draft.address.clone()];
+    let coordinator =
+        serve_coordinator(&drafts, &target.address, &["--draft-node-capacity", "2"]).await;
+
+    // More drafts than the pool may ever hold: refused at once.
+    let status = finish(open(&coordinator.url, request(3)).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("exceed"), "{}", status.message());
+
+    // The first request fills the node; the second waits in the queue, not on the node.
+    let first = open(&coordinator.url, request(2)).await.unwrap();
+    eventually("the first request is on the node", || async {
+        node.call_count() == 1
+    })
+    .await;
+    let url = coordinator.url.clone();
+    let second = tokio::spawn(async move { finish(open(&url, request(2)).await?).await });
+    let pool = coordinator.solver.draft_pool();
+    eventually("the second request is queued", || async {
+        pool.queued() == 1
+    })
+    .await;
+    assert_eq!(node.call_count(), 1, "the node got more than its capacity");
+    node.resume();
+    finish(first).await.unwrap();
+    let (events, _) = second.await.unwrap().unwrap();
+    assert_eq!(nodes_used(&events), drafts);
+    assert_eq!(node.call_count(), 2);
+    assert_eq!(node.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.queued(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_times_out_with_resource_exhausted() {
+    let node = Arc::new(FakeDraft::paused());
+    let drafts = vec![serve_draft(node.clone()).await.address];
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let coordinator = serve_coordinator(
+        &drafts,
+        &target.address,
+        &["--draft-node-capacity", "2", "--queue-timeout-ms", "100"],
+    )
+    .await;
+    let first = open(&coordinator.url, request(2)).await.unwrap();
+    eventually("the first request is on the node", || async {
+        node.call_count() == 1
+    })
+    .await;
+    let status = finish(open(&coordinator.url, request(1)).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("in-flight limit")
+            && status.message().contains("--queue-timeout-ms"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(node.call_count(), 1);
+    node.resume();
+    finish(first).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_the_admission_limit_is_resource_exhausted() {
+    let node = Arc::new(FakeDraft::paused());
+    let drafts = vec![serve_draft(node.clone()).await.address];
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let coordinator = serve_coordinator(
+        &drafts,
+        &target.address,
+        &["--max-concurrent-requests", "1"],
+    )
+    .await;
+    let first = open(&coordinator.url, request(2)).await.unwrap();
+    eventually("the first request is on the node", || async {
+        node.call_count() == 1
+    })
+    .await;
+    let status = open(&coordinator.url, request(2)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("at capacity"),
+        "{}",
+        status.message()
+    );
+    node.resume();
+    finish(first).await.unwrap();
+    // Capacity is back once the first request is done.
+    finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_at_its_limit_queues_the_next_request() {
+    let node = Arc::new(FakeDraft::paused());
+    let drafts = vec![serve_draft(node.clone()).await.address];
+    let target = Arc::new(FakeTarget::default());
+    let served = serve_target(target.clone()).await;
+    let coordinator = serve_coordinator(
+        &drafts,
+        &served.address,
+        &["--target-node-capacity", "1", "--queue-timeout-ms", "100"],
+    )
+    .await;
+    // The first request holds the only target place while its drafts run.
+    let first = open(&coordinator.url, request(1)).await.unwrap();
+    eventually("the first request is drafting", || async {
+        node.call_count() == 1
+    })
+    .await;
+    let status = finish(open(&coordinator.url, request(1)).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("every target node"),
+        "{}",
+        status.message()
+    );
+    node.resume();
+    finish(first).await.unwrap();
+    assert_eq!(target.generates.load(Ordering::SeqCst), 1);
+}
