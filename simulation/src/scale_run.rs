@@ -289,16 +289,16 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
     let ledger = SimulatedCallLedger::default();
     let cluster = start_cluster(config, &ledger).await?;
     // One target: the static flag. More: registered in a real etcd (the static flag takes one).
-    let mut _etcd = None;
-    let mut _registrations = Vec::new();
+    let mut etcd_server = None;
+    let mut registrations = Vec::new();
     let targets = if cluster.targets.len() == 1 {
         TargetNodes::Static(cluster.targets[0].url())
     } else {
         let etcd = SimulatedEtcd::start()?;
         let urls: Vec<String> = cluster.targets.iter().map(|t| t.url()).collect();
-        _registrations = etcd.register_targets(&urls).await?;
+        registrations = etcd.register_targets(&urls).await?;
         let endpoint = etcd.endpoint();
-        _etcd = Some(etcd);
+        etcd_server = Some(etcd);
         TargetNodes::Etcd {
             endpoint,
             prefix: SIMULATED_ETCD_PREFIX.to_string(),
@@ -373,6 +373,11 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
         targets,
     };
     drop(coordinator);
+    // Take the targets out of etcd before etcd stops, so no keep-alive task complains afterwards.
+    for registration in registrations {
+        let _ = tokio::time::timeout(Duration::from_secs(2), registration.deregister()).await;
+    }
+    drop(etcd_server);
     drop(cluster);
     Ok(report)
 }
