@@ -180,6 +180,15 @@ mod tests {
         let cli = Cli::parse_from(["coordinator", "--target-node", "127.0.0.1:1"]);
         assert_eq!(cli.config.defaults, SolveDefaults::default());
         assert!(cli.config.draft_nodes.is_empty());
+        assert_eq!(
+            (
+                cli.config.draft_node_capacity,
+                cli.config.target_node_capacity,
+                cli.config.queue_timeout_ms,
+                cli.config.health_interval_ms
+            ),
+            (16, 16, 30000, 2000)
+        );
     }
 
     #[test]

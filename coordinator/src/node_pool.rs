@@ -420,3 +420,64 @@ async fn poll_health(pool: Weak<NodePool>, interval: Duration) {
         pool.queue.wake_head();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_source::StaticDraftNodes;
+    use crate::placement::plan_drafts;
+
+    fn settings(health_interval: Option<Duration>) -> PoolSettings {
+        PoolSettings {
+            name: "draft",
+            service: "scot.v1.DraftService",
+            capacity_per_slot: 4,
+            health_timeout: Duration::from_millis(300),
+            health_interval,
+            queue_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn leases_count_work_and_free_it_when_done_or_dropped() {
+        let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let node = Arc::new(PoolNode::new("draft", "lease-test:1", channel, 4));
+        let queue = Arc::new(WaitQueue::new(Default::default()));
+        let mut lease = NodeLease::new(node.clone(), queue.clone(), 3);
+        assert_eq!((node.outstanding(), node.gauges.in_flight.get()), (3, 3));
+        lease.finish_one();
+        assert_eq!(node.outstanding(), 2);
+        drop(lease);
+        assert_eq!((node.outstanding(), node.gauges.in_flight.get()), (0, 0));
+        node.mark_down("connection refused");
+        assert!(matches!(node.health(), Health::Down(r) if r.contains("connection refused")));
+        assert!(node.set_health(Ok(())), "coming back is reported");
+        assert_eq!(node.gauges.up.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_and_invalid_members_leave_nothing_to_route_to() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let source = Arc::new(StaticDraftNodes(vec![
+            "127.0.0.1:9".into(),
+            "not a url".into(),
+        ]));
+        let pool = NodePool::start(source, settings(None));
+        let (up, down) = pool.routable().await;
+        assert!(up.is_empty());
+        assert_eq!(down.len(), 2);
+        let error = pool
+            .acquire(None, |loads, start| plan_drafts(1, loads, start))
+            .await
+            .unwrap_err();
+        match error {
+            AcquireError::NoNodes(reason) => {
+                assert!(
+                    reason.contains("127.0.0.1:9") && reason.contains("not a url"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
