@@ -9,7 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::generation::{
     BatchEvent, CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria,
 };
-use crate::kv_cache::SequenceCache;
+use crate::kv_cache::ShardedCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
@@ -18,7 +18,7 @@ use crate::stop::SequenceRun;
 
 struct Member<'a> {
     seq: usize,
-    cache: SequenceCache,
+    cache: ShardedCache,
     sampler: Sampler,
     run: SequenceRun<'a>,
     logits: Vec<f32>,
@@ -146,9 +146,9 @@ pub(crate) fn generate_batch(
         if next.is_empty() {
             break;
         }
-        let mut caches: Vec<&mut SequenceCache> = next.iter_mut().map(|m| &mut m.cache).collect();
+        let mut caches: Vec<&mut ShardedCache> = next.iter_mut().map(|m| &mut m.cache).collect();
         let logits = model
-            .transformer()
+            .ranks()
             .forward(&tokens, &mut caches, Rows::Independent, true)?
             .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))?;
         for (i, m) in next.iter_mut().enumerate() {

@@ -135,3 +135,47 @@ impl SequenceCache {
         })
     }
 }
+
+/// The cache of one sequence across tensor-parallel ranks: rank r's `SequenceCache` holds the KV
+/// heads rank r computes. With one rank it is just that sequence's cache.
+#[derive(Debug)]
+pub(crate) struct ShardedCache {
+    shards: Vec<SequenceCache>,
+}
+
+impl ShardedCache {
+    pub fn new(shards: Vec<SequenceCache>) -> Result<Self> {
+        if shards.is_empty() {
+            return Err(EngineError::InvalidRequest("a cache needs a shard".into()));
+        }
+        Ok(Self { shards })
+    }
+
+    /// Positions held (the same on every rank).
+    pub fn len(&self) -> usize {
+        self.shards[0].len()
+    }
+
+    pub fn limit(&self) -> usize {
+        self.shards[0].limit()
+    }
+
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
+        self.shards.iter_mut().try_for_each(|s| s.reserve(extra))
+    }
+
+    pub fn shards_mut(&mut self) -> &mut [SequenceCache] {
+        &mut self.shards
+    }
+
+    /// An independent deep copy of every shard.
+    pub fn fork(&self) -> Result<Self> {
+        Ok(Self {
+            shards: self
+                .shards
+                .iter()
+                .map(SequenceCache::fork)
+                .collect::<Result<_>>()?,
+        })
+    }
+}

@@ -1,11 +1,13 @@
 //! One weight abstraction for GGUF (quantized) and safetensors (dense) layers: `y = x W^T (+ b)`.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::Result;
+use crate::shard;
 
 /// How the rows of an input relate, which decides whether they may share one kernel call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,31 @@ enum Weight {
     Quantized(QMatMul, GgmlDType),
     /// Dense f32 weight, `[out, in]`.
     Dense(Tensor),
+}
+
+impl Weight {
+    /// The part `range` along `dim` (0: output rows, 1: input columns), on `device`.
+    fn cut(&self, dim: usize, range: Range<usize>, device: &Device) -> Result<Weight> {
+        Ok(match self {
+            Weight::Quantized(QMatMul::QTensor(q), dtype) => {
+                let part = if dim == 0 {
+                    shard::quantized_rows(q, range, device)?
+                } else {
+                    shard::quantized_cols(q, range, device)?
+                };
+                Weight::Quantized(QMatMul::QTensor(Arc::new(part)), *dtype)
+            }
+            Weight::Quantized(QMatMul::Tensor(t), dtype) => Weight::Quantized(
+                QMatMul::Tensor(shard::dense_range(t, dim, &range, device)?),
+                *dtype,
+            ),
+            Weight::Quantized(QMatMul::TensorF16(t), dtype) => Weight::Quantized(
+                QMatMul::TensorF16(shard::dense_range(t, dim, &range, device)?),
+                *dtype,
+            ),
+            Weight::Dense(w) => Weight::Dense(shard::dense_range(w, dim, &range, device)?),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +105,40 @@ impl Linear {
             Some(b) => Ok(y.broadcast_add(b)?),
             None => Ok(y),
         }
+    }
+
+    /// Granularity of a cut along the input dimension: the quantization block (1 when dense).
+    pub fn block_size(&self) -> usize {
+        match &self.weight {
+            Weight::Quantized(QMatMul::QTensor(q), _) => q.dtype().block_size(),
+            _ => 1,
+        }
+    }
+
+    /// Column-parallel shard: output rows `rows` (bias alike), on `device`.
+    pub fn rows(&self, rows: Range<usize>, device: &Device) -> Result<Linear> {
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| shard::dense_range(b, 0, &rows, device))
+            .transpose()?;
+        Ok(Linear {
+            weight: self.weight.cut(0, rows, device)?,
+            bias,
+        })
+    }
+
+    /// Row-parallel shard: input columns `cols` of every row, on `device`. The partial products
+    /// of all shards are summed, so only one shard (`keep_bias`) adds the bias.
+    pub fn cols(&self, cols: Range<usize>, keep_bias: bool, device: &Device) -> Result<Linear> {
+        let bias = match (&self.bias, keep_bias) {
+            (Some(b), true) => Some(b.to_device(device)?),
+            _ => None,
+        };
+        Ok(Linear {
+            weight: self.weight.cut(1, cols, device)?,
+            bias,
+        })
     }
 
     fn matmul(&self, x: &Tensor) -> Result<Tensor> {

@@ -1,15 +1,22 @@
 //! `Model`: loads weights, tokenizer and chat template, warms the kernels up, and hands out sessions.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
 
 use crate::batch;
 use crate::chat_template::ChatTemplate;
+use crate::collective::Collective;
+use crate::collective_cpu::CpuCollective;
 use crate::config::{self, GgufMeta, ModelInfo};
 use crate::device::{open_device, DeviceSpec};
 use crate::error::{EngineError, Result};
 use crate::generation::{BatchEvent, CancelToken, SamplingParams, SequenceOutput, StopCriteria};
 use crate::lora::LoraAdapter;
 use crate::session::Session;
+use crate::shard::head_plan;
+use crate::tensor_parallel::Ranks;
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
 use crate::weights::{self, GgufFile, WeightOptions};
@@ -35,6 +42,10 @@ pub struct LoadOptions {
     /// Q8_0 but not Q5_0: ~2x faster prefill on the Qwen2.5-0.5B). Logits then differ from the
     /// file's own kernels only by f32 summation order. Default on.
     pub q5_0_as_q8_0: bool,
+    /// Tensor-parallel ranks (default 1: the whole model on `device`, no threads). With N > 1 the
+    /// weights and KV caches are sharded by heads and FFN columns over N ranks: N threads on the
+    /// CPU, or GPUs `Cuda(base)..Cuda(base + N - 1)` (needs the `nccl` feature).
+    pub tensor_parallel: usize,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +56,7 @@ impl Default for LoadOptions {
             device: DeviceSpec::Cpu,
             max_context: None,
             q5_0_as_q8_0: true,
+            tensor_parallel: 1,
         }
     }
 }
@@ -61,7 +73,7 @@ impl LoadOptions {
 /// A loaded model: immutable weights shared by any number of sessions (each owns its KV cache).
 pub struct Model {
     info: ModelInfo,
-    transformer: Transformer,
+    transformer: Ranks,
     tokenizer: TextTokenizer,
     chat_template: Option<ChatTemplate>,
     path: PathBuf,
@@ -72,6 +84,7 @@ impl std::fmt::Debug for Model {
         f.debug_struct("Model")
             .field("path", &self.path)
             .field("info", &self.info)
+            .field("tensor_parallel", &self.transformer.world_size())
             .finish()
     }
 }
@@ -83,6 +96,67 @@ fn context_limit(model_len: usize, cap: Option<usize>) -> Result<usize> {
         )),
         Some(c) => Ok(c.min(model_len)),
         None => Ok(model_len),
+    }
+}
+
+/// Where the ranks of a model run.
+struct Placement {
+    /// Where the whole model is loaded before sharding (the model's device when unsharded).
+    load_device: Device,
+    /// One device per rank and their collective, when sharded.
+    ranks: Option<(Vec<Device>, Arc<dyn Collective>)>,
+}
+
+fn placement(opts: &LoadOptions) -> Result<Placement> {
+    let tp = opts.tensor_parallel;
+    if tp == 0 {
+        return Err(EngineError::InvalidRequest(
+            "tensor_parallel must be at least 1".into(),
+        ));
+    }
+    if tp == 1 {
+        return Ok(Placement {
+            load_device: open_device(opts.device)?,
+            ranks: None,
+        });
+    }
+    match opts.device {
+        DeviceSpec::Cpu => Ok(Placement {
+            load_device: Device::Cpu,
+            ranks: Some((vec![Device::Cpu; tp], Arc::new(CpuCollective::new(tp)))),
+        }),
+        DeviceSpec::Cuda(base) => cuda_ranks(base, tp),
+    }
+}
+
+#[cfg(not(feature = "nccl"))]
+fn cuda_ranks(base: usize, tp: usize) -> Result<Placement> {
+    Err(EngineError::Device(format!(
+        "tensor parallelism {tp} on CUDA devices {base}..{} needs scot-engine built with the \
+         `nccl` feature",
+        base + tp - 1
+    )))
+}
+
+#[cfg(feature = "nccl")]
+fn cuda_ranks(base: usize, tp: usize) -> Result<Placement> {
+    let ordinals: Vec<usize> = (base..base + tp).collect();
+    let devices = ordinals
+        .iter()
+        .map(|&o| open_device(DeviceSpec::Cuda(o)))
+        .collect::<Result<Vec<_>>>()?;
+    let collective = crate::collective_nccl::NcclCollective::new(&ordinals)?;
+    Ok(Placement {
+        load_device: Device::Cpu,
+        ranks: Some((devices, Arc::new(collective))),
+    })
+}
+
+/// The decoder on its rank(s): as loaded, or sharded over the placement's ranks.
+fn place(transformer: Transformer, placement: Placement) -> Result<Ranks> {
+    match placement.ranks {
+        None => Ok(Ranks::single(transformer)),
+        Some((devices, collective)) => Ranks::sharded(transformer, &devices, collective),
     }
 }
 
@@ -139,7 +213,10 @@ impl Model {
                 ),
             });
         }
-        let device = open_device(opts.device)?;
+        // A tensor-parallel degree the heads do not allow fails before the weights are read.
+        head_plan(hp.n_head, hp.n_kv_head, opts.tensor_parallel)?;
+        let placement = placement(opts)?;
+        let device = placement.load_device.clone();
         let context_length = context_limit(hp.context_length, opts.max_context)?;
         let tokenizer = TextTokenizer::from_gguf(&file.content, path)?;
         let chat_template = ChatTemplate::from_gguf(&file.content, path)?;
@@ -167,6 +244,7 @@ impl Model {
                 q5_0_as_q8_0: opts.q5_0_as_q8_0,
             },
         )?;
+        let transformer = place(transformer, placement)?;
         Ok(Model {
             info: ModelInfo {
                 name,
@@ -187,7 +265,9 @@ impl Model {
         let dir = &opts.path;
         let cfg = config::hf_config(dir)?;
         let hp = cfg.hyperparams;
-        let device = open_device(opts.device)?;
+        head_plan(hp.n_head, hp.n_kv_head, opts.tensor_parallel)?;
+        let placement = placement(opts)?;
+        let device = placement.load_device.clone();
         let context_length = context_limit(hp.context_length, opts.max_context)?;
         let tokenizer_path = dir.join("tokenizer.json");
         if !tokenizer_path.is_file() {
@@ -205,6 +285,7 @@ impl Model {
         let architecture = hp.architecture;
         let vocab_size = hp.vocab_size;
         let transformer = weights::dense_transformer(dir, tensors, hp, context_length, &device)?;
+        let transformer = place(transformer, placement)?;
         Ok(Model {
             info: ModelInfo {
                 name: cfg.name.unwrap_or_else(|| file_stem(dir)),
@@ -269,7 +350,33 @@ impl Model {
         batch::generate_batch(self, prompt, sequences, stop, on_event, cancel)
     }
 
-    pub(crate) fn transformer(&self) -> &Transformer {
+    /// Tensor-parallel ranks the model runs on (1: unsharded).
+    pub fn tensor_parallel(&self) -> usize {
+        self.transformer.world_size()
+    }
+
+    /// Why the model stopped working: set once a tensor-parallel rank failed, after which every
+    /// call returns `EngineError::RankFailed` at once. A server should report NOT_SERVING and exit.
+    pub fn failure(&self) -> Option<String> {
+        self.transformer
+            .failure()
+            .map(|(rank, reason)| EngineError::RankFailed { rank, reason }.to_string())
+    }
+
+    /// Test hook (tensor parallelism > 1 only): rank `rank` returns an error in the middle of the
+    /// forward pass that follows `forward_calls` more passes (0: the next one).
+    #[doc(hidden)]
+    pub fn fail_rank_after(&self, rank: usize, forward_calls: usize) {
+        self.transformer.inject_fault(rank, forward_calls, false);
+    }
+
+    /// Test hook (tensor parallelism > 1 only): as `fail_rank_after`, but the rank panics.
+    #[doc(hidden)]
+    pub fn panic_rank_after(&self, rank: usize, forward_calls: usize) {
+        self.transformer.inject_fault(rank, forward_calls, true);
+    }
+
+    pub(crate) fn ranks(&self) -> &Ranks {
         &self.transformer
     }
 }

@@ -6,7 +6,7 @@ use crate::error::{EngineError, Result};
 use crate::generation::{
     CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria, TokenEvent,
 };
-use crate::kv_cache::SequenceCache;
+use crate::kv_cache::ShardedCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
@@ -18,7 +18,7 @@ pub(crate) const PREFILL_CHUNK: usize = 512;
 
 pub struct Session<'m> {
     model: &'m Model,
-    cache: SequenceCache,
+    cache: ShardedCache,
     logits: Option<Vec<f32>>,
 }
 
@@ -35,7 +35,7 @@ impl<'m> Session<'m> {
     pub(crate) fn new(model: &'m Model) -> Result<Self> {
         Ok(Self {
             model,
-            cache: model.transformer().new_cache(model.info().context_length)?,
+            cache: model.ranks().new_cache(model.info().context_length)?,
             logits: None,
         })
     }
@@ -70,7 +70,7 @@ impl<'m> Session<'m> {
         let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
-            let logits = self.model.transformer().forward(
+            let logits = self.model.ranks().forward(
                 chunk,
                 &mut [&mut self.cache],
                 Rows::SameSequence,
@@ -152,7 +152,7 @@ impl<'m> Session<'m> {
             let (event, finished) = run.accept(token)?;
             on_token(&event);
             let out = model
-                .transformer()
+                .ranks()
                 .forward(&[token], &mut [&mut self.cache], Rows::Independent, true)?
                 .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))?;
             logits = out.flatten_all()?.to_vec1::<f32>()?;
@@ -163,7 +163,7 @@ impl<'m> Session<'m> {
         }
     }
 
-    pub(crate) fn into_parts(self) -> (SequenceCache, Option<Vec<f32>>) {
+    pub(crate) fn into_parts(self) -> (ShardedCache, Option<Vec<f32>>) {
         (self.cache, self.logits)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
+use crate::collective::Collective;
 use crate::config::Hyperparams;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::SequenceCache;
@@ -26,6 +27,39 @@ impl TokenEmbedding {
             TokenEmbedding::Quantized(q) => q.embedding(ids)?.to_dtype(DType::F32)?,
             TokenEmbedding::Dense(w) => w.index_select(ids, 0)?,
         })
+    }
+}
+
+/// Test hook: how a rank fails at the middle layer of a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Error,
+    Panic,
+}
+
+/// What one rank of a tensor-parallel model adds to a forward pass: the collective that combines
+/// its partial results with the other ranks'.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RankContext<'a> {
+    pub rank: usize,
+    pub collective: &'a dyn Collective,
+    pub fault: Option<Fault>,
+}
+
+impl RankContext<'_> {
+    fn reduce(&self, t: &Tensor) -> Result<Tensor> {
+        self.collective.all_reduce_sum(self.rank, t)
+    }
+
+    fn check_fault(&self) -> Result<()> {
+        match self.fault {
+            None => Ok(()),
+            Some(Fault::Error) => Err(EngineError::Device(format!(
+                "rank {}: injected failure",
+                self.rank
+            ))),
+            Some(Fault::Panic) => panic!("rank {}: injected panic", self.rank),
+        }
     }
 }
 
@@ -64,17 +98,8 @@ impl Transformer {
         )
     }
 
-    /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
-    /// major) through the model, appending to each cache. All caches must hold the same number of
-    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        caches: &mut [&mut SequenceCache],
-        rows: Rows,
-        want_logits: bool,
-    ) -> Result<Option<Tensor>> {
-        let batch = caches.len();
+    /// Checks that `tokens` split into `batch` sequences and are all in the vocabulary.
+    pub fn check_tokens(&self, tokens: &[u32], batch: usize) -> Result<()> {
         if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
             return Err(EngineError::InvalidRequest(format!(
                 "{} tokens cannot be split over {batch} sequences",
@@ -87,6 +112,24 @@ impl Transformer {
                 self.hp.vocab_size
             )));
         }
+        Ok(())
+    }
+
+    /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
+    /// major) through the model, appending to each cache. All caches must hold the same number of
+    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked.
+    /// `tp` is this rank's part in a tensor-parallel model (`None`: the whole model, no collective):
+    /// its partial attention and MLP outputs are summed over the ranks, its logits gathered.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut SequenceCache],
+        rows: Rows,
+        want_logits: bool,
+        tp: Option<RankContext<'_>>,
+    ) -> Result<Option<Tensor>> {
+        let batch = caches.len();
+        self.check_tokens(tokens, batch)?;
         let seq = tokens.len() / batch;
         let pos = caches[0].len();
         if caches.iter().any(|c| c.len() != pos) {
@@ -106,6 +149,11 @@ impl Transformer {
             None
         };
         for (layer, block) in self.blocks.iter().enumerate() {
+            if let Some(ctx) = &tp {
+                if layer == self.blocks.len() / 2 {
+                    ctx.check_fault()?;
+                }
+            }
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, hp.rms_eps as f32)?;
             let q = block.q.forward(&h, rows)?;
             let k = block.k.forward(&h, rows)?;
@@ -129,11 +177,19 @@ impl Transformer {
             } else {
                 Tensor::cat(&outs, 0)?
             };
-            x = (x + block.o.forward(&attn, rows)?)?;
+            let mut o = block.o.forward(&attn, rows)?;
+            if let Some(ctx) = &tp {
+                o = ctx.reduce(&o)?;
+            }
+            x = (x + o)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, hp.rms_eps as f32)?;
             let gate = candle_nn::ops::silu(&block.gate.forward(&h, rows)?)?;
             let up = block.up.forward(&h, rows)?;
-            x = (x + block.down.forward(&(gate * up)?, rows)?)?;
+            let mut down = block.down.forward(&(gate * up)?, rows)?;
+            if let Some(ctx) = &tp {
+                down = ctx.reduce(&down)?;
+            }
+            x = (x + down)?;
         }
         for cache in caches.iter_mut() {
             cache.advance(seq);
@@ -147,7 +203,12 @@ impl Transformer {
             .reshape((batch, hp.hidden))?
             .contiguous()?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, hp.rms_eps as f32)?;
-        Ok(Some(self.output.forward(&last, rows)?))
+        let logits = self.output.forward(&last, rows)?;
+        match &tp {
+            // Vocab-parallel head: each rank holds a range of vocabulary rows.
+            Some(ctx) => Ok(Some(ctx.collective.all_gather(ctx.rank, &logits, 1)?)),
+            None => Ok(Some(logits)),
+        }
     }
 }
 
