@@ -8,6 +8,7 @@
 mod batch;
 pub mod chat_template;
 pub mod collective;
+mod collective_cpu;
 mod config;
 mod device;
 pub mod error;
@@ -19,13 +20,16 @@ mod model;
 mod rope;
 mod sampling;
 mod session;
+mod shard;
 mod stop;
+mod tensor_parallel;
 pub mod tokenizer;
 mod transformer;
 mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use collective::Collective;
+pub use collective_cpu::CpuCollective;
 pub use config::{Architecture, ModelInfo};
 pub use device::DeviceSpec;
 pub use error::{EngineError, Result};
