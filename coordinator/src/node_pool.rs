@@ -3,7 +3,7 @@
 //! once when a call fails UNAVAILABLE), the work in flight per node against its capacity, and the queue
 //! of requests waiting for room when every node is at its limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -242,9 +242,10 @@ impl NodePool {
     /// reported instead.
     fn sync_members(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
         let members = self.source.members();
+        let listed: HashSet<&str> = members.iter().map(|m| m.address.as_str()).collect();
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         nodes.retain(|address, _| {
-            let stays = members.iter().any(|m| &m.address == address);
+            let stays = listed.contains(address.as_str());
             if !stays {
                 metrics().forget_pool_node(self.settings.name, address);
             }

@@ -1,8 +1,9 @@
 //! The pools' routing against in-process fake nodes (no models) on loopback gRPC: health checks taking
 //! nodes out of routing and back, a node failing UNAVAILABLE dropped at once, spreading when idle and
-//! packing under load, per-node in-flight limits with the queue and its timeout, and the gRPC front
-//! door's admission limit.
+//! packing under load, per-node in-flight limits with the queue and its timeout (RESOURCE_EXHAUSTED,
+//! HTTP 429), and the gRPC front door's admission limit.
 
+mod common;
 mod fakes;
 
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use fakes::{
     FakeTarget,
 };
 use scot_proto::{solve_event, AnswerPath};
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 /// Whether `address` is in routing in the coordinator's draft pool.
@@ -357,4 +359,47 @@ async fn a_target_at_its_limit_queues_the_next_request() {
     node.resume();
     finish(first).await.unwrap();
     assert_eq!(target.generates.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_gets_a_429_when_the_queue_times_out() {
+    let node = Arc::new(FakeDraft::paused());
+    let draft = serve_draft(node.clone()).await.address;
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let config = common::coordinator_config(&[
+        "--target-node",
+        &target.address,
+        "--draft-nodes",
+        &draft,
+        "--draft-node-capacity",
+        "2",
+        "--queue-timeout-ms",
+        "100",
+    ]);
+    let addr = common::serve_coordinator_http(&config, CancellationToken::new()).await;
+    let body = |n: u32| {
+        format!(
+            r#"{{"model": "scot", "n_drafts": {n}, "messages": [{{"role": "user", "content": "What is 2+3?"}}]}}"#
+        )
+    };
+    let first_body = body(2);
+    let first = tokio::spawn(async move {
+        common::http_request(addr, "POST", "/v1/chat/completions", &[], &first_body).await
+    });
+    eventually("the first request is on the node", || async {
+        node.call_count() == 1
+    })
+    .await;
+    let (status, head, response) =
+        common::http_request(addr, "POST", "/v1/chat/completions", &[], &body(1)).await;
+    assert_eq!(status, 429, "{response}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(response.contains("in-flight limit"), "{response}");
+    assert!(response.contains("over_capacity"), "{response}");
+    node.resume();
+    let (status, _, response) = first.await.unwrap();
+    assert_eq!(status, 200, "{response}");
 }
