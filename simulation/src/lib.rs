@@ -15,6 +15,7 @@ pub mod batch_scheduler;
 pub mod call_ledger;
 pub mod coordinator_process;
 pub mod cost_profile;
+pub mod direct_baseline;
 pub mod draft_node;
 pub mod error;
 pub mod etcd_membership;

@@ -13,6 +13,7 @@ use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::direct_baseline::solve_direct;
 use crate::error::Result;
 use crate::synthetic_text::filler_text;
 
@@ -122,16 +123,30 @@ pub async fn solve_one(
     outcome
 }
 
+/// Where the load goes.
+#[derive(Debug, Clone)]
+pub enum SolveFront {
+    /// The coordinator's gRPC Solve, over these connections.
+    Coordinator(Vec<Channel>),
+    /// No coordinator: the driver calls the simulated nodes itself (`direct_baseline`).
+    Direct {
+        drafts: Vec<Channel>,
+        targets: Vec<Channel>,
+    },
+}
+
 /// Runs the plan to completion; outcomes in request order.
-pub async fn drive_solves(channels: &[Channel], plan: &LoadPlan) -> Vec<SolveOutcome> {
-    if channels.is_empty() {
-        return Vec::new();
+pub async fn drive_solves(front: &SolveFront, plan: &LoadPlan) -> Vec<SolveOutcome> {
+    if let SolveFront::Coordinator(channels) = front {
+        if channels.is_empty() {
+            return Vec::new();
+        }
     }
     let next = Arc::new(AtomicUsize::new(0));
     let outcomes = Arc::new(Mutex::new(Vec::with_capacity(plan.requests)));
     let mut workers = Vec::new();
     for worker in 0..plan.concurrency.max(1) {
-        let channel = channels[worker % channels.len()].clone();
+        let front = front.clone();
         let next = next.clone();
         let outcomes = outcomes.clone();
         let plan = plan.clone();
@@ -141,13 +156,17 @@ pub async fn drive_solves(channels: &[Channel], plan: &LoadPlan) -> Vec<SolveOut
                 if i >= plan.requests {
                     break;
                 }
-                let outcome = solve_one(
-                    channel.clone(),
-                    format!("{}-{i}", plan.id_prefix),
-                    simulated_problem(i, plan.problem_tokens),
-                    plan.n,
-                )
-                .await;
+                let request_id = format!("{}-{i}", plan.id_prefix);
+                let problem = simulated_problem(i, plan.problem_tokens);
+                let outcome = match &front {
+                    SolveFront::Coordinator(channels) => {
+                        let channel = channels[worker % channels.len()].clone();
+                        solve_one(channel, request_id, problem, plan.n).await
+                    }
+                    SolveFront::Direct { drafts, targets } => {
+                        solve_direct(drafts, targets, i, request_id, problem, plan.n).await
+                    }
+                };
                 outcomes.lock().await.push((i, outcome));
             }
         }));

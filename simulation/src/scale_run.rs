@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tonic::transport::Endpoint;
+
 use crate::batch_scheduler::SchedulerStats;
 use crate::call_ledger::{covered, NodeCall, NodeCallKind, SimulatedCallLedger};
 use crate::coordinator_process::{
@@ -18,7 +20,7 @@ use crate::draft_node::SimulatedDraftNode;
 use crate::error::{Result, SimulationError};
 use crate::etcd_membership::{SimulatedEtcd, SIMULATED_ETCD_PREFIX};
 use crate::load_driver::{
-    connect, drive_solves, simulated_problem, solve_one, LoadPlan, SolveOutcome,
+    connect, drive_solves, simulated_problem, solve_one, LoadPlan, SolveFront, SolveOutcome,
 };
 use crate::node_server::{
     serve_simulated_draft_node, serve_simulated_target_node, SimulatedNodeServer,
@@ -47,6 +49,8 @@ pub struct ScaleConfig {
     pub draft_node_capacity: usize,
     /// `--target-node-capacity`: requests in flight per simulated target node.
     pub target_node_capacity: usize,
+    /// No coordinator: the load driver calls the nodes itself (the baseline of "latency added").
+    pub direct_baseline: bool,
 }
 
 impl ScaleConfig {
@@ -288,6 +292,26 @@ async fn warm_up(url: &str, count: usize, n: u32, problem_tokens: usize) -> Resu
 pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
     let ledger = SimulatedCallLedger::default();
     let cluster = start_cluster(config, &ledger).await?;
+    if config.direct_baseline {
+        let mut drafts = Vec::new();
+        for node in &cluster.drafts {
+            drafts.push(Endpoint::from_shared(node.url())?.connect().await?);
+        }
+        let mut targets = Vec::new();
+        for node in &cluster.targets {
+            targets.push(Endpoint::from_shared(node.url())?.connect().await?);
+        }
+        let front = SolveFront::Direct { drafts, targets };
+        return measure(
+            config,
+            &ledger,
+            &cluster,
+            &front,
+            None,
+            "direct (no coordinator)".to_string(),
+        )
+        .await;
+    }
     // One target: the static flag. More: registered in a real etcd (the static flag takes one).
     let mut etcd_server = None;
     let mut registrations = Vec::new();
@@ -325,24 +349,55 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
         problem_tokens,
     )
     .await?;
+    let front = SolveFront::Coordinator(connect(&coordinator.url(), config.connections).await?);
+    let report = measure(
+        config,
+        &ledger,
+        &cluster,
+        &front,
+        Some(&coordinator),
+        coordinator.command_line.clone(),
+    )
+    .await;
+    drop(coordinator);
+    // Take the targets out of etcd before etcd stops, so no keep-alive task complains afterwards.
+    for registration in registrations {
+        let _ = tokio::time::timeout(Duration::from_secs(2), registration.deregister()).await;
+    }
+    drop(etcd_server);
+    drop(cluster);
+    report
+}
 
-    let channels = connect(&coordinator.url(), config.connections).await?;
+/// Drives the measured load through `front` and collects the report.
+async fn measure(
+    config: &ScaleConfig,
+    ledger: &SimulatedCallLedger,
+    cluster: &SimulatedCluster,
+    front: &SolveFront,
+    coordinator: Option<&CoordinatorProcess>,
+    coordinator_command: String,
+) -> Result<ScaleReport> {
     let plan = LoadPlan {
         requests: config.requests,
         concurrency: config.concurrency,
         connections: config.connections,
         n: config.n,
         id_prefix: "sim".to_string(),
-        problem_tokens,
+        problem_tokens: config.profile.workload.problem_tokens,
+    };
+    let coordinator_cpu = || match coordinator {
+        Some(process) => process.cpu_time(),
+        None => Ok(Duration::ZERO),
     };
     let drafts_before = PoolActivity::of(&cluster.draft_stats);
     let targets_before = PoolActivity::of(&cluster.target_stats);
-    let cpu_before = coordinator.cpu_time()?;
+    let cpu_before = coordinator_cpu()?;
     let harness_before = process_cpu_time(std::process::id())?;
     let started = Instant::now();
-    let outcomes = drive_solves(&channels, &plan).await;
+    let outcomes = drive_solves(front, &plan).await;
     let wall = started.elapsed();
-    let coordinator_cpu = coordinator.cpu_time()?.saturating_sub(cpu_before);
+    let coordinator_cpu = coordinator_cpu()?.saturating_sub(cpu_before);
     let harness_cpu = process_cpu_time(std::process::id())?.saturating_sub(harness_before);
     let drafts = PoolActivity::of(&cluster.draft_stats).since(drafts_before);
     let targets = PoolActivity::of(&cluster.target_stats).since(targets_before);
@@ -362,22 +417,14 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
             }
         })
         .collect();
-    let report = ScaleReport {
+    Ok(ScaleReport {
         config: config.clone(),
-        coordinator_command: coordinator.command_line.clone(),
+        coordinator_command,
         requests,
         wall,
         coordinator_cpu,
         harness_cpu,
         drafts,
         targets,
-    };
-    drop(coordinator);
-    // Take the targets out of etcd before etcd stops, so no keep-alive task complains afterwards.
-    for registration in registrations {
-        let _ = tokio::time::timeout(Duration::from_secs(2), registration.deregister()).await;
-    }
-    drop(etcd_server);
-    drop(cluster);
-    Ok(report)
+    })
 }

@@ -26,6 +26,7 @@ fn tiny(draft_nodes: usize, target_nodes: usize, requests: usize) -> ScaleConfig
         warmup_requests: target_nodes.max(1),
         draft_node_capacity: 16,
         target_node_capacity: 16,
+        direct_baseline: false,
     }
 }
 
@@ -86,6 +87,17 @@ async fn tiny_simulated_cluster_through_the_real_coordinator() {
     // Both paths occur in these 12 ids, so both code paths of the coordinator ran.
     assert!(report.path_count(AnswerPath::DraftAccepted) > 0);
     assert!(report.path_count(AnswerPath::TargetCorrection) > 0);
+}
+
+/// The no-coordinator baseline drives the same simulated nodes to the same paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_baseline_reaches_the_same_paths() {
+    let config = ScaleConfig {
+        direct_baseline: true,
+        ..tiny(2, 1, 8)
+    };
+    let report = run(&config).await;
+    check_paths_and_drafts(&report, &config);
 }
 
 /// Two targets go through etcd discovery (the coordinator's static flag takes one target).

@@ -66,6 +66,10 @@ struct Cli {
     /// Coordinator --target-node-capacity (requests in flight per target node).
     #[arg(long, default_value_t = 128)]
     target_node_capacity: usize,
+    /// Also run table (a)'s load with no coordinator (the driver calls the nodes itself): the
+    /// baseline of "latency added".
+    #[arg(long)]
+    direct_baseline: bool,
 }
 
 #[tokio::main]
@@ -117,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
     let base = ScaleConfig {
         draft_node_capacity,
         target_node_capacity: cli.target_node_capacity,
+        direct_baseline: false,
         draft_nodes: cli.draft_nodes,
         target_nodes: cli.target_nodes,
         profile,
@@ -137,6 +142,19 @@ async fn main() -> anyhow::Result<()> {
             base.draft_nodes, base.target_nodes, base.requests, base.concurrency
         );
         println!("coordinator: `{}`\n", report.coordinator_command);
+        println!("{}", detail_table(&report));
+        println!("{}", gap_table(&report));
+        print_errors(&report);
+    }
+    if cli.direct_baseline {
+        let config = ScaleConfig {
+            direct_baseline: true,
+            ..base.clone()
+        };
+        let report = run_scale(&config).await.context("direct baseline run")?;
+        println!(
+            "## (a, baseline) the same load with NO coordinator: the driver calls the simulated nodes itself\n"
+        );
         println!("{}", detail_table(&report));
         println!("{}", gap_table(&report));
         print_errors(&report);
