@@ -59,17 +59,16 @@ type SlotEvent = (usize, Option<Result<DraftEvent, Status>>);
 /// A node and the draft indices it writes for the request.
 type NodePlan = (Arc<PoolNode>, Vec<u32>);
 
-/// Errors that are the request's fault, not the node's: they go back to the client.
-pub fn is_rejection(status: &Status) -> bool {
-    matches!(status.code(), Code::InvalidArgument | Code::OutOfRange)
-}
+/// How many times one request's drafts are placed when every node of a placement turns out gone.
+const MAX_PLACEMENTS: usize = 4;
 
-pub async fn run_drafts(
+/// Places the drafts on the pool: each node with its indices, and the leases (one per node; a slot's
+/// lease goes, and its room to the next request, as soon as the slot is lost).
+async fn place(
     pool: &DraftPool,
-    order: DraftOrder,
+    order: &DraftOrder,
     deadline: Deadline,
-    emit: &(dyn Fn(SolveEvent) + Send + Sync),
-) -> Result<DraftPhase, DraftPhaseError> {
+) -> Result<(Vec<NodePlan>, Vec<Option<NodeLease>>), DraftPhaseError> {
     let assignments = match pool.reserve(order.n, deadline).await {
         Ok(assignments) => assignments,
         Err(AcquireError::NoNodes(reason)) => {
@@ -92,12 +91,56 @@ pub async fn run_drafts(
             ))))
         }
     };
-    let (plan, leases): (Vec<NodePlan>, Vec<NodeLease>) = assignments
+    Ok(assignments
         .into_iter()
-        .map(|a| ((a.node().clone(), a.indices), a.lease))
-        .unzip();
-    // A slot's lease goes (and its room to the next request) as soon as the slot is lost.
-    let mut leases: Vec<Option<NodeLease>> = leases.into_iter().map(Some).collect();
+        .map(|a| ((a.node().clone(), a.indices), Some(a.lease)))
+        .unzip())
+}
+
+/// Errors that are the request's fault, not the node's: they go back to the client.
+pub fn is_rejection(status: &Status) -> bool {
+    matches!(status.code(), Code::InvalidArgument | Code::OutOfRange)
+}
+
+pub async fn run_drafts(
+    pool: &DraftPool,
+    order: DraftOrder,
+    deadline: Deadline,
+    emit: &(dyn Fn(SolveEvent) + Send + Sync),
+) -> Result<DraftPhase, DraftPhaseError> {
+    let mut phase = DraftPhase::default();
+    let mut attempt = 0;
+    let (plan, mut leases, responses) = loop {
+        attempt += 1;
+        let (plan, leases) = place(pool, &order, deadline).await?;
+        let calls = plan.iter().map(|(node, indices)| {
+            let mut client =
+                DraftServiceClient::new(node.channel.clone()).max_decoding_message_size(64 << 20);
+            let mut request = order.request.clone();
+            request.draft_indices = indices.clone();
+            let request = request_with_deadline(request, deadline);
+            async move { client.draft(request).await }
+        });
+        let responses = futures::future::join_all(calls).await;
+        // Every node of the placement is gone (UNAVAILABLE): they are out of routing now, so place the
+        // drafts again on the others (none left: the target answers alone, naming them).
+        let all_gone = responses
+            .iter()
+            .all(|r| matches!(r, Err(status) if status.code() == Code::Unavailable));
+        if all_gone && attempt < MAX_PLACEMENTS {
+            for ((node, _), response) in plan.iter().zip(&responses) {
+                if let Err(status) = response {
+                    tracing::warn!(node = %node.address, error = %status, "draft call failed; placing the drafts again");
+                    mark_down_if_unavailable(node, status);
+                    phase
+                        .failures
+                        .push(format!("{}: {}", node.address, status.message()));
+                }
+            }
+            continue;
+        }
+        break (plan, leases, responses);
+    };
     emit(SolveEvent {
         event: Some(scot_proto::solve_event::Event::DraftingStarted(
             DraftingStarted {
@@ -107,17 +150,6 @@ pub async fn run_drafts(
         )),
     });
 
-    let calls = plan.iter().map(|(node, indices)| {
-        let mut client =
-            DraftServiceClient::new(node.channel.clone()).max_decoding_message_size(64 << 20);
-        let mut request = order.request.clone();
-        request.draft_indices = indices.clone();
-        let request = request_with_deadline(request, deadline);
-        async move { client.draft(request).await }
-    });
-    let responses = futures::future::join_all(calls).await;
-
-    let mut phase = DraftPhase::default();
     let mut states: Vec<DraftState> = vec![DraftState::Lost; order.n as usize];
     let mut streams: SelectAll<BoxStream<'static, SlotEvent>> = SelectAll::new();
     for (slot, ((node, indices), response)) in plan.iter().zip(responses).enumerate() {

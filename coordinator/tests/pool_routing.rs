@@ -403,3 +403,52 @@ async fn http_gets_a_429_when_the_queue_times_out() {
     let (status, _, response) = first.await.unwrap();
     assert_eq!(status, 200, "{response}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_are_placed_again_when_every_chosen_node_is_gone() {
+    let (a, b) = (
+        Arc::new(FakeDraft::default()),
+        Arc::new(FakeDraft::default()),
+    );
+    a.unavailable.store(true, Ordering::SeqCst);
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let drafts = vec![
+        serve_draft(a.clone()).await.address,
+        serve_draft(b.clone()).await.address,
+    ];
+    let coordinator = serve_coordinator(
+        &drafts,
+        &target.address,
+        &["--health-interval-ms", "600000"],
+    )
+    .await;
+    // One draft on an idle pool goes to the first node in turn: A, which fails; then B writes it.
+    let (events, result) = finish(open(&coordinator.url, request(1)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.call_count(), 1);
+    assert_eq!(nodes_used(&events), vec![drafts[1].clone()]);
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+    assert_eq!(stats.drafts.len(), 1);
+    assert_eq!(stats.drafts[0].node, drafts[1]);
+
+    // A pool whose only node is gone: the target answers alone and says which node failed how.
+    let c = Arc::new(FakeDraft::default());
+    c.unavailable.store(true, Ordering::SeqCst);
+    let only = vec![serve_draft(c.clone()).await.address];
+    let coordinator =
+        serve_coordinator(&only, &target.address, &["--health-interval-ms", "600000"]).await;
+    let (_, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.path, AnswerPath::TargetFallback as i32);
+    assert!(
+        stats.fallback_reason.contains("no draft node reachable")
+            && stats.fallback_reason.contains(&only[0])
+            && stats.fallback_reason.contains("going away"),
+        "{}",
+        stats.fallback_reason
+    );
+}
