@@ -6,7 +6,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
 
 use scot_discovery::NodeKind;
 use tonic::body::Body;
@@ -23,6 +26,17 @@ const FAILURE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Largest gRPC message a node sends or receives (drafts and selection prompts can be long).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// `scot_node_tensor_parallel_ranks`: the ranks this node's model is sharded over.
+static TENSOR_PARALLEL_RANKS: LazyLock<Gauge> = LazyLock::new(|| {
+    let gauge = Gauge::default();
+    scot_telemetry::register(
+        "scot_node_tensor_parallel_ranks",
+        "Tensor-parallel ranks the node's model is sharded over (1 = unsharded)",
+        gauge.clone(),
+    );
+    gauge
+});
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -58,6 +72,7 @@ where
         .await;
     let failure = node.gate.failure().clone();
     failure.attach_health(health, S::NAME).await;
+    TENSOR_PARALLEL_RANKS.set(i64::try_from(node.tensor_parallel).unwrap_or(i64::MAX));
     tracing::info!(
         %listen,
         model = %node.model.info().name,

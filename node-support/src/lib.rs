@@ -17,7 +17,7 @@ pub use discovery_registration::serve_registered;
 pub use engine_chat::{EngineChat, ThinkingPrompt};
 pub use engine_job::{run_engine_job, spawn_engine_stream, EngineGate};
 pub use grpc_server::{serve_node, NodeError, MAX_MESSAGE_BYTES};
-pub use model_args::{parse_device, ModelArgs, NodeModel};
+pub use model_args::{parse_device, ModelArgs, NodeModel, RankFault};
 pub use node_failure::{NodeFailure, RankFailure};
 pub use node_process::{run_node_process, NodeProcessArgs, NodeProcessError};
 pub use runtime::{init_tracing, shutdown_signal};

@@ -33,6 +33,44 @@ pub struct ModelArgs {
     /// Engine jobs run at once (each is CPU/GPU bound; more queue).
     #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = 1)]
     pub max_concurrent: usize,
+    /// Tensor-parallel ranks the model is sharded over (by attention heads; 1 = unsharded). On CPU
+    /// the ranks are threads; with `--device cuda:B` rank r runs on GPU B+r.
+    #[arg(long = "tp", visible_alias = "tensor-parallel", env = "SCOT_TENSOR_PARALLEL",
+          default_value_t = 1, value_parser = parse_tensor_parallel)]
+    pub tensor_parallel: usize,
+    /// Test hook: RANK:FORWARD_CALLS makes tensor-parallel rank RANK fail in the forward pass after
+    /// FORWARD_CALLS more passes (0 = the next one).
+    #[arg(long, hide = true, value_parser = parse_rank_fault)]
+    pub fault_inject_rank_failure: Option<RankFault>,
+}
+
+/// Where `--fault-inject-rank-failure` makes a rank fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankFault {
+    pub rank: usize,
+    pub forward_calls: usize,
+}
+
+/// At least 1 (1 = unsharded); whether the model's heads (and the devices) allow it is checked at load.
+pub fn parse_tensor_parallel(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("tensor parallelism must be at least 1 (1 = unsharded)".into()),
+        Ok(ranks) => Ok(ranks),
+        Err(_) => Err(format!(
+            "{text:?} is not a number of tensor-parallel ranks (1 = unsharded)"
+        )),
+    }
+}
+
+/// `RANK:FORWARD_CALLS`.
+pub fn parse_rank_fault(text: &str) -> Result<RankFault, String> {
+    let parsed = text.split_once(':').and_then(|(rank, calls)| {
+        Some(RankFault {
+            rank: rank.trim().parse().ok()?,
+            forward_calls: calls.trim().parse().ok()?,
+        })
+    });
+    parsed.ok_or_else(|| format!("{text:?}: expected RANK:FORWARD_CALLS, e.g. 1:3"))
 }
 
 /// `cpu`, `cuda` (= cuda:0) or `cuda:N`.
@@ -58,6 +96,11 @@ pub enum LoadError {
     },
     #[error("loading templates: {0}")]
     Templates(#[from] scot_templates::TemplateError),
+    #[error(
+        "--fault-inject-rank-failure names rank {rank}, but the model runs on {ranks} \
+         tensor-parallel rank(s): it needs --tp 2 or more and a rank below --tp"
+    )]
+    FaultRank { rank: usize, ranks: usize },
     #[error("model loading thread failed: {0}")]
     Thread(String),
 }
@@ -93,23 +136,43 @@ impl ModelArgs {
             lora: self.lora.clone(),
             device: self.device,
             max_context: self.max_context,
+            tensor_parallel: self.tensor_parallel,
             ..LoadOptions::default()
         };
+        if let Some(fault) = self.fault_inject_rank_failure {
+            // Checked before the (slow) load so a bad test flag fails fast.
+            if self.tensor_parallel < 2 || fault.rank >= self.tensor_parallel {
+                return Err(LoadError::FaultRank {
+                    rank: fault.rank,
+                    ranks: self.tensor_parallel,
+                });
+            }
+        }
         let model = Model::load(&options).map_err(|source| LoadError::Model {
             path: self.model.clone(),
             source: Box::new(source),
         })?;
+        if let Some(fault) = self.fault_inject_rank_failure {
+            tracing::warn!(
+                rank = fault.rank,
+                forward_calls = fault.forward_calls,
+                "fault injection: this rank will fail"
+            );
+            model.fail_rank_after(fault.rank, fault.forward_calls);
+        }
         let native_thinking = self.thinking_prompt.native_thinking(&model);
+        let tensor_parallel = model.tensor_parallel();
         tracing::info!(
             model = %model.info().name,
             context = model.info().context_length,
+            tensor_parallel,
             native_thinking,
             template_sets = ?templates.names(),
             "model loaded"
         );
         Ok(NodeModel {
             model: Arc::new(model),
-            tensor_parallel: 1,
+            tensor_parallel,
             templates,
             native_thinking,
             gate: EngineGate::new(self.max_concurrent),
@@ -127,5 +190,23 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceSpec::Cuda(0)));
         assert_eq!(parse_device("cuda:3"), Ok(DeviceSpec::Cuda(3)));
         assert!(parse_device("tpu").is_err());
+    }
+
+    #[test]
+    fn tensor_parallel_flags_parse() {
+        assert_eq!(parse_tensor_parallel("2"), Ok(2));
+        assert!(parse_tensor_parallel("0")
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(parse_tensor_parallel("two").is_err());
+        assert_eq!(
+            parse_rank_fault("1:3"),
+            Ok(RankFault {
+                rank: 1,
+                forward_calls: 3
+            })
+        );
+        assert!(parse_rank_fault("1").is_err());
+        assert!(parse_rank_fault("a:b").is_err());
     }
 }

@@ -2,24 +2,14 @@
 //! model's own chat template, exact multi-digit option scoring (11 options: "1" vs "10"/"11", through
 //! Session::fork), and the answer after an accepted draft in one session.
 
-use std::path::PathBuf;
+mod common;
 
 use scot_node_support::{ModelArgs, NodeModel, ThinkingPrompt};
 use scot_proto::{generate_event, GenerateRequest, SelectRequest};
 use scot_target_node::{generate_job, select_job};
 
 fn load() -> NodeModel {
-    let dir = std::env::var_os("SCOT_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/scot/models")
-        });
-    let model = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(
-        model.is_file(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        model.display()
-    );
+    let model = common::model_path(common::QWEN);
     ModelArgs {
         model,
         lora: None,
@@ -28,6 +18,8 @@ fn load() -> NodeModel {
         templates_dir: None,
         thinking_prompt: ThinkingPrompt::Auto,
         max_concurrent: 1,
+        tensor_parallel: 1,
+        fault_inject_rank_failure: None,
     }
     .load()
     .expect("model loads")

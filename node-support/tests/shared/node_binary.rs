@@ -18,9 +18,14 @@ pub fn help_lists_the_configuration_flags(bin: &str) {
         "--device",
         "--max-context",
         "--templates-dir",
+        "--tp",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
+    assert!(
+        !help.contains("fault-inject"),
+        "test hooks stay out of --help:\n{help}"
+    );
     assert!(
         help.contains("SCOT_MODEL"),
         "flags can come from the environment:\n{help}"
@@ -43,6 +48,16 @@ pub fn a_missing_model_file_is_a_clear_startup_error(bin: &str) {
     assert!(stderr.contains("/nonexistent/model.gguf"), "{stderr}");
 }
 
+pub fn zero_tensor_parallel_ranks_are_rejected(bin: &str) {
+    let output = Command::new(bin)
+        .args(["--model", "/x.gguf", "--tp", "0"])
+        .output()
+        .expect("binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 1"), "{stderr}");
+}
+
 pub fn an_unknown_device_is_rejected(bin: &str) {
     let output = Command::new(bin)
         .args(["--model", "/x.gguf", "--device", "tpu"])
@@ -63,6 +78,11 @@ macro_rules! node_binary_tests {
         #[test]
         fn a_missing_model_file_is_a_clear_startup_error() {
             node_binary::a_missing_model_file_is_a_clear_startup_error($bin);
+        }
+
+        #[test]
+        fn zero_tensor_parallel_ranks_are_rejected() {
+            node_binary::zero_tensor_parallel_ranks_are_rejected($bin);
         }
 
         #[test]
