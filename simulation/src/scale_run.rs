@@ -340,7 +340,19 @@ pub async fn run_scale(config: &ScaleConfig) -> Result<ScaleReport> {
             config.draft_nodes, config.target_nodes
         )),
     };
-    let coordinator = CoordinatorProcess::start(&launch).await?;
+    // The coordinator's port is probed free and then bound by the child: retry if another process
+    // took it in between.
+    let mut started = CoordinatorProcess::start(&launch).await;
+    for _ in 0..2 {
+        match &started {
+            Err(SimulationError::NotReady(reason)) => {
+                tracing::warn!(%reason, "coordinator did not start; retrying on another port");
+                started = CoordinatorProcess::start(&launch).await;
+            }
+            _ => break,
+        }
+    }
+    let coordinator = started?;
     let problem_tokens = config.profile.workload.problem_tokens;
     warm_up(
         &coordinator.url(),

@@ -22,7 +22,7 @@ fn tiny(draft_nodes: usize, target_nodes: usize, requests: usize) -> ScaleConfig
         n: 5,
         coordinator_log_filter: "warn".to_string(),
         coordinator_args: Vec::new(),
-        log_dir: std::env::temp_dir().join("scot-simulation-test"),
+        log_dir: std::env::temp_dir().join(format!("scot-simulation-test-{}", std::process::id())),
         warmup_requests: target_nodes.max(1),
         draft_node_capacity: 16,
         target_node_capacity: 16,
