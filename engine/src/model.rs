@@ -44,7 +44,9 @@ pub struct LoadOptions {
     pub q5_0_as_q8_0: bool,
     /// Tensor-parallel ranks (default 1: the whole model on `device`, no threads). With N > 1 the
     /// weights and KV caches are sharded by heads and FFN columns over N ranks: N threads on the
-    /// CPU, or GPUs `Cuda(base)..Cuda(base + N - 1)` (needs the `nccl` feature).
+    /// CPU, or GPUs `Cuda(base)..Cuda(base + N - 1)` (needs the `nccl` feature). On the CPU the
+    /// ranks share candle's one kernel thread pool and take turns on it; with
+    /// `CANDLE_NUM_THREADS=1` each rank computes on its own thread instead (see BENCHMARKS.md).
     pub tensor_parallel: usize,
 }
 
