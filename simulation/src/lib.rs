@@ -8,8 +8,16 @@
 //! a virtual clock (`SimulatedBatchScheduler`), so packing drafts on few nodes vs spreading them matters.
 //!
 //! It exists for the `scale-bench` binary (64 draft + 8 target simulated nodes, 1000 concurrent
-//! requests through the real coordinator binary) and its smoke test. It is never a stand-in for tests
-//! with real models: the text is filler and selection is a coin with a fixed acceptance rate.
+//! requests through the real coordinator binary; `--direct-baseline` runs the same load with no
+//! coordinator) and its smoke test. It is never a stand-in for tests with real models: the text is
+//! filler and selection is a coin with a fixed acceptance rate.
+//!
+//! ```text
+//! cargo build --release -p scot-coordinator -p scot-simulation
+//! target/release/scale-bench                      # tables (a) and (b), CPU profile, time scale 0.01
+//! target/release/scale-bench --profile gpu-paper --time-scale 0.1 --sweep 0 --direct-baseline
+//! ```
+//! Results and their definitions: BENCHMARKS.md, "Scale, SIMULATED".
 
 pub mod batch_scheduler;
 pub mod call_ledger;
