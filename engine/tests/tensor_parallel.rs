@@ -13,7 +13,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use scot_engine::{CancelToken, EngineError, LoadOptions, Model, SamplingParams, StopCriteria};
+use scot_engine::{
+    CancelToken, DeviceSpec, EngineError, LoadOptions, Model, SamplingParams, StopCriteria,
+};
 
 /// Max |logit difference| allowed between a sharded and the unsharded quantized model. The
 /// all-reduce changes o/down outputs by f32 rounding only (~1e-6 relative, see the dense check and
@@ -274,6 +276,53 @@ fn tensor_parallel_refuses_degrees_the_heads_do_not_allow() {
     assert!(err.contains("9 query heads"), "{err}");
     let err = load_err(DRAFT, 0);
     assert!(err.contains("at least 1"), "{err}");
+    // Without the `nccl` feature there is no collective between GPUs.
+    if !cfg!(feature = "nccl") {
+        let Err(err) = Model::load(&LoadOptions {
+            tensor_parallel: 2,
+            device: DeviceSpec::Cuda(0),
+            ..LoadOptions::new(model_path(DRAFT))
+        }) else {
+            panic!("CUDA tensor parallelism without NCCL must be refused");
+        };
+        assert!(matches!(err, EngineError::Device(_)), "{err}");
+    }
+}
+
+/// Sessions on one sharded model used from several threads at once: their forward passes take
+/// turns on the collective, and each gets exactly what it gets alone.
+#[test]
+fn tensor_parallel_concurrent_sessions_get_their_own_results() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = write_tiny_model(dir.path(), TinyArch::Qwen2);
+    let model = Model::load(&LoadOptions {
+        tensor_parallel: 2,
+        ..LoadOptions::new(&tiny.dir)
+    })
+    .unwrap();
+    let run = |first: u32| -> (Vec<u32>, Vec<f32>) {
+        let mut s = model.session().unwrap();
+        let prompt: Vec<u32> = (0..24).map(|i| first + i * 31).collect();
+        s.extend(&prompt).unwrap();
+        let out = s
+            .generate(
+                &SamplingParams::greedy(),
+                &no_stop(12),
+                &mut |_| {},
+                &CancelToken::new(),
+            )
+            .unwrap();
+        (out.tokens, s.last_logits().unwrap())
+    };
+    let alone: Vec<_> = (0..4).map(|i| run(100 + i * 1000)).collect();
+    let together: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| scope.spawn(move || run(100 + i * 1000)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
 }
 
 /// A rank that fails mid-forward (while the other ranks wait in an all-reduce) ends that call with
