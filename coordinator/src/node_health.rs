@@ -14,8 +14,10 @@ pub enum Health {
     /// Never checked yet: checked before its first use.
     Unknown,
     Up,
-    /// Out of routing until a health check says SERVING again.
+    /// A health check failed: out of routing until one says SERVING again.
     Down(String),
+    /// A call failed UNAVAILABLE: out of routing until a (background) health check says SERVING.
+    CallFailed(String),
 }
 
 /// Asks the node's health service about `service`; Ok when it says SERVING. A node without a health

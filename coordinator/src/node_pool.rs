@@ -95,7 +95,7 @@ impl PoolNode {
                 tracing::warn!(pool = self.pool, node = %self.address, %reason, "node out of routing");
                 metrics().node_failed(self.pool, "health_check");
             }
-            (Health::Down(_), Health::Up) => {
+            (Health::Down(_) | Health::CallFailed(_), Health::Up) => {
                 tracing::info!(pool = self.pool, node = %self.address, "node back in routing");
             }
             _ => {}
@@ -108,11 +108,11 @@ impl PoolNode {
     /// A call to the node failed UNAVAILABLE: out of routing now, until a health check says SERVING.
     pub fn mark_down(&self, reason: &str) {
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        if !matches!(*health, Health::Down(_)) {
+        if !matches!(*health, Health::Down(_) | Health::CallFailed(_)) {
             tracing::warn!(pool = self.pool, node = %self.address, %reason, "call failed UNAVAILABLE: node out of routing");
             metrics().node_failed(self.pool, "call");
         }
-        *health = Health::Down(format!("call failed: {reason}"));
+        *health = Health::CallFailed(format!("call failed: {reason}"));
         self.gauges.up.set(0);
     }
 
@@ -318,14 +318,30 @@ impl NodePool {
         if !to_check.is_empty() {
             self.check(&to_check).await;
         }
+        // Nothing in routing: a node that failed its last background check may have come up since
+        // (e.g. just started); check those now rather than refuse. Nodes whose calls failed wait for
+        // the background check.
+        if !members.iter().any(|n| n.health() == Health::Up) {
+            let stale: Vec<Arc<PoolNode>> = members
+                .iter()
+                .filter(|n| matches!(n.health(), Health::Down(_)))
+                .filter(|n| !to_check.iter().any(|c| Arc::ptr_eq(c, n)))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                self.check(&stale).await;
+            }
+        }
         let mut up = Vec::new();
         for node in members {
             match node.health() {
                 Health::Up => up.push(node),
-                Health::Down(reason) => unreachable.push(Unreachable {
-                    address: node.address.clone(),
-                    reason,
-                }),
+                Health::Down(reason) | Health::CallFailed(reason) => {
+                    unreachable.push(Unreachable {
+                        address: node.address.clone(),
+                        reason,
+                    })
+                }
                 Health::Unknown => unreachable.push(Unreachable {
                     address: node.address.clone(),
                     reason: "not checked yet".to_string(),
@@ -451,7 +467,7 @@ mod tests {
         drop(lease);
         assert_eq!((node.outstanding(), node.gauges.in_flight.get()), (0, 0));
         node.mark_down("connection refused");
-        assert!(matches!(node.health(), Health::Down(r) if r.contains("connection refused")));
+        assert!(matches!(node.health(), Health::CallFailed(r) if r.contains("connection refused")));
         assert!(node.set_health(Ok(())), "coming back is reported");
         assert_eq!(node.gauges.up.get(), 1);
     }

@@ -452,3 +452,35 @@ async fn drafts_are_placed_again_when_every_chosen_node_is_gone() {
         stats.fallback_reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_came_up_after_its_last_check_is_used_when_nothing_else_is() {
+    let address = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    // Background checks far apart: only the on-demand check can see the node come up.
+    let coordinator = serve_coordinator(
+        std::slice::from_ref(&address),
+        &target.address,
+        &["--health-interval-ms", "600000"],
+    )
+    .await;
+    let (_, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        result.stats.unwrap().path,
+        AnswerPath::TargetFallback as i32
+    );
+
+    // The node starts (as nodes do after the coordinator): the next request drafts on it.
+    let node = Arc::new(FakeDraft::default());
+    let _served = fakes::serve_draft_at(node.clone(), &address).await;
+    let (events, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nodes_used(&events), vec![address.clone()]);
+    assert_eq!(result.stats.unwrap().drafts.len(), 2);
+}

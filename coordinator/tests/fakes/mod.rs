@@ -304,6 +304,20 @@ async fn health(
 
 pub async fn serve_draft(node: Arc<FakeDraft>) -> Served {
     let (address, incoming) = listen().await;
+    serve_draft_on(node, address, incoming).await
+}
+
+/// A draft node on a given loopback address (one that nothing listened on a moment ago).
+pub async fn serve_draft_at(node: Arc<FakeDraft>, address: &str) -> Served {
+    let listener = TcpListener::bind(address).await.unwrap();
+    serve_draft_on(node, address.to_string(), TcpListenerStream::new(listener)).await
+}
+
+async fn serve_draft_on(
+    node: Arc<FakeDraft>,
+    address: String,
+    incoming: TcpListenerStream,
+) -> Served {
     let (health, health_service) = health(DRAFT_SERVICE).await;
     tokio::spawn(
         tonic::transport::Server::builder()
