@@ -9,6 +9,8 @@ mod batch;
 pub mod chat_template;
 pub mod collective;
 mod collective_cpu;
+#[cfg(feature = "nccl")]
+mod collective_nccl;
 mod config;
 mod device;
 pub mod error;
@@ -30,6 +32,8 @@ mod weights;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use collective::Collective;
 pub use collective_cpu::CpuCollective;
+#[cfg(feature = "nccl")]
+pub use collective_nccl::NcclCollective;
 pub use config::{Architecture, ModelInfo};
 pub use device::DeviceSpec;
 pub use error::{EngineError, Result};
