@@ -59,7 +59,8 @@ EOF
 }
 
 run_bench() {
-  local data="${SCOT_BENCH_DATA:-/tmp/scot-bench}" bin="$kit/bin"
+  local data="${SCOT_BENCH_DATA:-/tmp/scot-bench}"
+  local bin="$data/bin"
   mkdir -p "$data" "$bin"
   local b
   for b in bench_tp random_gguf; do
@@ -68,9 +69,9 @@ run_bench() {
   done
 
   # Driver and libraries first: a clear message beats a loader error.
-  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader || true
+  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   local driver
-  driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | cut -d. -f1)"
+  driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | cut -d. -f1 || true)"
   if [ -n "$driver" ] && [ "$driver" -lt 580 ]; then
     echo "gpu-bench-tp: driver $driver < 580: the binaries are built with CUDA 13.0 and cannot run here" >&2
     exit 1
@@ -79,7 +80,7 @@ run_bench() {
   dirs="$(cuda_lib_dirs | paste -sd: -)"
   export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local missing
-  missing="$(ldd "$bin/bench_tp" | awk '/not found/ {print $1}')"
+  missing="$(ldd "$bin/bench_tp" 2>/dev/null | awk '/not found/ {print $1}' || true)"
   if [ -n "$missing" ]; then
     echo "gpu-bench-tp: these CUDA 13 libraries are missing: $missing" >&2
     echo "  searched: ${LD_LIBRARY_PATH:-<none>}; install the CUDA 13 runtime (e.g. PyTorch cu130's nvidia-* wheels)" >&2
@@ -112,39 +113,44 @@ run_bench() {
     [ "${KEEP_MODELS:-0}" = 1 ] || rm -f "$model"
   done
 
-  # One table from every JSON object bench_tp printed (one per TP); other lines are shown as they are.
+  # One table over all shapes: bench_tp prints a Markdown table per model (JSON objects are taken too);
+  # other lines (the model/device header) are listed below it.
   python3 - "$data" ${SHAPES:-1.5b 7b 32b} <<'EOF' | tee "$data/tp-table.md"
 import json, os, sys
 data, shapes = sys.argv[1], sys.argv[2:]
-rows, keys, raw = [], [], []
+header, rows, notes = None, [], []
 for s in shapes:
     path = os.path.join(data, f"bench_tp-{s}.out")
     if not os.path.exists(path):
         continue
     for line in open(path):
         line = line.strip()
-        objs = []
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= set(":-") for c in cells):
+                continue  # separator
+            if cells[0].replace(".", "").isdigit():
+                rows.append([s] + cells)
+            elif header is None:
+                header = cells
+            continue
         try:
-            v = json.loads(line)
-            objs = v if isinstance(v, list) else [v]
+            o = json.loads(line)
         except ValueError:
             if line:
-                raw.append(f"{s}: {line}")
+                notes.append(f"{s}: {line}")
             continue
-        for o in objs:
-            if not isinstance(o, dict):
-                continue
-            flat = {k: v for k, v in o.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-            rows.append((s, flat))
-            keys += [k for k in flat if k not in keys]
-if rows:
-    print("| shape | " + " | ".join(keys) + " |")
-    print("|---" * (len(keys) + 1) + "|")
-    for s, o in rows:
-        cells = [f"{o[k]:.4g}" if isinstance(o.get(k), float) else str(o.get(k, "")) for k in keys]
-        print(f"| {s} | " + " | ".join(cells) + " |")
-for r in raw:
-    print(r)
+        if isinstance(o, dict):
+            header = header or list(o)
+            rows.append([s] + [str(o.get(k, "")) for k in header])
+if header:
+    print("| shape | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+print()
+for n in notes:
+    print(n)
 EOF
 }
 
