@@ -15,10 +15,15 @@ pub struct CoordinatorConfig {
     /// Draft node addresses, comma-separated (host:port or http://host:port). Empty: target answers alone.
     #[arg(long, env = "SCOT_DRAFT_NODES", value_delimiter = ',')]
     pub draft_nodes: Vec<String>,
-    /// Target node address (host:port or http://host:port). Required unless --etcd-endpoints is set
-    /// (then the targets registered in etcd are used).
-    #[arg(long, env = "SCOT_TARGET_NODE", default_value = "")]
-    pub target_node: String,
+    /// Target node addresses, comma-separated (host:port or http://host:port). Required unless
+    /// --etcd-endpoints is set (then the targets registered in etcd are used).
+    #[arg(
+        long = "target-node",
+        alias = "target-nodes",
+        env = "SCOT_TARGET_NODE",
+        value_delimiter = ','
+    )]
+    pub target_nodes: Vec<String>,
     /// etcd discovery: with endpoints set, the draft and target pools are the nodes registered there
     /// (an explicit --draft-nodes / --target-node still wins for its pool).
     #[command(flatten)]
@@ -192,15 +197,16 @@ mod tests {
     }
 
     #[test]
-    fn draft_nodes_are_comma_separated() {
+    fn node_lists_are_comma_separated() {
         let cli = Cli::parse_from([
             "coordinator",
             "--target-node",
-            "t:1",
+            "t:1,t:2",
             "--draft-nodes",
             "a:1,b:2",
         ]);
         assert_eq!(cli.config.draft_nodes, vec!["a:1", "b:2"]);
+        assert_eq!(cli.config.target_nodes, vec!["t:1", "t:2"]);
     }
 
     #[test]

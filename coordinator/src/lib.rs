@@ -25,7 +25,7 @@ pub mod wait_queue;
 pub use config::{CoordinatorConfig, SolveDefaults};
 pub use discovered_nodes::DiscoveredNodes;
 pub use draft_pool::DraftPool;
-pub use node_source::{NodeSource, PoolMember, StaticDraftNodes, StaticTargetNode};
+pub use node_source::{NodeSource, PoolMember, StaticNodes};
 pub use service::{
     build_service, build_service_with_sources, serve, CoordinatorError, CoordinatorServiceImpl,
 };

@@ -441,7 +441,7 @@ async fn poll_health(pool: Weak<NodePool>, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node_source::StaticDraftNodes;
+    use crate::node_source::StaticNodes;
     use crate::placement::plan_drafts;
 
     fn settings(health_interval: Option<Duration>) -> PoolSettings {
@@ -475,10 +475,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_and_invalid_members_leave_nothing_to_route_to() {
         // Port 9 (discard) on loopback: nothing listens there.
-        let source = Arc::new(StaticDraftNodes(vec![
-            "127.0.0.1:9".into(),
-            "not a url".into(),
-        ]));
+        let source = Arc::new(StaticNodes(vec!["127.0.0.1:9".into(), "not a url".into()]));
         let pool = NodePool::start(source, settings(None));
         let (up, down) = pool.routable().await;
         assert!(up.is_empty());

@@ -24,11 +24,11 @@ pub trait NodeSource: Send + Sync {
     fn members(&self) -> Vec<PoolMember>;
 }
 
-/// A fixed list (`--draft-nodes a,b`); blank entries are skipped.
+/// A fixed address list (`--draft-nodes a,b`, `--target-node a,b`); blank entries are skipped.
 #[derive(Debug, Clone, Default)]
-pub struct StaticDraftNodes(pub Vec<String>);
+pub struct StaticNodes(pub Vec<String>);
 
-impl NodeSource for StaticDraftNodes {
+impl NodeSource for StaticNodes {
     fn members(&self) -> Vec<PoolMember> {
         self.0
             .iter()
@@ -39,36 +39,17 @@ impl NodeSource for StaticDraftNodes {
     }
 }
 
-/// One fixed target (`--target-node`), the one-machine default.
-#[derive(Debug, Clone)]
-pub struct StaticTargetNode(pub String);
-
-impl NodeSource for StaticTargetNode {
-    fn members(&self) -> Vec<PoolMember> {
-        let address = self.0.trim();
-        if address.is_empty() {
-            Vec::new()
-        } else {
-            vec![PoolMember::new(address, 1)]
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn static_sources_skip_blanks() {
-        let s = StaticDraftNodes(vec!["a:1".into(), " ".into(), " b:2 ".into()]);
+        let s = StaticNodes(vec!["a:1".into(), " ".into(), " b:2 ".into()]);
         assert_eq!(
             s.members(),
             vec![PoolMember::new("a:1", 1), PoolMember::new("b:2", 1)]
         );
-        assert!(StaticTargetNode(" ".into()).members().is_empty());
-        assert_eq!(
-            StaticTargetNode("t:1".into()).members(),
-            vec![PoolMember::new("t:1", 1)]
-        );
+        assert!(StaticNodes(vec![" ".into()]).members().is_empty());
     }
 }

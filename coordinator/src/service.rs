@@ -19,7 +19,7 @@ use crate::discovered_nodes::DiscoveredNodes;
 use crate::draft_pool::DraftPool;
 use crate::metrics::{metrics, Api};
 use crate::node_pool::PoolSettings;
-use crate::node_source::{NodeSource, StaticDraftNodes, StaticTargetNode};
+use crate::node_source::{NodeSource, StaticNodes};
 use crate::solve::{SolveJob, Solver};
 use crate::solve_task::spawn_solve;
 use crate::target_pool::TargetPool;
@@ -152,28 +152,31 @@ pub fn build_service_with_sources(
         }
         None => None,
     };
+    let static_targets = StaticNodes(config.target_nodes.clone());
     let targets: Arc<dyn NodeSource> = match (&discovered, target_source) {
         (_, Some(targets)) => targets,
-        (Some(nodes), None) if config.target_node.trim().is_empty() => nodes.pool(NodeKind::Target),
+        (Some(nodes), None) if static_targets.members().is_empty() => nodes.pool(NodeKind::Target),
         _ => {
-            if config.target_node.trim().is_empty() {
+            if static_targets.members().is_empty() {
                 return Err(CoordinatorError::Config(
                     "--target-node (SCOT_TARGET_NODE) is required without --etcd-endpoints"
                         .to_string(),
                 ));
             }
-            tonic::transport::Endpoint::from_shared(crate::config::endpoint_url(
-                &config.target_node,
-            ))
-            .map_err(|e| {
-                CoordinatorError::Config(format!("--target-node {}: {e}", config.target_node))
-            })?;
-            Arc::new(StaticTargetNode(config.target_node.clone()))
+            for member in static_targets.members() {
+                tonic::transport::Endpoint::from_shared(crate::config::endpoint_url(
+                    &member.address,
+                ))
+                .map_err(|e| {
+                    CoordinatorError::Config(format!("--target-node {}: {e}", member.address))
+                })?;
+            }
+            Arc::new(static_targets)
         }
     };
     let source = source.unwrap_or_else(|| match &discovered {
         Some(nodes) if config.draft_nodes.is_empty() => nodes.pool(NodeKind::Draft),
-        _ => Arc::new(StaticDraftNodes(config.draft_nodes.clone())),
+        _ => Arc::new(StaticNodes(config.draft_nodes.clone())),
     });
     let settings = |capacity_per_slot: usize| PoolSettings {
         name: "",
@@ -215,7 +218,7 @@ pub async fn serve(
         .await;
     tracing::info!(
         listen = %config.listen,
-        target = %config.target_node,
+        target_nodes = ?config.target_nodes,
         draft_nodes = ?config.draft_nodes,
         "coordinator serving"
     );
