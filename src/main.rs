@@ -184,7 +184,7 @@ async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<
     );
     let cluster = tokio::select! {
         cluster = LocalCluster::start(&spec) => cluster?,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up"),
+        _ = scot_node_support::shutdown_signal() => bail!("interrupted during start-up"),
     };
     eprintln!(
         "scot: cluster up; coordinator at {}",
@@ -203,7 +203,7 @@ async fn run(
     let url = cluster.coordinator_url().to_string();
     let outcome = tokio::select! {
         outcome = solve_once(&url, &solve, quiet, problem) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = scot_node_support::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     drop(cluster); // kills the nodes
     outcome
@@ -213,12 +213,15 @@ async fn up(cluster_args: ClusterArgs) -> anyhow::Result<()> {
     let mut cluster = start_cluster(&cluster_args, "info").await?;
     println!("{}", cluster.coordinator_url());
     eprintln!(
-        "scot: send problems with `scot solve --coordinator {} \"...\"`; Ctrl-C stops the cluster",
+        "scot: send problems with `scot solve --coordinator {} \"...\"`; Ctrl-C or SIGTERM stops the cluster",
         cluster.coordinator_url()
     );
+    // Ctrl-C or SIGTERM: either way the nodes are killed when `cluster` drops.
+    let stop = scot_node_support::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 if !cluster.all_running() {
                     bail!("a node process exited; stopping the cluster");
