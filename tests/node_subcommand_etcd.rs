@@ -154,6 +154,11 @@ async fn node_subcommands_register_in_etcd_and_vanish_when_killed() {
         .get(NodeKind::Target, "cli-target-node")
         .expect("target");
     assert_eq!(target_node.address, format!("http://{target_addr}"));
+    assert_eq!(
+        target_node.metadata.get("tp").map(String::as_str),
+        Some("1"),
+        "the tensor-parallel size is announced"
+    );
 
     drop(draft);
     wait_membership(&mut membership, "the killed draft node gone", |m| {

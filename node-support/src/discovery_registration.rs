@@ -27,7 +27,9 @@ pub async fn serve_registered<T>(
     }
     // Checked before loading the model, so a bad flag fails fast.
     let capacity = u32::try_from(model.max_concurrent.max(1)).unwrap_or(u32::MAX);
-    let node = args.node_info(kind, &model_name(model), capacity, listen)?;
+    let node = args
+        .node_info(kind, &model_name(model), capacity, listen)?
+        .with_metadata("tp", model.tensor_parallel.to_string());
     tokio::pin!(serve);
     let announce = async {
         wait_listening(listen).await;
