@@ -3,11 +3,11 @@
 //! both subcommands as child processes on the smallest model, and a watcher that sees each node appear
 //! with its id, address and capacity, then disappear once the process is killed (its 2 s lease expires).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use scot_discovery::test_etcd::EtcdServer;
 use scot_discovery::{Discovery, EtcdConfig, EtcdDiscovery, Membership, NodeKind};
 
 const PREFIX: &str = "/scot-cli-test";
@@ -22,17 +22,6 @@ fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-fn wait_tcp(address: SocketAddr, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never listened on {address}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A child process killed on drop.
 struct Killed(Child);
 
@@ -41,36 +30,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_etcd(data: &std::path::Path) -> (Killed, String) {
-    let binary = std::env::var_os("SCOT_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("etcd"));
-    let (port, peer_port) = (free_port(), free_port());
-    let client = format!("http://127.0.0.1:{port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let child = Command::new(&binary)
-        .arg("--name=scot-cli-test")
-        .arg(format!("--data-dir={}", data.join("data").display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=scot-cli-test={peer}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (install Debian's etcd-server or set SCOT_ETCD_BIN)",
-                binary.display()
-            )
-        });
-    let etcd = Killed(child);
-    wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "etcd");
-    (etcd, client)
 }
 
 fn start_node(kind: &str, etcd: &str, listen: SocketAddr) -> Killed {
@@ -131,8 +90,8 @@ async fn wait_membership(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_subcommands_register_in_etcd_and_vanish_when_killed() {
-    let data = tempfile::tempdir().expect("temp dir for etcd");
-    let (_etcd, endpoint) = start_etcd(data.path());
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
     let draft_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let target_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let draft = start_node("draft-node", &endpoint, draft_addr);

@@ -8,11 +8,11 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use scot_discovery::test_etcd::EtcdServer;
 use scot_discovery::{
     Discovery, EtcdConfig, EtcdDiscovery, Membership, NodeKind, RegistrationArgs,
 };
@@ -26,66 +26,11 @@ const PREFIX: &str = "/scot-coordinator-test";
 /// Generous wait for things to appear (not a timing assertion).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A real etcd (Debian's etcd-server) on free loopback ports; killed on drop.
-struct EtcdServer {
-    _data: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free loopback port")
-}
-
-impl EtcdServer {
-    fn start() -> Self {
-        let binary = std::env::var_os("SCOT_ETCD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("etcd"));
-        let data = tempfile::tempdir().expect("temp dir for etcd");
-        let (port, peer_port) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(&binary)
-            .arg("--name=scot-test")
-            .arg(format!("--data-dir={}", data.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=scot-test={peer}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (install Debian's etcd-server or set SCOT_ETCD_BIN)",
-                    binary.display()
-                )
-            });
-        let server = EtcdServer {
-            _data: data,
-            port,
-            child,
-        };
-        wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "etcd");
-        server
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn wait_tcp(address: SocketAddr, what: &str) {

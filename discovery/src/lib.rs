@@ -75,6 +75,8 @@ mod keys;
 mod node;
 mod registration;
 mod static_discovery;
+#[cfg(feature = "test-etcd")]
+pub mod test_etcd;
 
 pub use args::{EtcdArgs, RegistrationArgs};
 pub use backoff::Backoff;
