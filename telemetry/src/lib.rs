@@ -6,6 +6,7 @@ pub mod grpc_server_layer;
 pub mod metrics_endpoint;
 pub mod propagation;
 pub mod registry;
+pub mod shutdown;
 pub mod tracing_setup;
 
 pub use grpc_server_layer::GrpcServerLayer;
@@ -15,4 +16,5 @@ pub use propagation::{
     MetadataInjector,
 };
 pub use registry::{encode_metrics, register, METRICS_CONTENT_TYPE};
+pub use shutdown::shutdown_signal;
 pub use tracing_setup::{init, otlp_endpoint, TelemetryError, TelemetryGuard};
