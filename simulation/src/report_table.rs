@@ -21,6 +21,15 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
+/// "p50 / p99" of `values` in milliseconds.
+fn p50_p99(values: &[Duration]) -> String {
+    format!(
+        "{} / {}",
+        ms(percentile(values, 50.0)),
+        ms(percentile(values, 99.0))
+    )
+}
+
 fn completed_durations(report: &ScaleReport, f: fn(&RequestTiming) -> Duration) -> Vec<Duration> {
     report
         .requests
@@ -84,22 +93,8 @@ pub fn detail_table(report: &ScaleReport) -> String {
         "harness CPU (simulated nodes + client, s)",
         format!("{:.2}", report.harness_cpu.as_secs_f64()),
     );
-    row(
-        "end-to-end latency p50 / p99 (ms)",
-        format!(
-            "{} / {}",
-            ms(percentile(&e2e, 50.0)),
-            ms(percentile(&e2e, 99.0))
-        ),
-    );
-    row(
-        "node time p50 / p99 (ms)",
-        format!(
-            "{} / {}",
-            ms(percentile(&node, 50.0)),
-            ms(percentile(&node, 99.0))
-        ),
-    );
+    row("end-to-end latency p50 / p99 (ms)", p50_p99(&e2e));
+    row("node time p50 / p99 (ms)", p50_p99(&node));
     row(
         "**latency added (e2e - node time) p50 / p99 / max (ms)**",
         format!(
@@ -125,19 +120,11 @@ pub fn detail_table(report: &ScaleReport) -> String {
         let (burst, steady) = (split(true), split(false));
         row(
             "latency added, first wave (sent at once) p50 / p99 (ms)",
-            format!(
-                "{} / {}",
-                ms(percentile(&burst, 50.0)),
-                ms(percentile(&burst, 99.0))
-            ),
+            p50_p99(&burst),
         );
         row(
             "**latency added, steady state (later requests) p50 / p99 (ms)**",
-            format!(
-                "**{} / {}**",
-                ms(percentile(&steady, 50.0)),
-                ms(percentile(&steady, 99.0))
-            ),
+            format!("**{}**", p50_p99(&steady)),
         );
     }
     row(
