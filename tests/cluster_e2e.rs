@@ -284,8 +284,11 @@ async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
         .expect("fallback solve");
     let s = stats(&result);
     assert_eq!(s.path, AnswerPath::TargetFallback as i32, "{s:?}");
+    // Which words depend on timing: a fresh connection is refused ("no draft node reachable"), a
+    // pooled one to the killed node breaks mid-call ("no draft came back"). Both name the node.
     assert!(
-        s.fallback_reason.contains("no draft node reachable"),
+        s.fallback_reason.contains("no draft node reachable")
+            || s.fallback_reason.contains("no draft came back"),
         "{:?}",
         s.fallback_reason
     );
