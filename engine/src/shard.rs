@@ -237,6 +237,17 @@ mod tests {
         q.dequantize(&Device::Cpu).unwrap()
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn quantized_cuts_match_the_dequantized_whole() {
         for (dtype, cols) in [
@@ -255,24 +266,10 @@ mod tests {
                 pieces.push(dequant(&cut));
             }
             let joined = Tensor::cat(&pieces, 1).unwrap();
-            let diff = (joined - &whole)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&joined, &whole);
             assert_eq!(diff, 0.0, "{dtype:?} column cut");
             let rows = quantized_rows(&q, 2..5, &Device::Cpu).unwrap();
-            let diff = (dequant(&rows) - whole.narrow(0, 2, 3).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&dequant(&rows), &whole.narrow(0, 2, 3).unwrap());
             assert_eq!(diff, 0.0, "{dtype:?} row cut");
         }
     }
@@ -314,14 +311,7 @@ mod tests {
                         Some(s) => (s + y).unwrap(),
                     });
                 }
-                let diff = (sum.unwrap() - &full)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&sum.unwrap(), &full);
                 // Outputs are O(10); measured <= 1.6e-5.
                 assert!(
                     diff < 1e-4,
