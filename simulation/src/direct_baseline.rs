@@ -31,17 +31,7 @@ pub async fn solve_direct(
     problem: String,
     n: u32,
 ) -> SolveOutcome {
-    let start = Instant::now();
-    let mut outcome = SolveOutcome {
-        request_id: request_id.clone(),
-        start,
-        end: start,
-        result: Err("no result".to_string()),
-        path: 0,
-        drafts: 0,
-        draft_nodes: 0,
-        streamed_tokens: 0,
-    };
+    let mut outcome = SolveOutcome::started(request_id.clone());
     let run = run_direct(drafts, targets, i, &request_id, &problem, n, &mut outcome).await;
     outcome.result = run.map_err(|status| format!("{:?}: {}", status.code(), status.message()));
     outcome.end = Instant::now();

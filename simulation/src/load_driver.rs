@@ -47,6 +47,23 @@ pub struct SolveOutcome {
     pub streamed_tokens: usize,
 }
 
+impl SolveOutcome {
+    /// A request starting now, with no result yet.
+    pub fn started(request_id: String) -> Self {
+        let start = Instant::now();
+        Self {
+            request_id,
+            start,
+            end: start,
+            result: Err("no result".to_string()),
+            path: 0,
+            drafts: 0,
+            draft_nodes: 0,
+            streamed_tokens: 0,
+        }
+    }
+}
+
 /// The problem text of request `i`: about `tokens` words, distinct per request.
 pub fn simulated_problem(i: usize, tokens: usize) -> String {
     format!(
@@ -70,17 +87,7 @@ pub async fn solve_one(
     problem: String,
     n: u32,
 ) -> SolveOutcome {
-    let start = Instant::now();
-    let mut outcome = SolveOutcome {
-        request_id: request_id.clone(),
-        start,
-        end: start,
-        result: Err("no result".to_string()),
-        path: 0,
-        drafts: 0,
-        draft_nodes: 0,
-        streamed_tokens: 0,
-    };
+    let mut outcome = SolveOutcome::started(request_id.clone());
     let mut client = CoordinatorServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let request = SolveRequest {
         request_id,
