@@ -197,6 +197,10 @@ pub struct ReportArgs {
     /// TrueType font for the plots (no system font library is used).
     #[arg(long, default_value = crate::plots::DEFAULT_FONT)]
     pub font: PathBuf,
+    /// Per-token costs of both models and the deployment (JSON, see docs/cost-model.md): adds the
+    /// cost model's prediction beside each data set's measured scot and target-only phases.
+    #[arg(long)]
+    pub costs: Option<PathBuf>,
 }
 
 /// What `scot report` wrote.
@@ -210,5 +214,10 @@ pub struct ReportSummary {
 
 /// Runs `scot report`.
 pub fn run_report(args: ReportArgs) -> Result<ReportSummary, EvalError> {
-    crate::report::write_report(&args.results, &args.out_dir, &args.font)
+    let costs = args
+        .costs
+        .as_deref()
+        .map(crate::cost_check::MeasuredCosts::from_file)
+        .transpose()?;
+    crate::report::write_report(&args.results, &args.out_dir, &args.font, costs.as_ref())
 }

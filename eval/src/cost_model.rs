@@ -9,10 +9,10 @@
 //! t_target = target prefill of the problem + target thinking at batch-1 decode.
 //! End-to-end adds the final answer to both (after an accepted draft the target first prefills it).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Measured (or published) per-token costs of one model on one machine, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelCosts {
     /// Seconds per prompt token of a batch-1 prefill.
     pub prefill_s_per_token: f64,
@@ -56,7 +56,7 @@ pub struct Workload {
 }
 
 /// Choices beyond the paper's reference code.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Prefill the problem once and fork the cache to the n chains (the paper repeats the prompt n
     /// times in one batch).

@@ -13,8 +13,10 @@
 //! - [`report`] + [`plots`]: markdown tables and PNG plots from result files.
 //! - [`solve_knobs`]: the per-request knobs (`--n`, caps, straggler switches) shared with `scot run`.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
+//! - [`cost_check`]: that prediction against a measured run (`scot report --costs`).
 
 pub mod cli;
+pub mod cost_check;
 pub mod cost_model;
 pub mod dataset;
 pub mod error;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::ReportSummary;
+use crate::cost_check::{cost_check_markdown, measure_run, MeasuredCosts};
 use crate::error::EvalError;
 use crate::results::{collect_result_files, latest_successful, read_lines, ResultLine};
 
@@ -180,11 +181,45 @@ pub fn markdown_tables(stats: &[ModeStats]) -> String {
     out
 }
 
+/// Grades every answered line again with the current grader, so grader fixes reach old result
+/// files; returns how many verdicts changed.
+fn regrade(lines: &mut [ResultLine]) -> usize {
+    let mut changed = 0;
+    for line in lines.iter_mut().filter(|l| l.succeeded()) {
+        let before = line.correct;
+        crate::runner::grade(line);
+        changed += usize::from(line.correct != before);
+    }
+    changed
+}
+
+/// One cost-model check per data set that has both scot and target-only results.
+fn cost_check_sections(
+    groups: &BTreeMap<(String, String), Vec<ResultLine>>,
+    costs: &MeasuredCosts,
+) -> String {
+    let mut out = String::new();
+    for ((dataset, mode), scot) in groups {
+        if mode != "scot" {
+            continue;
+        }
+        let Some(target_only) = groups.get(&(dataset.clone(), "target-only".to_string())) else {
+            continue;
+        };
+        if let Some(run) = measure_run(scot, target_only) {
+            out.push_str(&cost_check_markdown(dataset, costs, &run));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Reads the result files, writes `report.md` and the plots into `out_dir`.
 pub fn write_report(
     inputs: &[PathBuf],
     out_dir: &Path,
     font: &Path,
+    costs: Option<&MeasuredCosts>,
 ) -> Result<ReportSummary, EvalError> {
     let files = collect_result_files(inputs)?;
     let mut lines = Vec::new();
@@ -194,6 +229,7 @@ pub fn write_report(
     if lines.is_empty() {
         return Err(EvalError::NoResults(inputs.to_vec()));
     }
+    let regraded = regrade(&mut lines);
     let groups = latest_successful(lines.clone());
     let stats = compute_stats(lines);
     std::fs::create_dir_all(out_dir).map_err(|source| EvalError::Write {
@@ -203,7 +239,13 @@ pub fn write_report(
     let plots = crate::plots::draw_all(&stats, &groups, out_dir, font)?;
     let mut text = String::from("# scot evaluation report\n\n");
     text.push_str(&markdown_tables(&stats));
-    text.push('\n');
+    let _ = writeln!(
+        text,
+        "Verdicts are recomputed from each answer text with the current grader; {regraded} differ from the verdicts stored in the result files.\n"
+    );
+    if let Some(costs) = costs {
+        text.push_str(&cost_check_sections(&groups, costs));
+    }
     for plot in &plots {
         if let Some(name) = plot.file_name() {
             let _ = writeln!(text, "![{0}]({0})", name.to_string_lossy());
@@ -255,6 +297,33 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn regrade_recomputes_stale_verdicts() {
+        let mut lines = vec![
+            ResultLine {
+                gold: "\\left( 3, \\frac{\\pi}{2} \\right)".into(),
+                answer_text: "The final answer is \\boxed{3, \\frac{\\pi}{2}}.".into(),
+                correct: false,
+                ..line("scot", "a", 1.0, "draft_accepted", false)
+            },
+            ResultLine {
+                gold: "18".into(),
+                answer_text: "\\boxed{18}".into(),
+                ..line("scot", "b", 1.0, "draft_accepted", true)
+            },
+            // Failed requests keep their (wrong) verdict.
+            ResultLine {
+                gold: "18".into(),
+                answer_text: "\\boxed{18}".into(),
+                error: Some("deadline".into()),
+                ..line("scot", "c", 0.0, "", false)
+            },
+        ];
+        assert_eq!(regrade(&mut lines), 1);
+        assert!(lines[0].correct && lines[1].correct && !lines[2].correct);
+        assert_eq!(lines[0].prediction.as_deref(), Some("3, \\frac{\\pi}{2}"));
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
 }
 
 /// Grades the answer text; when it holds no extractable answer the line stays wrong.
-fn grade(line: &mut ResultLine) {
+pub(crate) fn grade(line: &mut ResultLine) {
     line.prediction = extract_answer(&line.answer_text);
     line.correct = line
         .prediction

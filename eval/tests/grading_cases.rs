@@ -37,6 +37,18 @@ const CASES: &[(&str, &str, bool)] = &[
         "\\left( 3, \\frac{\\pi}{2} \\right)",
         true,
     ),
+    // A point without its parentheses: accepted in order (the reference grader strips brackets).
+    (
+        "The final answer is \\boxed{3, \\frac{\\pi}{2}}.",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        true,
+    ),
+    (
+        "\\boxed{\\frac{\\pi}{2}, 3}",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        false,
+    ),
+    ("\\boxed{3, 4}", "[3,4]", false),
     (
         "\\boxed{(\\pi/2, 3)}",
         "\\left( 3, \\frac{\\pi}{2} \\right)",

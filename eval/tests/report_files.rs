@@ -21,6 +21,12 @@ fn line(mode: &str, i: usize) -> ResultLine {
         gold: "18".into(),
         prediction: Some("18".into()),
         correct: i % 5 != (mode == "draft-only") as usize,
+        answer_text: if i % 5 != (mode == "draft-only") as usize {
+            "The final answer is \\boxed{18}."
+        } else {
+            "The final answer is \\boxed{17}."
+        }
+        .into(),
         path: match mode {
             "target-only" => "target_only",
             "draft-only" => "draft_only",
@@ -59,12 +65,37 @@ fn report_writes_tables_and_pngs() {
             writer.append(&line(mode, i)).unwrap();
         }
     }
+    // A cost file in the shape docs/cost-model.md documents adds the model-vs-measurement table.
+    let costs = dir.join("costs.json");
+    std::fs::write(
+        &costs,
+        r#"{"draft": {"prefill_s_per_token": 0.011, "decode_s_batch1": 0.025, "decode_s_batch_n": 0.107, "batch_n": 5},
+            "target": {"prefill_s_per_token": 0.0074, "decode_s_batch1": 0.062, "decode_s_batch_n": 0.17, "batch_n": 5},
+            "deployment": {"shared_prefill": true, "straggler_ratio": null, "draft_nodes": 1},
+            "source": "test figures"}"#,
+    )
+    .unwrap();
     let summary = run_report(ReportArgs {
         results: vec![dir.join("results")],
         out_dir: dir.join("report"),
         font: scot_eval::plots::DEFAULT_FONT.into(),
+        costs: Some(costs),
     })
     .unwrap();
+    assert!(
+        summary
+            .text
+            .contains("### gsm8k: cost model against the measurement (20 problems in both modes)"),
+        "{}",
+        summary.text
+    );
+    assert!(summary.text.contains("| r (CoT) |"), "{}", summary.text);
+    assert!(
+        summary.text.contains("0 differ from the verdicts stored"),
+        "{}",
+        summary.text
+    );
+    assert!(summary.text.contains("Per-token costs: test figures."));
     assert!(
         summary.text.contains("| scot | 20 | 0 |"),
         "{}",
@@ -97,7 +128,23 @@ fn empty_inputs_are_an_error() {
         results: vec![dir.path().to_path_buf()],
         out_dir: dir.path().join("r"),
         font: scot_eval::plots::DEFAULT_FONT.into(),
+        costs: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("no result lines"), "{err}");
+}
+
+#[test]
+fn a_bad_cost_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let costs = dir.path().join("costs.json");
+    std::fs::write(&costs, "{}").unwrap();
+    let err = run_report(ReportArgs {
+        results: vec![dir.path().to_path_buf()],
+        out_dir: dir.path().join("r"),
+        font: scot_eval::plots::DEFAULT_FONT.into(),
+        costs: Some(costs),
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("costs.json"), "{err}");
 }
