@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cost_model::{predict, Deployment, ModelCosts, Prediction, Workload};
 use crate::error::EvalError;
-use crate::results::ResultLine;
+use crate::results::{acceptance_rate, ResultLine};
 
 /// The per-token costs and the deployment the measured run used (`scot report --costs FILE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,29 +38,13 @@ impl MeasuredCosts {
     }
 }
 
-/// Mean phase times (seconds) of the problems both modes answered, and the workload they imply.
+/// Mean phase times of the problems both modes answered (in a [`Prediction`]'s shape, so the two
+/// sit side by side), and the workload they imply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeasuredRun {
     pub problems: usize,
     pub workload: Workload,
-    pub draft_s: f64,
-    pub select_s: f64,
-    pub correction_s: f64,
-    pub answer_s: f64,
-    pub scot_cot_s: f64,
-    pub scot_e2e_s: f64,
-    pub target_cot_s: f64,
-    pub target_e2e_s: f64,
-}
-
-impl MeasuredRun {
-    pub fn speedup_cot(&self) -> f64 {
-        self.target_cot_s / self.scot_cot_s
-    }
-
-    pub fn speedup_e2e(&self) -> f64 {
-        self.target_e2e_s / self.scot_e2e_s
-    }
+    pub phases: Prediction,
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -95,13 +79,7 @@ pub fn measure_run(scot: &[ResultLine], target_only: &[ResultLine]) -> Option<Me
             .map(|d| f64::from(d.tokens))
             .fold(0.0, f64::max)
     }));
-    let selected: Vec<&ResultLine> = s()
-        .filter(|l| matches!(l.path.as_str(), "draft_accepted" | "target_correction"))
-        .collect();
-    let accepted = selected
-        .iter()
-        .filter(|l| l.path == "draft_accepted")
-        .count();
+    let selected: Vec<&ResultLine> = s().filter(|l| l.selection_ran()).collect();
     // Whatever the selection prompt holds beyond the problem and n mean drafts: instructions,
     // numbering, and the drafts' deviation from the mean.
     let selection_overhead_tokens = if selected.is_empty() {
@@ -123,20 +101,32 @@ pub fn measure_run(scot: &[ResultLine], target_only: &[ResultLine]) -> Option<Me
                 .iter()
                 .flat_map(|(s, t)| [f64::from(s.answer_tokens), f64::from(t.answer_tokens)]),
         ),
-        accept_rate: accepted as f64 / selected.len().max(1) as f64,
+        accept_rate: acceptance_rate(selected.iter().copied()).unwrap_or(0.0),
     };
     let secs = |ms: f64| ms / 1e3;
+    let (scot_cot_s, scot_e2e_s) = (
+        secs(mean(s().map(ResultLine::cot_ms))),
+        secs(mean(s().map(|l| l.total_ms))),
+    );
+    let (target_cot_s, target_e2e_s) = (
+        secs(mean(t().map(ResultLine::cot_ms))),
+        secs(mean(t().map(|l| l.total_ms))),
+    );
     Some(MeasuredRun {
         problems: pairs.len(),
         workload,
-        draft_s: secs(mean(s().map(|l| l.draft_ms))),
-        select_s: secs(mean(s().map(|l| l.select_ms))),
-        correction_s: secs(mean(s().map(|l| l.correction_ms))),
-        answer_s: secs(mean(s().map(|l| l.answer_ms))),
-        scot_cot_s: secs(mean(s().map(ResultLine::cot_ms))),
-        scot_e2e_s: secs(mean(s().map(|l| l.total_ms))),
-        target_cot_s: secs(mean(t().map(ResultLine::cot_ms))),
-        target_e2e_s: secs(mean(t().map(|l| l.total_ms))),
+        phases: Prediction {
+            draft_s: secs(mean(s().map(|l| l.draft_ms))),
+            select_s: secs(mean(s().map(|l| l.select_ms))),
+            correction_s: secs(mean(s().map(|l| l.correction_ms))),
+            answer_s: secs(mean(s().map(|l| l.answer_ms))),
+            scot_cot_s,
+            scot_e2e_s,
+            target_cot_s,
+            target_e2e_s,
+            speedup_cot: target_cot_s / scot_cot_s,
+            speedup_e2e: target_e2e_s / scot_e2e_s,
+        },
     })
 }
 
@@ -161,19 +151,20 @@ pub fn cost_check_markdown(dataset: &str, costs: &MeasuredCosts, run: &MeasuredR
         run.problems
     );
     out.push_str("| quantity | predicted | measured | predicted / measured |\n| --- | ---: | ---: | ---: |\n");
+    let m = &run.phases;
     let rows = [
-        ("drafting s", p.draft_s, run.draft_s),
-        ("selection s", p.select_s, run.select_s),
+        ("drafting s", p.draft_s, m.draft_s),
+        ("selection s", p.select_s, m.select_s),
         (
             "correction s (mean over problems)",
             p.correction_s,
-            run.correction_s,
+            m.correction_s,
         ),
-        ("final answer s", p.answer_s, run.answer_s),
-        ("t_SCoT (CoT) s", p.scot_cot_s, run.scot_cot_s),
-        ("t_target (CoT) s", p.target_cot_s, run.target_cot_s),
-        ("r (CoT)", p.speedup_cot, run.speedup_cot()),
-        ("r (end-to-end)", p.speedup_e2e, run.speedup_e2e()),
+        ("final answer s", p.answer_s, m.answer_s),
+        ("t_SCoT (CoT) s", p.scot_cot_s, m.scot_cot_s),
+        ("t_target (CoT) s", p.target_cot_s, m.target_cot_s),
+        ("r (CoT)", p.speedup_cot, m.speedup_cot),
+        ("r (end-to-end)", p.speedup_e2e, m.speedup_e2e),
     ];
     for (name, predicted, measured) in rows {
         let ratio = if measured > 0.0 {
@@ -355,11 +346,12 @@ mod tests {
         assert_eq!(w.target_thinking_tokens, 250.0);
         assert_eq!(w.answer_tokens, 15.0);
         assert_eq!(w.accept_rate, 0.5);
-        assert_eq!(run.correction_s, 8.0);
-        assert_eq!(run.scot_cot_s, 36.0);
-        assert_eq!(run.target_cot_s, 15.0);
-        assert!((run.speedup_cot() - 15.0 / 36.0).abs() < 1e-12);
-        assert!((run.speedup_e2e() - 16.0 / 38.0).abs() < 1e-12);
+        let m = run.phases;
+        assert_eq!(m.correction_s, 8.0);
+        assert_eq!(m.scot_cot_s, 36.0);
+        assert_eq!(m.target_cot_s, 15.0);
+        assert!((m.speedup_cot - 15.0 / 36.0).abs() < 1e-12);
+        assert!((m.speedup_e2e - 16.0 / 38.0).abs() < 1e-12);
     }
 
     #[test]

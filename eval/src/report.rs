@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::cli::ReportSummary;
 use crate::cost_check::{cost_check_markdown, measure_run, MeasuredCosts};
 use crate::error::EvalError;
-use crate::results::{collect_result_files, latest_successful, read_lines, ResultLine};
+use crate::results::{
+    acceptance_rate, collect_result_files, latest_successful, read_lines, ResultLine,
+};
 
 /// The numbers of one (data set, mode) group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,14 +109,6 @@ fn group_stats(
             / mean(pairs.iter().map(|(_, l)| l.cot_ms()))?;
         Some((e2e, cot))
     });
-    let selected: Vec<&ResultLine> = group
-        .iter()
-        .filter(|l| matches!(l.path.as_str(), "draft_accepted" | "target_correction"))
-        .collect();
-    let accepted = selected
-        .iter()
-        .filter(|l| l.path == "draft_accepted")
-        .count();
     let corrections = group
         .iter()
         .filter(|l| l.path == "target_correction")
@@ -131,7 +125,7 @@ fn group_stats(
         mean_cot_ms: mean(group.iter().map(ResultLine::cot_ms)).unwrap_or(0.0),
         speedup: speedups.map(|s| s.0),
         speedup_cot: speedups.map(|s| s.1),
-        acceptance_rate: (!selected.is_empty()).then(|| accepted as f64 / selected.len() as f64),
+        acceptance_rate: acceptance_rate(group),
         mean_draft_tokens: mean(
             group
                 .iter()

@@ -81,6 +81,22 @@ impl ResultLine {
     pub fn succeeded(&self) -> bool {
         self.error.is_none()
     }
+
+    /// Whether selection ran: a draft was accepted or the target thought again.
+    pub fn selection_ran(&self) -> bool {
+        matches!(self.path.as_str(), "draft_accepted" | "target_correction")
+    }
+}
+
+/// Accepted drafts / problems where selection ran; None when it never ran.
+pub fn acceptance_rate<'a>(lines: impl IntoIterator<Item = &'a ResultLine>) -> Option<f64> {
+    let (selected, accepted) = lines
+        .into_iter()
+        .filter(|l| l.selection_ran())
+        .fold((0usize, 0usize), |(n, a), l| {
+            (n + 1, a + usize::from(l.path == "draft_accepted"))
+        });
+    (selected > 0).then(|| accepted as f64 / selected as f64)
 }
 
 /// Ids already answered (without error) in `path`; an absent file means none.
