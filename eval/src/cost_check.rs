@@ -47,9 +47,9 @@ pub struct MeasuredRun {
     pub phases: Prediction,
 }
 
+/// Mean of `values`, 0 when there are none (every caller has at least one paired problem).
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    sum / n.max(1) as f64
+    crate::report::mean(values).unwrap_or(0.0)
 }
 
 /// Pairs `scot` and `target_only` lines by id (answered ones only) and measures them; None when
