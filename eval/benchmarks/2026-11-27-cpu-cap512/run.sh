@@ -1,12 +1,16 @@
 #!/bin/bash
 # Quiet-machine eval: modes interleaved in chunks of 5 problems so any drift in machine load hits all
 # modes alike. Resumable: `scot eval` skips ids already answered in results/.
-cd "$(dirname "$0")"
-BIN=${BIN:-$PWD/../../../target/release}  # scot, coordinator, draft-node, target-node
-DATA=${DATA:-$PWD/../../../../shared/data}
+# Other runs on these settings reuse this driver with RUN_DIR (where results/ and the logs go),
+# MODES, SCOT_MODE_ARGS (extra `scot eval` arguments for scot mode only), ORDER and PORT.
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "${RUN_DIR:-$HERE}"
+BIN=${BIN:-$HERE/../../../target/release}  # scot, coordinator, draft-node, target-node
+DATA=${DATA:-$HERE/../../../../shared/data}
 export PATH=$BIN:$PATH
 PORT=${PORT:-50552}
 URL=http://127.0.0.1:$PORT
+MODES=${MODES:-target-only draft-only scot}
 if ! $BIN/scot eval --help >/dev/null; then exit 1; fi
 if [ -z "$REUSE_CLUSTER" ]; then  # REUSE_CLUSTER=1: a cluster from an earlier start still serves $PORT
   $BIN/scot up --port $PORT > up.log 2>&1 &
@@ -16,9 +20,11 @@ if [ -z "$REUSE_CLUSTER" ]; then  # REUSE_CLUSTER=1: a cluster from an earlier s
 fi
 COMMON="--coordinator $URL --draft-max-tokens 512 --thinking-max-tokens 512 --answer-max-tokens 96 --seed 0 --timeout-secs 3600 --no-progress"
 run_chunk() { # data-file result-name offset
-  for mode in target-only draft-only scot; do
+  for mode in $MODES; do
+    extra=""
+    [ "$mode" = scot ] && extra=$SCOT_MODE_ARGS
     $BIN/scot eval $COMMON --data $DATA/$1.jsonl --mode $mode \
-      --offset $3 --limit 5 --out results/$2-$mode.jsonl >> eval.log 2>&1
+      --offset $3 --limit 5 --out results/$2-$mode.jsonl $extra >> eval.log 2>&1
   done
   echo "$(date -u +%T) chunk $2 $3 done" >> eval.log
 }
