@@ -34,6 +34,8 @@ pub struct ClusterSpec {
     pub log_filter: String,
     /// Extra flags for the coordinator (e.g. `--default-n 3`).
     pub coordinator_args: Vec<String>,
+    /// Selection prior files for the target node.
+    pub selection_priors: Vec<PathBuf>,
     /// How long model loading may take before start-up fails.
     pub startup_timeout: Duration,
     /// When a node binary is missing from `bin_dir`, run `<fallback_exe> <binary-name> …` instead (the
@@ -55,6 +57,7 @@ impl ClusterSpec {
             coordinator_port: 0,
             log_filter: "warn".to_string(),
             coordinator_args: Vec::new(),
+            selection_priors: Vec::new(),
             startup_timeout: Duration::from_secs(900),
             fallback_exe: None,
         }
@@ -153,6 +156,9 @@ impl LocalCluster {
             .arg("--listen")
             .arg(format!("127.0.0.1:{target_port}"));
         model_flags(&mut command, spec, &spec.target_model);
+        for prior in &spec.selection_priors {
+            command.arg("--selection-prior").arg(prior);
+        }
         let target = spawn(
             "target-node".into(),
             command,

@@ -4,6 +4,7 @@
 //!   scot up                            start them and keep them up (Ctrl-C stops)
 //!   scot solve --coordinator URL "…"   send a problem to a running coordinator
 //!   scot eval / scot report            evaluation harness (scot-eval)
+//!   scot calibrate                     the target's selection prior (for the debiased/hybrid policies)
 
 mod node_command;
 
@@ -62,6 +63,9 @@ enum Command {
     Eval(scot_eval::EvalArgs),
     /// Markdown tables and plots from eval result files (prints a JSON summary).
     Report(scot_eval::ReportArgs),
+    /// Measure a target node's prior over option positions and write it as a selection prior file
+    /// (load it with `target-node --selection-prior`, or `scot up --selection-prior`).
+    Calibrate(scot_eval::CalibrateArgs),
     /// A draft node in this process (what `run`/`up` start when no draft-node binary sits next to scot).
     #[command(name = "draft-node", hide = true)]
     DraftNode(node_command::DraftNodeCommand),
@@ -98,6 +102,12 @@ struct ClusterArgs {
     /// Log filter of the node processes when RUST_LOG is unset.
     #[arg(long)]
     node_log: Option<String>,
+    /// Selection prior files for the target node (`scot calibrate`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    selection_prior: Vec<PathBuf>,
+    /// Extra coordinator flags, e.g. `--coordinator-arg=--default-selection-policy=vote`.
+    #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
+    coordinator_args: Vec<String>,
 }
 
 impl ClusterArgs {
@@ -124,6 +134,8 @@ impl ClusterArgs {
         spec.templates_dir = self.templates_dir.clone();
         spec.max_context = self.max_context;
         spec.coordinator_port = self.port;
+        spec.selection_priors = self.selection_prior.clone();
+        spec.coordinator_args = self.coordinator_args.clone();
         spec.log_filter = self
             .node_log
             .clone()
@@ -164,6 +176,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
+        Command::Calibrate(args) => {
+            let summary = scot_eval::run_calibrate(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
         Command::DraftNode(command) => node_command::run_draft_node(command).await,
         Command::TargetNode(command) => node_command::run_target_node(command).await,
         Command::Coordinator(config) => {
@@ -187,8 +204,15 @@ async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<
         _ = scot_node_support::shutdown_signal() => bail!("interrupted during start-up"),
     };
     eprintln!(
-        "scot: cluster up; coordinator at {}",
-        cluster.coordinator_url()
+        "scot: cluster up; coordinator at {} (target node {}, draft nodes {})",
+        cluster.coordinator_url(),
+        cluster.target.url,
+        cluster
+            .drafts
+            .iter()
+            .map(|d| d.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(cluster)
 }

@@ -14,22 +14,37 @@ pub fn describe_event(event: &Event) -> Option<String> {
             started.nodes.join(", ")
         )),
         Event::DraftFinished(draft) => Some(format!(
-            "draft {} finished: {} tokens ({}) in {:.0} ms on {}",
+            "draft {} finished: {} tokens ({}) in {:.0} ms on {}, answer {}",
             draft.index,
             draft.token_count,
             finish_name(draft.finish_reason),
             draft.elapsed_ms,
-            draft.node
+            draft.node,
+            answer_or_dash(&draft.answer)
         )),
         Event::Selection(selection) => Some(format!(
-            "selection: option {}{} (probabilities {})",
-            selection.chosen,
-            if selection.none_correct {
-                " -> none taken"
+            "selection ({}): {} votes for the leading answer{}{}",
+            selection.policy,
+            selection.votes,
+            if selection.option_probs.is_empty() {
+                ", target not asked".to_string()
             } else {
-                ""
+                format!(
+                    ", target's pick {} (probabilities {}{})",
+                    selection.chosen,
+                    probs(&selection.option_probs),
+                    if selection.debiased_probs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", debiased {}", probs(&selection.debiased_probs))
+                    }
+                )
             },
-            probs(&selection.option_probs)
+            if selection.none_correct {
+                " -> none taken".to_string()
+            } else {
+                format!(" -> option {} taken", selection.accepted_option)
+            }
         )),
         Event::Token(_) | Event::Result(_) => None,
     }
@@ -53,6 +68,14 @@ pub fn path_name(path: i32) -> &'static str {
         AnswerPath::TargetOnly => "target only",
         AnswerPath::DraftOnly => "draft only",
         AnswerPath::Unspecified => "-",
+    }
+}
+
+fn answer_or_dash(answer: &str) -> &str {
+    if answer.is_empty() {
+        "-"
+    } else {
+        answer
     }
 }
 
@@ -86,25 +109,41 @@ pub fn render(result: &SolveResult) -> String {
     for d in &s.drafts {
         let _ = writeln!(
             out,
-            "draft {}: {} tokens, {}{}, {:.0} ms, {}",
+            "draft {}: {} tokens, {}{}, {:.0} ms, {}, answer {}",
             d.index,
             d.token_count,
             finish_name(d.finish_reason),
             if d.offered { ", offered" } else { "" },
             d.elapsed_ms,
-            d.node
+            d.node,
+            answer_or_dash(&d.answer)
         );
     }
     if s.chosen > 0 {
+        let offered = s.drafts.iter().filter(|d| d.offered).count();
         let _ = writeln!(
             out,
-            "selection: option {} of {} {}{}",
-            s.chosen,
-            s.option_probs.len(),
-            probs(&s.option_probs),
-            s.chosen_draft
-                .map(|i| format!(" -> draft {i} accepted"))
-                .unwrap_or_default()
+            "selection ({}): {} of {} offered drafts agree on the leading answer; {}{}",
+            s.selection_policy,
+            s.votes,
+            offered,
+            if s.target_scored {
+                format!(
+                    "target probabilities {}{}",
+                    probs(&s.option_probs),
+                    if s.debiased_probs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", debiased {}", probs(&s.debiased_probs))
+                    }
+                )
+            } else {
+                "target not asked".to_string()
+            },
+            match s.chosen_draft {
+                Some(i) => format!(" -> draft {i} accepted (by {})", s.accept_basis),
+                None => " -> none accepted".to_string(),
+            }
         );
     }
     let _ = writeln!(

@@ -199,7 +199,7 @@ async fn scot_solve_is_correct_with_plausible_stats(cluster: &LocalCluster) {
     let s = stats(&result);
     eprintln!("{}", scot::report::render(&result));
     assert!(
-        scot_eval::grading::is_correct(&result.answer, GOLD),
+        scot_answers::is_correct(&result.answer, GOLD),
         "answer {:?} is not graded {GOLD}",
         result.answer
     );

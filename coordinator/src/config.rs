@@ -104,12 +104,34 @@ pub struct SolveDefaults {
     pub answer_max_tokens: u32,
     #[arg(long = "default-seed", env = "SCOT_DEFAULT_SEED", default_value_t = 0)]
     pub seed: u64,
-    /// (b) Take "none" when the best option's probability is under this. Off when unset.
+    /// How a request's drafts are judged: paper (the target's pick), debiased (the same with the
+    /// target's position prior divided out), vote (answer agreement, else the target's pick) or
+    /// hybrid (agreement, and the target's debiased pick among the agreeing drafts; without
+    /// agreement the target's pick only above the threshold).
+    #[arg(
+        long = "default-selection-policy",
+        env = "SCOT_DEFAULT_SELECTION_POLICY",
+        default_value = "hybrid"
+    )]
+    pub selection_policy: scot_selection::SelectionPolicy,
+    /// vote / hybrid: drafts that must agree on an answer (capped at a request's n). Unset: a strict
+    /// majority of n, at least 2.
+    #[arg(long = "default-min-votes", env = "SCOT_DEFAULT_MIN_VOTES")]
+    pub min_votes: Option<u32>,
+    /// (b) Take "none" when the target's pick has a probability under this. Unset: the policy's own
+    /// default (off, except hybrid's; see the README's selection section).
     #[arg(
         long = "default-accept-threshold",
         env = "SCOT_DEFAULT_ACCEPT_THRESHOLD"
     )]
     pub accept_threshold: Option<f32>,
+    /// Cyclic orders of the drafts the target scores and averages (that many prefills; 1 = one).
+    #[arg(
+        long = "default-select-permutations",
+        env = "SCOT_DEFAULT_SELECT_PERMUTATIONS",
+        default_value_t = 1
+    )]
+    pub select_permutations: u32,
     /// (a) Select once this many drafts are done. Off when unset.
     #[arg(long = "default-select-after-k", env = "SCOT_DEFAULT_SELECT_AFTER_K")]
     pub select_after_k: Option<u32>,
@@ -149,7 +171,10 @@ impl Default for SolveDefaults {
             thinking_max_tokens: 20480,
             answer_max_tokens: 10240,
             seed: 0,
+            selection_policy: scot_selection::SelectionPolicy::Hybrid,
+            min_votes: None,
             accept_threshold: None,
+            select_permutations: 1,
             select_after_k: None,
             straggler_ratio: None,
             drop_capped_drafts: false,

@@ -15,6 +15,7 @@ use crate::node_pool::{AcquireError, NodeLease, PoolNode};
 use crate::selection_policy::CollectedDraft;
 use crate::straggler::{Cutoff, StragglerPolicy};
 use crate::timing::{request_with_deadline, Deadline};
+use scot_selection::draft_answer;
 
 /// What the caller gets from the draft phase.
 #[derive(Debug, Default)]
@@ -45,6 +46,8 @@ pub struct DraftOrder {
     pub request: DraftRequest,
     pub n: u32,
     pub policy: StragglerPolicy,
+    /// Each DraftInfo carries the draft's text.
+    pub include_texts: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +215,9 @@ pub async fn run_drafts(
                         lease.finish_one();
                     }
                     let finish = FinishReason::try_from(draft.finish_reason).unwrap_or_default();
+                    let ended_on_its_own =
+                        matches!(finish, FinishReason::ThinkEnd | FinishReason::Eos);
+                    let answer = draft_answer(&draft.text, ended_on_its_own);
                     let info = DraftInfo {
                         index: draft.index,
                         token_count: draft.token_count,
@@ -219,6 +225,12 @@ pub async fn run_drafts(
                         elapsed_ms: draft.elapsed_ms,
                         offered: false,
                         node: address.clone(),
+                        answer: answer.clone().unwrap_or_default(),
+                        text: if order.include_texts {
+                            draft.text.clone()
+                        } else {
+                            String::new()
+                        },
                     };
                     emit(SolveEvent {
                         event: Some(scot_proto::solve_event::Event::DraftFinished(info.clone())),
@@ -231,6 +243,7 @@ pub async fn run_drafts(
                         finish,
                         elapsed_ms: draft.elapsed_ms,
                         node: address.clone(),
+                        answer,
                     });
                 }
                 DraftEventKind::Summary(summary) => {
@@ -295,6 +308,7 @@ pub async fn run_drafts(
                     .get(*slot)
                     .map(|(node, _)| node.address.clone())
                     .unwrap_or_default(),
+                ..Default::default()
             });
         }
     }

@@ -55,6 +55,14 @@ struct PathLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    policy: String,
+    path: String,
+    /// How an accepted draft was chosen (target, votes, votes_then_target); "none" when rejected.
+    basis: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     role: String,
     model: String,
@@ -99,6 +107,7 @@ pub struct CoordinatorMetrics {
     paths: Family<PathLabels, Counter>,
     selections: Counter,
     accepted: Counter,
+    decisions: Family<DecisionLabels, Counter>,
     drafts_per_request: Histogram,
     generated_tokens: Family<ModelLabels, Counter>,
     generation_seconds: Family<ModelLabels, Counter<f64, AtomicU64>>,
@@ -127,6 +136,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         paths: Family::default(),
         selections: Counter::default(),
         accepted: Counter::default(),
+        decisions: Family::default(),
         drafts_per_request: Histogram::new([
             1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0,
         ]),
@@ -183,6 +193,11 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         "scot_drafts_accepted",
         "Selections that accepted a draft; acceptance rate = scot_drafts_accepted_total / scot_selections_total",
         m.accepted.clone(),
+    );
+    register(
+        "scot_selection_decisions",
+        "Selection decisions by policy, resulting path and how an accepted draft was chosen (basis: target, votes, votes_then_target; none when the target thought)",
+        m.decisions.clone(),
     );
     register(
         "scot_drafts_per_request",
@@ -333,11 +348,24 @@ impl CoordinatorMetrics {
             phase("draft", stats.draft_ms);
         }
         if stats.chosen > 0 {
-            phase("select", stats.select_ms);
+            if stats.target_scored {
+                phase("select", stats.select_ms);
+            }
             self.selections.inc();
             if stats.path == AnswerPath::DraftAccepted as i32 {
                 self.accepted.inc();
             }
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    policy: stats.selection_policy.clone(),
+                    path: crate::http::path_name(stats.path).to_string(),
+                    basis: if stats.accept_basis.is_empty() {
+                        "none".to_string()
+                    } else {
+                        stats.accept_basis.clone()
+                    },
+                })
+                .inc();
         }
         if stats.target_thinking_tokens > 0 || stats.correction_ms > 0.0 {
             phase("correction", stats.correction_ms);
@@ -509,6 +537,8 @@ mod tests {
             stats: Some(SolveStats {
                 path: AnswerPath::DraftAccepted as i32,
                 chosen: 1,
+                selection_policy: "hybrid".into(),
+                accept_basis: "votes_then_target".into(),
                 total_ms: 10.0,
                 draft_ms: 5.0,
                 draft_tokens: 30,
@@ -525,6 +555,10 @@ mod tests {
         );
         assert!(text.contains("scot_selections_total 1"), "{text}");
         assert!(text.contains("scot_drafts_accepted_total 1"), "{text}");
+        assert!(
+            text.contains("scot_selection_decisions_total{policy=\"hybrid\",path=\"draft_accepted\",basis=\"votes_then_target\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("scot_generated_tokens_total{role=\"draft\",model=\"m\"} 30"),
             "{text}"

@@ -18,11 +18,12 @@ use tonic::Status;
 use crate::admission::Admission;
 use crate::draft_pool::DraftPool;
 use crate::drafting::{run_drafts, DraftOrder, DraftPhase, DraftPhaseError};
-use crate::selection_policy::{decide, offered_drafts, Decision};
+use crate::selection_policy::offered_drafts;
 use crate::straggler::StragglerPolicy;
 use crate::target_pool::{TargetLease, TargetPool};
 use crate::timing::{millis, request_with_deadline, Deadline};
 use crate::validation::{Mode, SolveSettings};
+use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
 
 /// Largest gRPC message the coordinator accepts from its nodes.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -111,6 +112,7 @@ impl Solver {
                 select_after_k: s.select_after_k,
                 straggler_ratio: s.straggler_ratio,
             },
+            include_texts: s.include_draft_texts,
         };
         let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
             Ok(phase) => phase,
@@ -147,50 +149,84 @@ impl Solver {
             return self.correction(job, target, emit, stats).await;
         }
 
-        let select_started = Instant::now();
-        let texts: Vec<String> = offered
+        stats.selection_policy = s.selection.policy.name().to_string();
+        let answers: Vec<Option<String>> = offered
             .iter()
-            .filter_map(|&p| phase.drafts.get(p).map(|d| d.text.clone()))
+            .map(|&p| phase.drafts.get(p).and_then(|d| d.answer.clone()))
             .collect();
-        let selection = target_client(target)
-            .select(request_with_deadline(
-                SelectRequest {
-                    request_id: job.request_id.clone(),
-                    problem: job.problem.clone(),
-                    drafts: texts,
-                    template: s.template.clone(),
-                },
-                job.deadline,
-            ))
-            .await
-            .map_err(|status| target_status(target, status))?
-            .into_inner();
-        stats.select_ms = millis(select_started.elapsed());
-        stats.chosen = selection.chosen;
-        stats.option_probs = selection.option_probs.clone();
-        stats.target_prompt_tokens += selection.prompt_tokens;
-        let decision = decide(
-            selection.chosen,
-            &selection.option_probs,
-            offered.len(),
-            s.accept_threshold,
-        );
+        let tally = AnswerTally::count(&answers);
+        stats.votes = tally.top_votes();
+        let select_started = Instant::now();
+        let selection = if needs_target(&s.selection, &tally) {
+            let texts: Vec<String> = offered
+                .iter()
+                .filter_map(|&p| phase.drafts.get(p).map(|d| d.text.clone()))
+                .collect();
+            let response = target_client(target)
+                .select(request_with_deadline(
+                    SelectRequest {
+                        request_id: job.request_id.clone(),
+                        problem: job.problem.clone(),
+                        drafts: texts,
+                        template: s.template.clone(),
+                        permutations: s.select_permutations.min(offered.len() as u32),
+                    },
+                    job.deadline,
+                ))
+                .await
+                .map_err(|status| target_status(target, status))?
+                .into_inner();
+            stats.select_ms = millis(select_started.elapsed());
+            stats.target_scored = true;
+            stats.option_probs = response.option_probs.clone();
+            stats.option_logprobs = response.option_logprobs.clone();
+            stats.debiased_probs = response.debiased_probs.clone();
+            stats.target_prompt_tokens += response.prompt_tokens;
+            if s.selection.policy.uses_prior() && response.debiased_probs.is_empty() {
+                notes.push(format!(
+                    "the target node has no selection prior for {} drafts (template set {:?}): raw probabilities decided",
+                    offered.len(),
+                    response.template_set
+                ));
+            }
+            Some(response)
+        } else {
+            None
+        };
+        let verdict = selection.as_ref().map(|r| TargetVerdict {
+            probs: &r.option_probs,
+            debiased: (!r.debiased_probs.is_empty()).then_some(&r.debiased_probs[..]),
+        });
+        let decision = decide(&s.selection, &tally, verdict.as_ref());
+        let none_option = offered.len() as u32 + 1;
+        stats.chosen = match decision {
+            Decision::Accept { option, .. } => option,
+            Decision::Reject(_) => none_option,
+        };
         emit(SolveEvent {
             event: Some(SolveEventKind::Selection(SelectionResult {
-                chosen: selection.chosen,
+                chosen: selection.as_ref().map_or(0, |r| r.chosen),
                 none_correct: !matches!(decision, Decision::Accept { .. }),
-                option_probs: selection.option_probs,
+                option_probs: stats.option_probs.clone(),
                 elapsed_ms: stats.select_ms,
+                debiased_probs: stats.debiased_probs.clone(),
+                votes: stats.votes,
+                policy: stats.selection_policy.clone(),
+                accepted_option: match decision {
+                    Decision::Accept { option, .. } => option,
+                    Decision::Reject(_) => 0,
+                },
             })),
         });
 
         match decision {
-            Decision::Accept { option } => {
+            Decision::Accept { option, basis } => {
                 let draft = offered
                     .get(option as usize - 1)
                     .and_then(|&p| phase.drafts.get(p))
                     .ok_or_else(|| Status::internal("selected option has no draft"))?;
                 stats.chosen_draft = Some(draft.index);
+                stats.accept_basis = basis.name().to_string();
                 stats.answer_from_draft = true;
                 stats.path = AnswerPath::DraftAccepted as i32;
                 stats.fallback_reason = notes.join("; ");
@@ -210,13 +246,8 @@ impl Solver {
                     answer: result.answer,
                 })
             }
-            Decision::None { below_threshold } => {
-                if below_threshold {
-                    notes.push(format!(
-                        "best option's probability was under accept_threshold {}",
-                        s.accept_threshold.unwrap_or_default()
-                    ));
-                }
+            Decision::Reject(reason) => {
+                notes.push(reason.to_string());
                 stats.fallback_reason = notes.join("; ");
                 self.correction(job, target, emit, stats).await
             }
@@ -275,6 +306,7 @@ impl Solver {
             ),
             n: 1,
             policy: StragglerPolicy::default(),
+            include_texts: s.include_draft_texts,
         };
         let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
             Ok(phase) => phase,

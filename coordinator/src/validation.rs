@@ -2,6 +2,7 @@
 //! field is wrong and what would be accepted; the service turns it into INVALID_ARGUMENT.
 
 use scot_proto::{SolveMode, SolveRequest};
+use scot_selection::{InvalidPolicy, PolicyParams, SelectionPolicy};
 
 use crate::config::SolveDefaults;
 
@@ -34,7 +35,12 @@ pub struct SolveSettings {
     pub thinking_max_tokens: u32,
     pub answer_max_tokens: u32,
     pub seed: u64,
-    pub accept_threshold: Option<f32>,
+    /// How the decision is made (policy, min_votes, accept_threshold), resolved for n.
+    pub selection: PolicyParams,
+    /// Cyclic orders the target scores (1 = the paper's single prefill).
+    pub select_permutations: u32,
+    /// Stats carry each draft's text.
+    pub include_draft_texts: bool,
     pub select_after_k: Option<u32>,
     pub straggler_ratio: Option<f32>,
     pub drop_capped_drafts: bool,
@@ -134,13 +140,14 @@ pub fn resolve_options(
             .answer_max_tokens
             .unwrap_or(defaults.answer_max_tokens),
     )?;
-    let accept_threshold = options.accept_threshold.or(defaults.accept_threshold);
-    if let Some(tau) = accept_threshold {
-        if !tau.is_finite() || !(0.0..=1.0).contains(&tau) {
-            return Err(invalid(format!(
-                "options.accept_threshold = {tau}: must be a probability in [0, 1] (unset = off)"
-            )));
-        }
+    let selection = resolve_selection(options, defaults, n)?;
+    let select_permutations = options
+        .select_permutations
+        .unwrap_or(defaults.select_permutations);
+    if select_permutations == 0 || select_permutations > n {
+        return Err(invalid(format!(
+            "options.select_permutations = {select_permutations}: must be between 1 (the order given) and n = {n}"
+        )));
     }
     let select_after_k = options.select_after_k.or(defaults.select_after_k);
     if let Some(k) = select_after_k {
@@ -183,12 +190,42 @@ pub fn resolve_options(
         thinking_max_tokens,
         answer_max_tokens,
         seed: options.seed.unwrap_or(defaults.seed),
-        accept_threshold,
+        selection,
+        select_permutations,
+        include_draft_texts: options.include_draft_texts,
         select_after_k,
         straggler_ratio,
         drop_capped_drafts: options.drop_capped_drafts || defaults.drop_capped_drafts,
         template,
         think_end,
+    })
+}
+
+/// The selection policy and its knobs: the request's, else the server's defaults, else the policy's.
+fn resolve_selection(
+    options: &scot_proto::SolveOptions,
+    defaults: &SolveDefaults,
+    n: u32,
+) -> Result<PolicyParams, InvalidRequest> {
+    let policy = if options.selection_policy.trim().is_empty() {
+        defaults.selection_policy
+    } else {
+        options
+            .selection_policy
+            .parse::<SelectionPolicy>()
+            .map_err(|e| invalid(format!("options.selection_policy = {e}")))?
+    };
+    // A server-wide min_votes is a default: capped at a request's n rather than refusing it.
+    let min_votes = options.min_votes.or(defaults.min_votes.map(|v| v.min(n)));
+    PolicyParams::resolve(
+        policy,
+        n,
+        min_votes,
+        options.accept_threshold.or(defaults.accept_threshold),
+    )
+    .map_err(|e| match e {
+        InvalidPolicy::Unknown(_) => invalid(format!("options.selection_policy = {e}")),
+        other => invalid(format!("options.{other}")),
     })
 }
 
@@ -237,7 +274,10 @@ mod tests {
         assert_eq!(s.draft_temperature, 0.6);
         assert_eq!(s.draft_max_tokens, 5000);
         assert_eq!(s.think_end, "</think>");
-        assert_eq!(s.accept_threshold, None);
+        assert_eq!(s.selection.policy, SelectionPolicy::Hybrid);
+        assert_eq!(s.selection.min_votes, 3);
+        assert_eq!(s.select_permutations, 1);
+        assert!(!s.include_draft_texts);
         assert_eq!(s.select_after_k, None);
         assert!(!s.drop_capped_drafts);
     }
@@ -256,7 +296,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!((s.n, s.draft_temperature), (3, 0.0));
-        assert_eq!(s.accept_threshold, Some(1.0));
+        assert_eq!(s.selection.accept_threshold, Some(1.0));
         assert_eq!(s.select_after_k, Some(2));
         assert_eq!(s.template, "short");
         assert_eq!(s.mode, Mode::TargetOnly);

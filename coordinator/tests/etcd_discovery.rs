@@ -133,6 +133,7 @@ async fn coordinator_finds_nodes_in_etcd_and_drops_a_vanished_draft_node() {
         let config = scot_target_node::TargetNodeConfig {
             listen: target_addr,
             model: target_cli.model.clone(),
+            selection_prior: Vec::new(),
         };
         let serve = scot_target_node::serve(config, std::future::pending());
         scot_node_support::serve_registered(

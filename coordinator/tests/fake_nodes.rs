@@ -1,6 +1,7 @@
 //! The coordinator against in-process fake draft and target nodes (no models): spreading drafts over
 //! two nodes, straggler cut-off cancelling the rest on the node, the threshold, drop-capped drafts,
-//! node-side rejections and the fallback when no draft node answers.
+//! the selection policies (vote without the target, hybrid's correction without agreement, bad
+//! knobs), node-side rejections and the fallback when no draft node answers.
 
 mod fakes;
 
@@ -105,10 +106,12 @@ async fn capped_drafts_are_left_out_and_the_threshold_forces_correction() {
         start_target(target.clone()).await,
     )
     .await;
+    // The paper's read-out: the threshold alone decides (hybrid would accept the agreeing drafts).
     let options = SolveOptions {
         n: Some(3),
         drop_capped_drafts: true,
         accept_threshold: Some(0.8),
+        selection_policy: "paper".into(),
         ..Default::default()
     };
     let (events, result) = solve(&url, options).await.unwrap();
@@ -126,6 +129,135 @@ async fn capped_drafts_are_left_out_and_the_threshold_forces_correction() {
     assert!(events
         .iter()
         .any(|e| matches!(e, solve_event::Event::Selection(s) if s.none_correct)));
+}
+
+#[tokio::test]
+async fn vote_accepts_agreeing_drafts_without_asking_the_target() {
+    let node = Arc::new(FakeDraft::default());
+    let target = Arc::new(FakeTarget::default());
+    let url = start_coordinator(
+        vec![start_draft(node.clone()).await],
+        start_target(target.clone()).await,
+    )
+    .await;
+    // Drafts 0 and 2 say 5; draft 1 hit the cap and states no answer: 2 of 3 agree.
+    let vote = SolveOptions {
+        n: Some(3),
+        selection_policy: "vote".into(),
+        ..Default::default()
+    };
+    let (events, result) = solve(&url, vote.clone()).await.unwrap();
+    let stats = result.stats.unwrap();
+    assert!(
+        target.selects.lock().unwrap().is_empty(),
+        "no selection prefill"
+    );
+    assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+    assert_eq!((stats.chosen_draft, stats.chosen), (Some(0), 1));
+    assert_eq!(stats.votes, 2);
+    assert_eq!(stats.accept_basis, "votes");
+    assert_eq!(stats.selection_policy, "vote");
+    assert!(!stats.target_scored && stats.option_probs.is_empty());
+    let answers: Vec<&str> = stats.drafts.iter().map(|d| d.answer.as_str()).collect();
+    assert_eq!(answers, vec!["5", "", "5"]);
+    assert!(
+        stats.drafts.iter().all(|d| d.text.is_empty()),
+        "texts only on request"
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        solve_event::Event::Selection(s) if s.votes == 2 && s.accepted_option == 1 && s.chosen == 0)));
+
+    // No agreement: the target's pick decides (the fake picks option 1).
+    node.disagree.store(true, Ordering::SeqCst);
+    let (_, result) = solve(
+        &url,
+        SolveOptions {
+            include_draft_texts: true,
+            ..vote
+        },
+    )
+    .await
+    .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(target.selects.lock().unwrap().len(), 1);
+    assert_eq!((stats.votes, stats.accept_basis.as_str()), (1, "target"));
+    assert!(stats.target_scored);
+    assert_eq!(stats.drafts[0].text, "draft 0 says 5");
+}
+
+#[tokio::test]
+async fn hybrid_lets_the_target_think_without_agreement_and_bad_knobs_are_refused() {
+    let node = Arc::new(FakeDraft::default());
+    node.disagree.store(true, Ordering::SeqCst);
+    let target = Arc::new(FakeTarget::default());
+    let url = start_coordinator(
+        vec![start_draft(node).await],
+        start_target(target.clone()).await,
+    )
+    .await;
+    // The server default is hybrid: the target is asked, but without agreement its pick (0.7) is
+    // under hybrid's threshold, so the target thinks.
+    let (_, result) = solve(
+        &url,
+        SolveOptions {
+            n: Some(3),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.selection_policy, "hybrid");
+    assert_eq!(target.selects.lock().unwrap().len(), 1);
+    assert_eq!(stats.path, AnswerPath::TargetCorrection as i32);
+    assert_eq!(stats.chosen, 4, "n + 1: none taken");
+    assert!(
+        stats.fallback_reason.contains("no answer agreement"),
+        "{}",
+        stats.fallback_reason
+    );
+    assert!(
+        stats.fallback_reason.contains("no selection prior"),
+        "{}",
+        stats.fallback_reason
+    );
+
+    for (options, field, needle) in [
+        (
+            SolveOptions {
+                selection_policy: "fast".into(),
+                ..Default::default()
+            },
+            "options.selection_policy",
+            "paper, debiased, vote, hybrid",
+        ),
+        (
+            SolveOptions {
+                n: Some(3),
+                min_votes: Some(4),
+                ..Default::default()
+            },
+            "options.min_votes",
+            "between 1 and n = 3",
+        ),
+        (
+            SolveOptions {
+                n: Some(3),
+                select_permutations: Some(4),
+                ..Default::default()
+            },
+            "options.select_permutations",
+            "between 1",
+        ),
+    ] {
+        let status = solve(&url, options).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with(field) && status.message().contains(needle),
+            "{}",
+            status.message()
+        );
+    }
 }
 
 #[tokio::test]

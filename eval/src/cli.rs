@@ -201,6 +201,17 @@ pub struct ReportArgs {
     /// cost model's prediction beside each data set's measured scot and target-only phases.
     #[arg(long)]
     pub costs: Option<PathBuf>,
+    /// Re-decide every stored scot problem under selection policies and parameters (offline; see
+    /// `--replay-setting`), with a table per data set and an accuracy-latency frontier plot.
+    #[arg(long)]
+    pub replay: bool,
+    /// A setting to replay, `policy[:min_votes=N][:tau=X][:prior=on|off]` (repeatable). Default: a
+    /// grid over every policy.
+    #[arg(long = "replay-setting", requires = "replay")]
+    pub replay_settings: Vec<crate::replay::ReplaySetting>,
+    /// Selection prior files (`scot calibrate`) to debias lines whose target had none.
+    #[arg(long = "prior", requires = "replay")]
+    pub priors: Vec<PathBuf>,
 }
 
 /// What `scot report` wrote.
@@ -219,5 +230,23 @@ pub fn run_report(args: ReportArgs) -> Result<ReportSummary, EvalError> {
         .as_deref()
         .map(crate::cost_check::MeasuredCosts::from_file)
         .transpose()?;
-    crate::report::write_report(&args.results, &args.out_dir, &args.font, costs.as_ref())
+    let replay = if args.replay {
+        Some(crate::report::ReplayOptions {
+            settings: if args.replay_settings.is_empty() {
+                crate::replay::ReplaySetting::default_grid()
+            } else {
+                args.replay_settings.clone()
+            },
+            priors: crate::replay::load_priors(&args.priors)?,
+        })
+    } else {
+        None
+    };
+    crate::report::write_report(
+        &args.results,
+        &args.out_dir,
+        &args.font,
+        costs.as_ref(),
+        replay.as_ref(),
+    )
 }

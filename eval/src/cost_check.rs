@@ -80,12 +80,13 @@ pub fn measure_run(scot: &[ResultLine], target_only: &[ResultLine]) -> Option<Me
             .fold(0.0, f64::max)
     }));
     let selected: Vec<&ResultLine> = s().filter(|l| l.selection_ran()).collect();
+    let scored: Vec<&ResultLine> = s().filter(|l| l.scored_by_target()).collect();
     // Whatever the selection prompt holds beyond the problem and n mean drafts: instructions,
     // numbering, and the drafts' deviation from the mean.
-    let selection_overhead_tokens = if selected.is_empty() {
+    let selection_overhead_tokens = if scored.is_empty() {
         0.0
     } else {
-        mean(selected.iter().map(|l| f64::from(l.target_prompt_tokens)))
+        mean(scored.iter().map(|l| f64::from(l.target_prompt_tokens)))
             - problem_tokens
             - n as f64 * draft_tokens_mean
     };
@@ -102,6 +103,7 @@ pub fn measure_run(scot: &[ResultLine], target_only: &[ResultLine]) -> Option<Me
                 .flat_map(|(s, t)| [f64::from(s.answer_tokens), f64::from(t.answer_tokens)]),
         ),
         accept_rate: acceptance_rate(selected.iter().copied()).unwrap_or(0.0),
+        selection_share: s().filter(|l| l.scored_by_target()).count() as f64 / pairs.len() as f64,
     };
     let secs = |ms: f64| ms / 1e3;
     let (scot_cot_s, scot_e2e_s) = (
@@ -250,6 +252,7 @@ mod tests {
             elapsed_ms: 0.0,
             offered: true,
             node: String::new(),
+            ..Default::default()
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Workload {
     pub answer_tokens: f64,
     /// Share of problems where selection accepts a draft.
     pub accept_rate: f64,
+    /// Share of problems whose drafts the target scores in a selection prefill (1 in the paper;
+    /// the `vote` policy skips it when the drafts agree).
+    pub selection_share: f64,
 }
 
 /// Choices beyond the paper's reference code.
@@ -130,7 +133,7 @@ pub fn predict(
         + waited_draft_tokens(w, d) * draft.decode_step(per_node);
     let select_tokens =
         w.problem_tokens + w.selection_overhead_tokens + w.n as f64 * w.draft_tokens_mean;
-    let select_s = select_tokens * target.prefill_s_per_token;
+    let select_s = w.selection_share.clamp(0.0, 1.0) * select_tokens * target.prefill_s_per_token;
     let target_think_s = w.problem_tokens * target.prefill_s_per_token
         + w.target_thinking_tokens * target.decode_s_batch1;
     let reject = (1.0 - w.accept_rate).clamp(0.0, 1.0);
@@ -198,6 +201,7 @@ pub fn paper_gsm8k() -> (ModelCosts, ModelCosts, Workload) {
         target_thinking_tokens: 589.0,
         answer_tokens: 60.0,
         accept_rate: 0.85,
+        selection_share: 1.0,
     };
     (draft, target, workload)
 }
@@ -337,6 +341,7 @@ mod tests {
             target_thinking_tokens: 500.0,
             answer_tokens: 20.0,
             accept_rate: 0.8,
+            selection_share: 1.0,
         };
         // Paper: 5 prompt copies 5*100*0.001 = 0.5 s, 600 steps * 0.02 = 12 s -> 12.5 s.
         // Selection: (100 + 50 + 5*200) * 0.002 = 2.3 s.

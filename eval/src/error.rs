@@ -25,6 +25,8 @@ pub enum EvalError {
     EmptyDataset { path: PathBuf },
     #[error("cannot connect to the coordinator at {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
+    #[error("cannot connect to the node at {endpoint}: {message}")]
+    NodeConnect { endpoint: String, message: String },
     #[error("no result lines found in {0:?}")]
     NoResults(Vec<PathBuf>),
     #[error("font file {path} is missing or unreadable ({message}); install Debian fonts-dejavu-core or pass --font")]

@@ -1,4 +1,4 @@
-//! scot-eval: grading of math answers and the evaluation harness behind `scot eval`.
+//! scot-eval: the evaluation harness behind `scot eval`, `scot report` and `scot calibrate`.
 //!
 //! Mounting in the `scot` binary (src/main.rs):
 //! - `scot eval`: flatten [`EvalArgs`] (a `clap::Args`) into the subcommand and call
@@ -6,27 +6,32 @@
 //! - `scot report`: [`ReportArgs`] and `scot_eval::run_report(args)` (sync) → [`ReportSummary`].
 //!
 //! Modules:
-//! - [`grading`]: `is_correct(model_output, gold)`, `extract_answer`, `normalize`, `answers_equal`.
+//! - grading is `scot_answers` (`is_correct`, `extract_answer`, `answers_equal`), shared with the
+//!   coordinator's vote.
 //! - [`dataset`]: JSONL data sets (`id`, `problem`, `answer`).
 //! - [`runner`]: the CoordinatorService client and per-problem grading.
 //! - [`results`]: the append-only, resumable result file.
 //! - [`report`] + [`plots`]: markdown tables and PNG plots from result files.
+//! - [`replay`]: `scot report --replay`, stored problems re-decided under selection policies.
+//! - [`calibrate`]: `scot calibrate`, the target's selection prior from cyclic orders of drafts.
 //! - [`solve_knobs`]: the per-request knobs (`--n`, caps, straggler switches) shared with `scot run`.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 //! - [`cost_check`]: that prediction against a measured run (`scot report --costs`).
 
+pub mod calibrate;
 pub mod cli;
 pub mod cost_check;
 pub mod cost_model;
 pub mod dataset;
 pub mod error;
-pub mod grading;
 pub mod plots;
+pub mod replay;
 pub mod report;
 pub mod results;
 pub mod runner;
 pub mod solve_knobs;
 
+pub use calibrate::{run_calibrate, CalibrateArgs, CalibrateSummary};
 pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs, ReportSummary};
 pub use error::EvalError;
 pub use runner::Mode;

@@ -1,5 +1,6 @@
-//! PNG plots of a report: accuracy against mean latency per mode, and the per-problem latency
-//! distribution (empirical CDF per mode). Drawn with plotters' bitmap backend and a TrueType file
+//! PNG plots of a report: accuracy against mean latency per mode, the per-problem latency
+//! distribution (empirical CDF per mode), and the replay's accuracy-latency frontier of selection
+//! settings. Drawn with plotters' bitmap backend and a TrueType file
 //! registered through ab_glyph, so no fontconfig/freetype is needed.
 
 use std::collections::BTreeMap;
@@ -137,6 +138,122 @@ fn accuracy_vs_latency(dataset: &str, rows: &[&ModeStats], path: &Path) -> Resul
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
         .label_font((FAMILY, 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The replay's accuracy against predicted latency (or acceptance, without costs) per setting, the
+/// settings on the accuracy-latency frontier joined and named, and the target's accuracy as a line.
+pub fn replay_frontier(
+    dataset: &str,
+    points: &[(String, f64, f64)],
+    target_accuracy: Option<f64>,
+    x_is_latency: bool,
+    path: &Path,
+    font: &Path,
+) -> Result<(), EvalError> {
+    register_font(font)?;
+    draw_frontier(dataset, points, target_accuracy, x_is_latency, path).map_err(|message| {
+        EvalError::Plot {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
+fn draw_frontier(
+    dataset: &str,
+    points: &[(String, f64, f64)],
+    target_accuracy: Option<f64>,
+    x_is_latency: bool,
+    path: &Path,
+) -> Result<(), String> {
+    let root = BitMapBackend::new(path, (1000, 650)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let max_x = points.iter().map(|p| p.2).fold(0.0, f64::max).max(1e-3) * 1.15;
+    let x_desc = if x_is_latency {
+        "predicted mean end-to-end latency per problem (s, cost model)"
+    } else {
+        "draft acceptance (%)"
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{dataset}: selection settings, accuracy vs cost"),
+            (FAMILY, 26),
+        )
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..max_x, 0.0..100.0)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("accuracy (%)")
+        .label_style((FAMILY, 16))
+        .axis_desc_style((FAMILY, 18))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let gray = RGBColor(0x9a, 0x9a, 0x9a);
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|(_, acc, x)| Circle::new((*x, *acc), 5, gray.filled())),
+        )
+        .map_err(|e| e.to_string())?
+        .label("setting")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 5, gray.filled()));
+    // Frontier: cheapest first, keep a point when it beats every cheaper one on accuracy.
+    let mut sorted: Vec<&(String, f64, f64)> = points.iter().collect();
+    sorted.sort_by(|a, b| a.2.total_cmp(&b.2).then(b.1.total_cmp(&a.1)));
+    let mut frontier: Vec<&(String, f64, f64)> = Vec::new();
+    for p in sorted {
+        if frontier.last().is_none_or(|best| p.1 > best.1) {
+            frontier.push(p);
+        }
+    }
+    let blue = mode_color("scot");
+    chart
+        .draw_series(LineSeries::new(
+            frontier.iter().map(|(_, acc, x)| (*x, *acc)),
+            blue.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label("frontier")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
+    for (label, acc, x) in &frontier {
+        chart
+            .draw_series(std::iter::once(Circle::new((*x, *acc), 6, blue.filled())))
+            .map_err(|e| e.to_string())?;
+        let text = EmptyElement::at((*x, *acc))
+            + Text::new(
+                label.clone(),
+                (8, -18),
+                (FAMILY, 13).into_font().color(&BLACK),
+            );
+        chart
+            .draw_series(std::iter::once(text))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(target) = target_accuracy {
+        let red = mode_color("target-only");
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, target), (max_x, target)],
+                red.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(format!("target-only accuracy ({target:.1}%)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FAMILY, 15))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cli::ReportSummary;
 use crate::cost_check::{cost_check_markdown, measure_run, MeasuredCosts};
 use crate::error::EvalError;
+use crate::replay::{frontier_path, frontier_points, replay_markdown, ReplayRow, ReplaySetting};
 use crate::results::{
     acceptance_rate, collect_result_files, latest_successful, read_lines, ResultLine,
 };
@@ -209,12 +210,20 @@ fn cost_check_sections(
     out
 }
 
+/// What `--replay` re-decides with.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub settings: Vec<ReplaySetting>,
+    pub priors: Vec<scot_selection::SelectionPrior>,
+}
+
 /// Reads the result files, writes `report.md` and the plots into `out_dir`.
 pub fn write_report(
     inputs: &[PathBuf],
     out_dir: &Path,
     font: &Path,
     costs: Option<&MeasuredCosts>,
+    replay: Option<&ReplayOptions>,
 ) -> Result<ReportSummary, EvalError> {
     let files = collect_result_files(inputs)?;
     let mut lines = Vec::new();
@@ -231,7 +240,7 @@ pub fn write_report(
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let plots = crate::plots::draw_all(&stats, &groups, out_dir, font)?;
+    let mut plots = crate::plots::draw_all(&stats, &groups, out_dir, font)?;
     let mut text = String::from("# scot evaluation report\n\n");
     text.push_str(&markdown_tables(&stats));
     let _ = writeln!(
@@ -240,6 +249,30 @@ pub fn write_report(
     );
     if let Some(costs) = costs {
         text.push_str(&cost_check_sections(&groups, costs));
+    }
+    if let Some(options) = replay {
+        let rows = crate::replay::replay(&groups, &options.settings, &options.priors, costs);
+        text.push_str(&replay_markdown(&rows, &groups));
+        let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+        datasets.dedup();
+        for dataset in datasets {
+            let own: Vec<&ReplayRow> = rows.iter().filter(|r| r.dataset == dataset).collect();
+            let target_accuracy = groups
+                .get(&(dataset.to_string(), "target-only".to_string()))
+                .map(|l| {
+                    100.0 * l.iter().filter(|l| l.correct).count() as f64 / l.len().max(1) as f64
+                });
+            let path = frontier_path(out_dir, dataset);
+            crate::plots::replay_frontier(
+                dataset,
+                &frontier_points(&own),
+                target_accuracy,
+                costs.is_some(),
+                &path,
+                font,
+            )?;
+            plots.push(path);
+        }
     }
     for plot in &plots {
         if let Some(name) = plot.file_name() {
@@ -280,6 +313,7 @@ mod tests {
                     elapsed_ms: 1.0,
                     offered: true,
                     node: String::new(),
+                    ..Default::default()
                 },
                 DraftRecord {
                     index: 1,
@@ -288,6 +322,7 @@ mod tests {
                     elapsed_ms: 1.0,
                     offered: true,
                     node: String::new(),
+                    ..Default::default()
                 },
             ],
             ..Default::default()

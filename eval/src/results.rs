@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::EvalError;
 
 /// One draft of a SCoT run, as reported by the coordinator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct DraftRecord {
     pub index: u32,
     pub tokens: u32,
@@ -19,6 +19,12 @@ pub struct DraftRecord {
     pub offered: bool,
     #[serde(default)]
     pub node: String,
+    /// The answer the draft votes with (`scot_selection::draft_answer`); None when it states none.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// The draft's text (kept so `scot report --replay` can re-decide offline).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 /// One line of the result file.
@@ -26,6 +32,9 @@ pub struct DraftRecord {
 pub struct ResultLine {
     pub id: String,
     pub dataset: String,
+    /// The problem as sent (kept for calibration and offline replay).
+    #[serde(default)]
+    pub problem: String,
     /// `scot`, `target-only` or `draft-only`.
     pub mode: String,
     pub gold: String,
@@ -61,9 +70,31 @@ pub struct ResultLine {
     pub target_thinking_tokens: u32,
     #[serde(default)]
     pub answer_tokens: u32,
-    /// Selection: 1..n picks an offered draft, n+1 = none, 0 = no selection ran.
+    /// Selection's decision: 1..n continues an offered draft, n+1 = none, 0 = no selection ran.
     pub chosen: u32,
+    /// The target's probabilities per option (offered drafts, then "all wrong"); empty when the
+    /// target was not asked.
     pub option_probs: Vec<f32>,
+    /// Raw log-probabilities of the option tokens.
+    #[serde(default)]
+    pub option_logprobs: Vec<f32>,
+    /// `option_probs` with the target's position prior divided out (empty without a prior).
+    #[serde(default)]
+    pub debiased_probs: Vec<f32>,
+    #[serde(default)]
+    pub selection_policy: String,
+    /// Offered drafts holding the most common answer.
+    #[serde(default)]
+    pub votes: u32,
+    /// How the accepted draft was chosen: target, votes, votes_then_target.
+    #[serde(default)]
+    pub accept_basis: String,
+    /// Whether the target's selection prefill ran.
+    #[serde(default)]
+    pub target_scored: bool,
+    /// Index of the accepted draft.
+    #[serde(default)]
+    pub chosen_draft: Option<u32>,
     pub drafts: Vec<DraftRecord>,
     #[serde(default)]
     pub draft_model: String,
@@ -85,6 +116,12 @@ impl ResultLine {
     /// Whether selection ran: a draft was accepted or the target thought again.
     pub fn selection_ran(&self) -> bool {
         matches!(self.path.as_str(), "draft_accepted" | "target_correction")
+    }
+
+    /// Whether the target scored the drafts in a selection prefill (lines written before selection
+    /// policies existed always did when selection ran).
+    pub fn scored_by_target(&self) -> bool {
+        self.target_scored || (self.selection_policy.is_empty() && self.selection_ran())
     }
 }
 

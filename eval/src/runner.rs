@@ -10,8 +10,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::dataset::Problem;
 use crate::error::EvalError;
-use crate::grading::{answers_equal, extract_answer};
 use crate::results::{DraftRecord, ResultLine};
+use scot_answers::{answers_equal, extract_answer};
 
 /// Which system answers: the full SCoT pipeline or one of the two models alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -68,6 +68,8 @@ impl RequestTemplate {
     fn options(&self) -> SolveOptions {
         SolveOptions {
             mode: self.mode.proto() as i32,
+            // Result lines keep the drafts' texts so `scot report --replay` can re-decide offline.
+            include_draft_texts: true,
             ..self.options.clone()
         }
     }
@@ -82,6 +84,7 @@ pub async fn solve_one(
     let mut line = ResultLine {
         id: problem.id.clone(),
         dataset: template.dataset.clone(),
+        problem: problem.problem.clone(),
         mode: template.mode.name().to_string(),
         gold: problem.answer.clone(),
         seed: template.options.seed.unwrap_or(0),
@@ -163,6 +166,13 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
     line.answer_tokens = s.answer_tokens;
     line.chosen = s.chosen;
     line.option_probs = s.option_probs;
+    line.option_logprobs = s.option_logprobs;
+    line.debiased_probs = s.debiased_probs;
+    line.selection_policy = s.selection_policy;
+    line.votes = s.votes;
+    line.accept_basis = s.accept_basis;
+    line.target_scored = s.target_scored;
+    line.chosen_draft = s.chosen_draft;
     line.path = path_name(s.path).to_string();
     line.fallback_reason = s.fallback_reason;
     line.draft_model = s.draft_model;
@@ -177,6 +187,8 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
             elapsed_ms: d.elapsed_ms,
             offered: d.offered,
             node: d.node,
+            answer: (!d.answer.is_empty()).then_some(d.answer),
+            text: d.text,
         })
         .collect();
 }

@@ -28,9 +28,20 @@ pub struct SolveKnobs {
     /// End-of-thinking marker (server default `</think>`).
     #[arg(long)]
     pub think_end: Option<String>,
-    /// Take "none" when the best option's probability is under this threshold (off when unset).
+    /// How drafts are judged: paper, debiased, vote or hybrid (server default: hybrid).
+    #[arg(long)]
+    pub selection_policy: Option<String>,
+    /// vote / hybrid: drafts that must agree on an answer (default: a strict majority of n, at
+    /// least 2).
+    #[arg(long)]
+    pub min_votes: Option<u32>,
+    /// Take "none" when the target's pick has a probability under this threshold (unset: the
+    /// policy's default).
     #[arg(long)]
     pub accept_threshold: Option<f32>,
+    /// Cyclic orders of the drafts the target scores and averages (that many prefills).
+    #[arg(long)]
+    pub select_permutations: Option<u32>,
     /// Select once this many drafts are done (off when unset).
     #[arg(long)]
     pub select_after_k: Option<u32>,
@@ -62,6 +73,9 @@ impl SolveKnobs {
             draft_top_p: self.draft_top_p,
             draft_top_k: self.draft_top_k,
             think_end: self.think_end.clone(),
+            selection_policy: self.selection_policy.clone().unwrap_or_default(),
+            min_votes: self.min_votes,
+            select_permutations: self.select_permutations,
             ..SolveOptions::default()
         }
     }
@@ -92,6 +106,10 @@ mod tests {
             "--drop-capped-drafts",
             "--template",
             "t",
+            "--selection-policy",
+            "vote",
+            "--min-votes",
+            "4",
         ]);
         let opts = cli.knobs.options();
         assert_eq!(opts.n, Some(3));
@@ -99,6 +117,10 @@ mod tests {
         assert_eq!(opts.straggler_ratio, Some(1.5));
         assert!(opts.drop_capped_drafts);
         assert_eq!(opts.template, "t");
+        assert_eq!(
+            (opts.selection_policy.as_str(), opts.min_votes),
+            ("vote", Some(4))
+        );
         assert_eq!(opts.seed, None);
         assert_eq!(opts.thinking_max_tokens, None);
     }

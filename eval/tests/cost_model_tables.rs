@@ -45,6 +45,7 @@ fn cpu_pair_table() {
         target_thinking_tokens: 300.0,
         answer_tokens: 30.0,
         accept_rate: 0.85,
+        selection_share: 1.0,
     };
     let all = Deployment {
         shared_prefill: true,

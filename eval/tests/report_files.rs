@@ -45,6 +45,7 @@ fn line(mode: &str, i: usize) -> ResultLine {
                     elapsed_ms: 5_000.0,
                     offered: true,
                     node: "draft-0".into(),
+                    ..Default::default()
                 })
                 .collect()
         } else {
@@ -80,6 +81,9 @@ fn report_writes_tables_and_pngs() {
         out_dir: dir.join("report"),
         font: scot_eval::plots::DEFAULT_FONT.into(),
         costs: Some(costs),
+        replay: false,
+        replay_settings: Vec::new(),
+        priors: Vec::new(),
     })
     .unwrap();
     assert!(
@@ -129,6 +133,9 @@ fn empty_inputs_are_an_error() {
         out_dir: dir.path().join("r"),
         font: scot_eval::plots::DEFAULT_FONT.into(),
         costs: None,
+        replay: false,
+        replay_settings: Vec::new(),
+        priors: Vec::new(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("no result lines"), "{err}");
@@ -144,6 +151,9 @@ fn a_bad_cost_file_is_an_error_naming_it() {
         out_dir: dir.path().join("r"),
         font: scot_eval::plots::DEFAULT_FONT.into(),
         costs: Some(costs),
+        replay: false,
+        replay_settings: Vec::new(),
+        priors: Vec::new(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("costs.json"), "{err}");

@@ -46,6 +46,9 @@ pub enum NodeError {
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
     RankFailed(RankFailure),
+    /// A node kind's own start-up input was refused (e.g. a target's selection prior).
+    #[error(transparent)]
+    Config(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Serves `service` and gRPC health on `listen` until `shutdown` resolves (Ok) or a rank of the

@@ -103,12 +103,16 @@ pub enum LoadError {
     FaultRank { rank: usize, ranks: usize },
     #[error("model loading thread failed: {0}")]
     Thread(String),
+    #[error(transparent)]
+    Fingerprint(#[from] crate::model_identity::FingerprintError),
 }
 
 /// A loaded node: model, templates, and the gate its engine jobs pass through.
 #[derive(Clone)]
 pub struct NodeModel {
     pub model: Arc<Model>,
+    /// The weights' and adapter's fingerprint ([`crate::model_fingerprint`]).
+    pub fingerprint: String,
     /// Tensor-parallel ranks the model runs on (1 = unsharded).
     pub tensor_parallel: usize,
     pub templates: TemplateLibrary,
@@ -160,10 +164,13 @@ impl ModelArgs {
             );
             model.fail_rank_after(fault.rank, fault.forward_calls);
         }
+        let fingerprint =
+            crate::model_identity::model_fingerprint(&self.model, self.lora.as_deref())?;
         let native_thinking = self.thinking_prompt.native_thinking(&model);
         let tensor_parallel = model.tensor_parallel();
         tracing::info!(
             model = %model.info().name,
+            %fingerprint,
             context = model.info().context_length,
             tensor_parallel,
             native_thinking,
@@ -172,6 +179,7 @@ impl ModelArgs {
         );
         Ok(NodeModel {
             model: Arc::new(model),
+            fingerprint,
             tensor_parallel,
             templates,
             native_thinking,

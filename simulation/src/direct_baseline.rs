@@ -101,6 +101,7 @@ async fn run_direct(
             problem: problem.to_string(),
             drafts: options.clone(),
             template: String::new(),
+            permutations: 0,
         })
         .await?
         .into_inner();

@@ -95,6 +95,9 @@ pub async fn solve_one(
         options: Some(SolveOptions {
             mode: SolveMode::Scot as i32,
             n: Some(n),
+            // The simulated target models the paper's read-out (its acceptance is the target's
+            // pick); simulated drafts carry no answers to vote on.
+            selection_policy: scot_selection::SelectionPolicy::Paper.name().to_string(),
             ..Default::default()
         }),
     };

@@ -222,6 +222,7 @@ impl TargetService for SimulatedTargetNode {
             option_logprobs,
             prompt_tokens: prompt_tokens as u32,
             elapsed_ms: recorder.started().elapsed().as_secs_f64() * 1000.0,
+            ..Default::default()
         }))
     }
 

@@ -5,16 +5,19 @@
 pub mod generate_job;
 pub mod select_job;
 pub mod selection;
+pub mod selection_prior;
 pub mod service;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use scot_discovery::NodeKind;
 use scot_node_support::{ModelArgs, NodeModel, MAX_MESSAGE_BYTES};
 use scot_proto::target_service_server::TargetServiceServer;
 
 pub use scot_node_support::NodeError as TargetNodeError;
+pub use selection_prior::SelectionPriors;
 pub use service::TargetNodeService;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -24,6 +27,11 @@ pub struct TargetNodeConfig {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Selection prior files made by `scot calibrate` for this model (comma-separated; one per
+    /// template set and number of drafts). Select divides the prior out for the `debiased` and
+    /// `hybrid` policies; a file made for another model or selection prompt is refused at start-up.
+    #[arg(long, env = "SCOT_SELECTION_PRIOR", value_delimiter = ',')]
+    pub selection_prior: Vec<PathBuf>,
 }
 
 /// Loads the model, then serves the TargetService and gRPC health until `shutdown` resolves, or until
@@ -33,15 +41,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TargetNodeError> {
     let node = config.model.load_off_runtime().await?;
-    serve_loaded(config.listen, node, shutdown).await
+    let priors = SelectionPriors::load(&config.selection_prior, &node)
+        .map_err(|e| TargetNodeError::Config(Box::new(e)))?;
+    serve_loaded(config.listen, node, priors, shutdown).await
 }
 
 pub async fn serve_loaded(
     listen: SocketAddr,
     node: NodeModel,
+    priors: SelectionPriors,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TargetNodeError> {
-    let service = TargetServiceServer::new(TargetNodeService::new(node.clone()))
+    let service = TargetServiceServer::new(TargetNodeService::new(node.clone(), priors))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     scot_node_support::serve_node(NodeKind::Target, listen, &node, service, shutdown).await

@@ -1,54 +1,92 @@
-//! Select as an engine job: one prefill of the selection prompt, then the option numbers' scores.
+//! Select as an engine job: one prefill of the selection prompt per cyclic order of the drafts (one by
+//! default), the option numbers' scores read from each, averaged per draft, and divided by the
+//! target's position prior where the node has one for this number of drafts.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use scot_engine::{Model, Session};
 use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
 use scot_proto::{SelectRequest, SelectResponse};
-use scot_templates::{Prompts, ThinkMarkers};
+use scot_selection::{rotate, SelectionPrior};
+use scot_templates::{Prompts, TemplateSet, ThinkMarkers};
+use sha2::{Digest, Sha256};
 use tonic::Status;
 
 use crate::selection::{option_labels, score_options, OptionScorer};
+use crate::selection_prior::SelectionPriors;
 
 /// Most drafts one selection may weigh (options = drafts + 1).
 pub const MAX_SELECT_DRAFTS: usize = 64;
 
-pub struct SelectJob {
+/// The prompt of one cyclic order: position i shows draft (i + shift) mod n.
+pub struct Ordering {
+    pub shift: usize,
     pub prompt: Vec<u32>,
-    /// Token sequence of each option number 1..=drafts+1.
-    pub options: Vec<Vec<u32>>,
 }
 
-pub fn prepare(node: &NodeModel, request: &SelectRequest) -> Result<SelectJob, Status> {
+pub struct SelectJob {
+    /// The first is the order given.
+    pub orders: Vec<Ordering>,
+    /// Token sequence of each option number 1..=drafts+1.
+    pub options: Vec<Vec<u32>>,
+    pub prior: Option<Arc<SelectionPrior>>,
+    pub model_fingerprint: String,
+    pub prompt_digest: String,
+    pub template_set: String,
+}
+
+/// The cyclic shifts of `k` orders of n drafts, evenly spaced (k = n: every order once).
+pub fn shifts(n: usize, k: usize) -> Vec<usize> {
+    let k = k.clamp(1, n.max(1));
+    (0..k).map(|j| j * n / k).collect()
+}
+
+pub fn prepare(
+    node: &NodeModel,
+    priors: &SelectionPriors,
+    request: &SelectRequest,
+) -> Result<SelectJob, Status> {
     if request.problem.trim().is_empty() {
         return Err(Status::invalid_argument("problem is empty"));
     }
-    if request.drafts.is_empty() || request.drafts.len() > MAX_SELECT_DRAFTS {
+    let n = request.drafts.len();
+    if n == 0 || n > MAX_SELECT_DRAFTS {
         return Err(Status::invalid_argument(format!(
-            "drafts must hold 1 to {MAX_SELECT_DRAFTS} drafts, got {}",
-            request.drafts.len()
+            "drafts must hold 1 to {MAX_SELECT_DRAFTS} drafts, got {n}"
+        )));
+    }
+    if request.permutations as usize > n {
+        return Err(Status::invalid_argument(format!(
+            "permutations = {}: at most the number of drafts ({n}); 0 or 1 = the order given",
+            request.permutations
         )));
     }
     let set = node
         .templates
         .get(&request.template)
         .map_err(template_status)?;
-    let chat = EngineChat::new(&node.model);
-    let prompts = Prompts::new(&set, &chat, node.native_thinking, ThinkMarkers::default());
-    let text = prompts
-        .select_prompt(&request.problem, &request.drafts)
-        .map_err(template_status)?;
     let tokenizer = node.model.tokenizer();
-    let prompt = tokenizer.encode(&text, false).map_err(engine_status)?;
     let context = node.model.info().context_length;
-    if prompt.len() + 2 > context {
-        return Err(Status::invalid_argument(format!(
-            "the selection prompt is {} tokens but the target's context is {context}: shorten the problem or the drafts (fewer drafts, lower draft_max_tokens)",
-            prompt.len()
-        )));
+    let mut orders = Vec::new();
+    for shift in shifts(n, request.permutations as usize) {
+        let text = select_prompt(
+            node,
+            &set,
+            &request.problem,
+            &rotate(&request.drafts, shift),
+        )?;
+        let prompt = tokenizer.encode(&text, false).map_err(engine_status)?;
+        if prompt.len() + 2 > context {
+            return Err(Status::invalid_argument(format!(
+                "the selection prompt is {} tokens but the target's context is {context}: shorten the problem or the drafts (fewer drafts, lower draft_max_tokens)",
+                prompt.len()
+            )));
+        }
+        orders.push(Ordering { shift, prompt });
     }
     let mut options = Vec::new();
-    for label in option_labels(request.drafts.len() + 1) {
+    for label in option_labels(n + 1) {
         let tokens = tokenizer.encode(&label, false).map_err(engine_status)?;
         if tokens.is_empty() {
             return Err(Status::internal(format!(
@@ -57,7 +95,36 @@ pub fn prepare(node: &NodeModel, request: &SelectRequest) -> Result<SelectJob, S
         }
         options.push(tokens);
     }
-    Ok(SelectJob { prompt, options })
+    Ok(SelectJob {
+        orders,
+        options,
+        prior: priors.get(set.name(), n),
+        model_fingerprint: node.fingerprint.clone(),
+        prompt_digest: prompt_digest(node, &set, n)?,
+        template_set: set.name().to_string(),
+    })
+}
+
+fn select_prompt(
+    node: &NodeModel,
+    set: &TemplateSet,
+    problem: &str,
+    drafts: &[String],
+) -> Result<String, Status> {
+    let chat = EngineChat::new(&node.model);
+    let prompts = Prompts::new(set, &chat, node.native_thinking, ThinkMarkers::default());
+    prompts
+        .select_prompt(problem, drafts)
+        .map_err(template_status)
+}
+
+/// Digest of the selection prompt `set` renders for n drafts on this node (chat template and
+/// system prompt included): a selection prior is only valid for the prompt it was measured on.
+pub fn prompt_digest(node: &NodeModel, set: &TemplateSet, n: usize) -> Result<String, Status> {
+    let drafts: Vec<String> = (1..=n).map(|i| format!("Reasoning {i}.")).collect();
+    let text = select_prompt(node, set, "Question.", &drafts)?;
+    let digest = Sha256::digest(text.as_bytes());
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The prefilled selection prompt; forks for options that extend others.
@@ -84,17 +151,59 @@ impl OptionScorer for SessionScorer<'_> {
 
 pub fn run(model: &Model, job: SelectJob) -> Result<SelectResponse, Status> {
     let started = Instant::now();
-    let mut root = model.session().map_err(engine_status)?;
-    root.extend(&job.prompt).map_err(engine_status)?;
-    let mut scorer = SessionScorer { root };
-    let scores = score_options(&job.options, &mut scorer).map_err(engine_status)?;
-    let none_option = job.options.len() as u32;
+    let n = job.options.len() - 1;
+    let k = job.orders.len() as f32;
+    let mut probs = vec![0.0f32; n + 1];
+    let mut debiased = job.prior.as_ref().map(|_| vec![0.0f32; n + 1]);
+    let mut logprobs = Vec::new();
+    let mut prompt_tokens = 0;
+    for order in &job.orders {
+        let mut root = model.session().map_err(engine_status)?;
+        root.extend(&order.prompt).map_err(engine_status)?;
+        let mut scorer = SessionScorer { root };
+        let scores = score_options(&job.options, &mut scorer).map_err(engine_status)?;
+        if order.shift == 0 {
+            logprobs = scores.logprobs.clone();
+        }
+        prompt_tokens += order.prompt.len();
+        let shown_debiased = job.prior.as_ref().and_then(|p| p.debias(&scores.probs));
+        // Position i showed draft (i + shift) mod n; "all wrong" stays last.
+        for i in 0..=n {
+            let option = if i == n { n } else { (i + order.shift) % n };
+            probs[option] += scores.probs[i] / k;
+            if let (Some(out), Some(shown)) = (debiased.as_mut(), shown_debiased.as_ref()) {
+                out[option] += shown[i] / k;
+            }
+        }
+    }
+    let chosen = (0..probs.len())
+        .reduce(|a, b| if probs[b] > probs[a] { b } else { a })
+        .unwrap_or(0) as u32
+        + 1;
     Ok(SelectResponse {
-        chosen: scores.chosen,
-        none_correct: scores.chosen == none_option,
-        option_probs: scores.probs,
-        option_logprobs: scores.logprobs,
-        prompt_tokens: job.prompt.len() as u32,
+        chosen,
+        none_correct: chosen as usize == n + 1,
+        option_probs: probs,
+        option_logprobs: logprobs,
+        prompt_tokens: prompt_tokens as u32,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        debiased_probs: debiased.unwrap_or_default(),
+        model_fingerprint: job.model_fingerprint,
+        prompt_digest: job.prompt_digest,
+        template_set: job.template_set,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_are_spread_evenly_and_capped_at_n() {
+        assert_eq!(shifts(5, 1), vec![0]);
+        assert_eq!(shifts(5, 0), vec![0]);
+        assert_eq!(shifts(5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(shifts(6, 3), vec![0, 2, 4]);
+        assert_eq!(shifts(3, 9), vec![0, 1, 2]);
+    }
 }

@@ -8,15 +8,22 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use std::sync::Arc;
+
+use crate::selection_prior::SelectionPriors;
 use crate::{generate_job, select_job};
 
 pub struct TargetNodeService {
     node: NodeModel,
+    priors: Arc<SelectionPriors>,
 }
 
 impl TargetNodeService {
-    pub fn new(node: NodeModel) -> Self {
-        Self { node }
+    pub fn new(node: NodeModel, priors: SelectionPriors) -> Self {
+        Self {
+            node,
+            priors: Arc::new(priors),
+        }
     }
 }
 
@@ -36,12 +43,14 @@ impl TargetService for TargetNodeService {
     ) -> Result<Response<SelectResponse>, Status> {
         let request = request.into_inner();
         let span = tracing::info_span!("select", request_id = %request_id(&request.request_id));
-        let node = self.node.clone();
+        let (node, priors) = (self.node.clone(), self.priors.clone());
         async move {
-            let job = select_job::prepare(&node, &request)?;
+            let job = select_job::prepare(&node, &priors, &request)?;
             tracing::info!(
                 drafts = request.drafts.len(),
-                prompt_tokens = job.prompt.len(),
+                orders = job.orders.len(),
+                prompt_tokens = job.orders.first().map_or(0, |o| o.prompt.len()),
+                prior = job.prior.is_some(),
                 "selecting"
             );
             let model = node.model.clone();
@@ -49,6 +58,7 @@ impl TargetService for TargetNodeService {
             tracing::info!(
                 chosen = response.chosen,
                 probs = ?response.option_probs,
+                debiased = ?response.debiased_probs,
                 elapsed_ms = response.elapsed_ms,
                 "selected"
             );

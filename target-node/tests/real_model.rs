@@ -6,7 +6,8 @@ mod common;
 
 use scot_node_support::{ModelArgs, NodeModel, ThinkingPrompt};
 use scot_proto::{generate_event, GenerateRequest, SelectRequest};
-use scot_target_node::{generate_job, select_job};
+use scot_selection::{rotate, SelectionPrior, PRIOR_FORMAT};
+use scot_target_node::{generate_job, select_job, SelectionPriors};
 
 fn load() -> NodeModel {
     let model = common::model_path(common::QWEN);
@@ -42,9 +43,13 @@ fn selection_and_answer_on_a_real_model() {
         problem: "What is 2 + 3?".into(),
         drafts,
         template: String::new(),
+        permutations: 0,
     };
-    let job = select_job::prepare(&node, &request).expect("prepare select");
-    let text = node.model.tokenizer().decode(&job.prompt, false).unwrap();
+    let none = SelectionPriors::default();
+    let job = select_job::prepare(&node, &none, &request).expect("prepare select");
+    assert_eq!(job.orders.len(), 1);
+    let prompt = job.orders[0].prompt.clone();
+    let text = node.model.tokenizer().decode(&prompt, false).unwrap();
     assert!(
         text.ends_with("<|im_start|>assistant\nNumber of the best reasoning path: "),
         "{text:?}"
@@ -62,6 +67,17 @@ fn selection_and_answer_on_a_real_model() {
         .all(|lp| lp.is_finite() && *lp <= 0.0));
     assert!((1..=11).contains(&response.chosen));
     assert_eq!(response.none_correct, response.chosen == 11);
+    assert!(response.debiased_probs.is_empty(), "no prior loaded");
+    // Independently: option 2 is one token, its log-probability is read off a fresh prefill.
+    let mut session = node.model.session().unwrap();
+    session.extend(&prompt).unwrap();
+    let two = node.model.tokenizer().encode("2", false).unwrap();
+    let direct = session.logprobs_of(&two).unwrap()[0];
+    assert!(
+        (direct - response.option_logprobs[1]).abs() < 1e-4,
+        "option 2: {direct} vs {}",
+        response.option_logprobs[1]
+    );
 
     // The answer after an accepted draft: one prefill, greedy answer that starts the boxed result.
     let request = GenerateRequest {
@@ -101,16 +117,123 @@ fn selection_and_answer_on_a_real_model() {
         ..request_for_select()
     };
     assert_eq!(
-        select_job::prepare(&node, &bad).err().unwrap().code(),
-        tonic::Code::InvalidArgument
-    );
-    assert_eq!(
-        select_job::prepare(&node, &request_for_select())
+        select_job::prepare(&node, &none, &bad)
             .err()
             .unwrap()
             .code(),
         tonic::Code::InvalidArgument
     );
+    assert_eq!(
+        select_job::prepare(&node, &none, &request_for_select())
+            .err()
+            .unwrap()
+            .code(),
+        tonic::Code::InvalidArgument
+    );
+    let too_many_orders = SelectRequest {
+        drafts: vec!["a".into(), "b".into()],
+        permutations: 3,
+        ..request_for_select()
+    };
+    assert_eq!(
+        select_job::prepare(&node, &none, &too_many_orders)
+            .err()
+            .unwrap()
+            .code(),
+        tonic::Code::InvalidArgument
+    );
+}
+
+/// Averaging over every cyclic order scores each draft the same whichever order it was sent in, and a
+/// loaded prior (made for this node's model and prompt) gives debiased probabilities for its n only;
+/// one made for another model is refused at load.
+#[test]
+fn cyclic_orders_and_the_selection_prior_on_a_real_model() {
+    let node = load();
+    let drafts: Vec<String> = ["2 + 3 = 5.", "2 + 3 = 6.", "2 + 3 is 23."]
+        .map(String::from)
+        .to_vec();
+    let select = |drafts: Vec<String>, priors: &SelectionPriors, permutations: u32| {
+        let request = SelectRequest {
+            drafts,
+            permutations,
+            ..request_for_select()
+        };
+        let job = select_job::prepare(&node, priors, &request).expect("prepare");
+        assert_eq!(job.orders.len(), permutations.max(1) as usize);
+        select_job::run(&node.model, job).expect("select")
+    };
+    let none = SelectionPriors::default();
+    let a = select(drafts.clone(), &none, 3);
+    let b = select(rotate(&drafts, 1), &none, 3);
+    assert!((a.option_probs.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    for (i, p) in a.option_probs[..3].iter().enumerate() {
+        // Draft i sat at position (i + 2) mod 3 in the rotated request.
+        let q = b.option_probs[(i + 2) % 3];
+        assert!((p - q).abs() < 1e-4, "draft {i}: {p} vs {q}");
+    }
+    assert!((a.option_probs[3] - b.option_probs[3]).abs() < 1e-4);
+    assert!(!a.model_fingerprint.is_empty() && !a.prompt_digest.is_empty());
+    assert_eq!(a.template_set, "default");
+
+    let dir = tempfile::tempdir().unwrap();
+    let prior = SelectionPrior {
+        format: PRIOR_FORMAT.into(),
+        model: a.model_fingerprint.clone(),
+        model_name: String::new(),
+        template_set: "default".into(),
+        prompt_digest: a.prompt_digest.clone(),
+        n: 3,
+        prior: vec![0.6, 0.2, 0.2],
+        problems: 1,
+        source: "test".into(),
+    };
+    let good = dir.path().join("good.json");
+    prior.save(&good).unwrap();
+    let priors = SelectionPriors::load(std::slice::from_ref(&good), &node).expect("prior loads");
+    let single = select(drafts.clone(), &none, 1);
+    let c = select(drafts.clone(), &priors, 1);
+    assert_eq!(
+        c.option_probs, single.option_probs,
+        "raw probabilities unchanged"
+    );
+    assert_eq!(c.debiased_probs.len(), 4);
+    assert!(
+        c.debiased_probs[0] / c.debiased_probs[1] < c.option_probs[0] / c.option_probs[1],
+        "position 1's high prior is divided out: {:?} vs {:?}",
+        c.debiased_probs,
+        c.option_probs
+    );
+    let two = SelectRequest {
+        drafts: drafts[..2].to_vec(),
+        ..request_for_select()
+    };
+    let job = select_job::prepare(&node, &priors, &two).unwrap();
+    assert!(job.prior.is_none(), "no prior for n = 2");
+
+    let other = dir.path().join("other.json");
+    SelectionPrior {
+        model: "0000000000000000".into(),
+        ..prior.clone()
+    }
+    .save(&other)
+    .unwrap();
+    let refused = SelectionPriors::load(&[other], &node)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("the model"), "{refused}");
+    let wrong_prompt = dir.path().join("wrong_prompt.json");
+    SelectionPrior {
+        n: 2,
+        prior: vec![0.5, 0.5],
+        ..prior
+    }
+    .save(&wrong_prompt)
+    .unwrap();
+    let refused = SelectionPriors::load(&[wrong_prompt], &node)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("selection prompt"), "{refused}");
 }
 
 fn request_for_select() -> SelectRequest {
@@ -119,5 +242,6 @@ fn request_for_select() -> SelectRequest {
         problem: "Q".into(),
         drafts: Vec::new(),
         template: String::new(),
+        permutations: 0,
     }
 }

@@ -85,6 +85,7 @@ async fn answers(file: &str, tp: usize, with_correction: bool) -> Answers {
                 "2 + 3 = 23. The answer is 23.".into(),
             ],
             template: String::new(),
+            permutations: 0,
         })
         .await
         .unwrap_or_else(|e| panic!("select at TP {tp}: {e}\n{}", node.stderr()))

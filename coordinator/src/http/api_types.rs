@@ -76,6 +76,12 @@ pub struct ScotOptions {
     pub drop_capped_drafts: Option<bool>,
     pub template: Option<String>,
     pub think_end: Option<String>,
+    /// "paper", "debiased", "vote" or "hybrid".
+    pub selection_policy: Option<String>,
+    pub min_votes: Option<u32>,
+    pub select_permutations: Option<u32>,
+    /// Each draft's text in the response's `scot.drafts`.
+    pub include_draft_texts: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -123,14 +123,19 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
         .drafts
         .iter()
         .map(|d| {
-            json!({
+            let mut draft = json!({
                 "index": d.index,
                 "tokens": d.token_count,
                 "finish_reason": finish_name(d.finish_reason),
                 "elapsed_ms": d.elapsed_ms,
                 "offered": d.offered,
                 "node": d.node,
-            })
+                "answer": (!d.answer.is_empty()).then_some(&d.answer),
+            });
+            if !d.text.is_empty() {
+                draft["text"] = json!(d.text);
+            }
+            draft
         })
         .collect();
     json!({
@@ -140,6 +145,13 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
         "chosen": (stats.chosen > 0).then_some(stats.chosen),
         "chosen_draft": stats.chosen_draft,
         "option_probs": stats.option_probs,
+        "selection": {
+            "policy": (!stats.selection_policy.is_empty()).then_some(&stats.selection_policy),
+            "votes": stats.votes,
+            "target_scored": stats.target_scored,
+            "debiased_probs": stats.debiased_probs,
+            "accept_basis": (!stats.accept_basis.is_empty()).then_some(&stats.accept_basis),
+        },
         "fallback_reason": stats.fallback_reason,
         "timings_ms": {
             "total": stats.total_ms,
@@ -181,6 +193,7 @@ mod tests {
                     elapsed_ms: 450.0,
                     offered: true,
                     node: "a:1".into(),
+                    ..Default::default()
                 },
                 DraftInfo {
                     index: 1,
@@ -189,6 +202,7 @@ mod tests {
                     elapsed_ms: 500.0,
                     offered: true,
                     node: "a:1".into(),
+                    ..Default::default()
                 },
             ],
             chosen: 1,

@@ -8,7 +8,7 @@
 //! | `top_p`                              | `draft_top_p`         |
 //! | `seed`                               | `seed` (draft i samples with seed + i) |
 //! | `n_drafts` or `scot.n`               | `n` (number of drafts) |
-//! | `scot.{mode, draft_max_tokens, thinking_max_tokens, draft_top_k, accept_threshold, select_after_k, straggler_ratio, drop_capped_drafts, template, think_end}` | the same names |
+//! | `scot.{mode, draft_max_tokens, thinking_max_tokens, draft_top_k, selection_policy, min_votes, accept_threshold, select_permutations, select_after_k, straggler_ratio, drop_capped_drafts, include_draft_texts, template, think_end}` | the same names |
 
 use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 
@@ -202,6 +202,10 @@ fn solve_options(request: &ChatCompletionRequest) -> Result<SolveOptions, ApiErr
         draft_top_p: request.top_p,
         draft_top_k: scot.draft_top_k,
         think_end: scot.think_end,
+        selection_policy: scot.selection_policy.unwrap_or_default(),
+        min_votes: scot.min_votes,
+        select_permutations: scot.select_permutations,
+        include_draft_texts: scot.include_draft_texts.unwrap_or(false),
     })
 }
 
@@ -291,7 +295,7 @@ mod tests {
             (2, 64, 96, 80)
         );
         assert_eq!((s.draft_temperature, s.draft_top_p, s.seed), (0.3, 0.9, 7));
-        assert_eq!(s.accept_threshold, Some(0.5));
+        assert_eq!(s.selection.accept_threshold, Some(0.5));
         assert_eq!(s.template, "short");
     }
 
@@ -362,6 +366,18 @@ mod tests {
             (
                 format!(r#"{{{user}, "scot": {{"accept_threshold": 2}}}}"#),
                 "scot.accept_threshold",
+            ),
+            (
+                format!(r#"{{{user}, "scot": {{"selection_policy": "best"}}}}"#),
+                "scot.selection_policy",
+            ),
+            (
+                format!(r#"{{{user}, "scot": {{"n": 3, "min_votes": 5}}}}"#),
+                "scot.min_votes",
+            ),
+            (
+                format!(r#"{{{user}, "scot": {{"select_permutations": 0}}}}"#),
+                "scot.select_permutations",
             ),
         ];
         for (body, field) in cases {

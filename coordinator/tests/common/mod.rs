@@ -85,9 +85,14 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
             .expect("draft node")
     });
     tokio::spawn(async move {
-        scot_target_node::serve_loaded(target, target_model, std::future::pending())
-            .await
-            .expect("target node")
+        scot_target_node::serve_loaded(
+            target,
+            target_model,
+            scot_target_node::SelectionPriors::default(),
+            std::future::pending(),
+        )
+        .await
+        .expect("target node")
     });
     wait_listening(draft).await;
     wait_listening(target).await;

@@ -37,6 +37,8 @@ pub struct FakeDraft {
     open: watch::Sender<bool>,
     /// Every Draft call fails UNAVAILABLE (a node going away).
     pub unavailable: AtomicBool,
+    /// Draft i answers 5 + i (no two agree) instead of all answering 5.
+    pub disagree: AtomicBool,
 }
 
 impl Default for FakeDraft {
@@ -48,6 +50,7 @@ impl Default for FakeDraft {
             max_in_flight: Arc::default(),
             open: watch::channel(true).0,
             unavailable: AtomicBool::new(false),
+            disagree: AtomicBool::new(false),
         }
     }
 }
@@ -134,6 +137,7 @@ impl DraftService for DraftHandle {
             .push(request.draft_indices.clone());
         let (tx, rx) = mpsc::channel(16);
         let cancelled = node.cancelled.clone();
+        let disagree = node.disagree.load(Ordering::SeqCst);
         let mut open = node.open.subscribe();
         let mut in_flight = InFlight::new(node, request.draft_indices.len());
         tokio::spawn(async move {
@@ -167,7 +171,10 @@ impl DraftService for DraftHandle {
                 let draft = DraftEvent {
                     event: Some(draft_event::Event::Draft(Draft {
                         index,
-                        text: format!("draft {index} says 5"),
+                        text: format!(
+                            "draft {index} says {}",
+                            if disagree { 5 + index } else { 5 }
+                        ),
                         token_count: (index + 1) * 10,
                         finish_reason: finish as i32,
                         elapsed_ms: elapsed as f64,
@@ -216,6 +223,7 @@ impl TargetService for TargetHandle {
             option_probs: probs,
             prompt_tokens: 100,
             elapsed_ms: 1.0,
+            ..Default::default()
         }))
     }
 

@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::expression::{evaluate, ASSIGNMENTS};
-use super::normalize::{closing_of_first, normalize};
+use crate::expression::{evaluate, ASSIGNMENTS};
+use crate::normalize::{closing_of_first, normalize};
 
 /// Relative tolerance for numeric equality.
 pub const RELATIVE_TOLERANCE: f64 = 1e-6;

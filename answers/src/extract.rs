@@ -13,6 +13,12 @@ static THOUSANDS_COMMA: LazyLock<Regex> =
 
 /// The final answer of `text`, or `None` when it holds no boxed answer, answer sentence or number.
 pub fn extract_answer(text: &str) -> Option<String> {
+    stated_answer(text).or_else(|| last_number(text))
+}
+
+/// The answer `text` states as such (a `\boxed{}` or an answer sentence), without falling back to
+/// the last number: a chain of thought cut off mid-way ends in some number, not in its answer.
+pub fn stated_answer(text: &str) -> Option<String> {
     if let Some(boxed) = last_boxed(text) {
         return non_empty(boxed);
     }
@@ -21,7 +27,7 @@ pub fn extract_answer(text: &str) -> Option<String> {
             return non_empty(answer);
         }
     }
-    last_number(text)
+    None
 }
 
 fn non_empty(s: String) -> Option<String> {

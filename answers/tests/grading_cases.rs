@@ -1,7 +1,7 @@
 //! Table-driven grading test: (model output, gold answer as stored in shared/data, expected verdict).
 //! Golds are taken from the real data sets; the outputs mimic how models write answers.
 
-use scot_eval::grading::{answers_equal, extract_answer, is_correct, normalize};
+use scot_answers::{answers_equal, extract_answer, is_correct, normalize};
 
 const CASES: &[(&str, &str, bool)] = &[
     // ---- GSM8K: integer golds, thousands separators, dollars, units, last-number fallback.

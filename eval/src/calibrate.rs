@@ -1,0 +1,267 @@
+//! `scot calibrate`: the target's prior over option positions for one (model, template set, n), made
+//! by scoring the same drafts in every cyclic order on calibration problems (PriDe), written as the
+//! file the target node loads with `--selection-prior`.
+//!
+//! Drafts come from `scot eval` result lines (`--drafts`, scot mode: lines keep each draft's text) or
+//! are written by a draft node for a window of a data set (`--draft-node`, `--data`). Every problem
+//! costs n selection prefills on the target node.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use scot_proto::draft_event::Event as DraftEventKind;
+use scot_proto::draft_service_client::DraftServiceClient;
+use scot_proto::target_service_client::TargetServiceClient;
+use scot_proto::{DraftRequest, SelectRequest, SelectResponse};
+use scot_selection::{estimate_prior, rotate, SelectionPrior, PRIOR_FORMAT};
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::dataset::{load_problems, select_window};
+use crate::error::EvalError;
+use crate::results::read_lines;
+
+/// Make a selection prior for a target node (see docs: README, Selection).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// The target node's gRPC endpoint (not the coordinator's).
+    #[arg(long)]
+    pub target_node: String,
+    /// Drafts per problem: the prior is for requests that offer this many drafts.
+    #[arg(long, default_value_t = 5)]
+    pub n: u32,
+    /// `scot eval` result files (scot mode) whose lines hold n drafts with their texts.
+    #[arg(long, num_args = 1.., conflicts_with = "draft_node")]
+    pub drafts: Vec<PathBuf>,
+    /// Or: a draft node's gRPC endpoint that writes n drafts for each problem of --data.
+    #[arg(long, requires = "data")]
+    pub draft_node: Option<String>,
+    /// JSONL data set for --draft-node (use problems the evaluation does not, e.g. GSM8K 500+).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Calibration problems (at most).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Draft token cap for --draft-node.
+    #[arg(long, default_value_t = 512)]
+    pub draft_max_tokens: u32,
+    #[arg(long, default_value_t = 0.6)]
+    pub draft_temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Template set (empty = the node's default).
+    #[arg(long, default_value = "")]
+    pub template: String,
+    /// Where the prior goes.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// What a calibration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrateSummary {
+    pub out: PathBuf,
+    pub problems: usize,
+    /// Problems left out: fewer than n drafts with text.
+    pub skipped: usize,
+    pub prior: Vec<f64>,
+    pub model: String,
+    pub template_set: String,
+}
+
+/// One calibration problem: its text and n drafts.
+struct Sample {
+    problem: String,
+    drafts: Vec<String>,
+}
+
+pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, EvalError> {
+    let n = args.n as usize;
+    if n < 2 {
+        return Err(EvalError::InvalidArgument(
+            "--n must be at least 2: a position prior needs two positions".into(),
+        ));
+    }
+    let (samples, skipped) = match &args.draft_node {
+        Some(endpoint) => draft_samples(&args, endpoint).await?,
+        None => stored_samples(&args)?,
+    };
+    if samples.is_empty() {
+        return Err(EvalError::InvalidArgument(format!(
+            "no calibration problem with {n} drafts ({skipped} skipped): pass scot-mode result files with draft texts, or --draft-node and --data"
+        )));
+    }
+    let mut target = TargetServiceClient::new(connect(&args.target_node).await?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let mut problems = Vec::with_capacity(samples.len());
+    let mut identity: Option<SelectResponse> = None;
+    for (p, sample) in samples.iter().enumerate() {
+        let mut orders = Vec::with_capacity(n);
+        for shift in 0..n {
+            let response = target
+                .select(SelectRequest {
+                    request_id: format!("calibrate-{p}-{shift}"),
+                    problem: sample.problem.clone(),
+                    drafts: rotate(&sample.drafts, shift),
+                    template: args.template.clone(),
+                    permutations: 0,
+                })
+                .await
+                .map_err(|s| {
+                    EvalError::InvalidArgument(format!(
+                        "the target node refused calibration problem {p}: {:?}: {}",
+                        s.code(),
+                        s.message()
+                    ))
+                })?
+                .into_inner();
+            orders.push(response.option_logprobs.clone());
+            identity.get_or_insert(response);
+        }
+        tracing::info!(
+            problem = p + 1,
+            of = samples.len(),
+            "calibration problem scored"
+        );
+        problems.push(orders);
+    }
+    let identity = identity.unwrap_or_default();
+    let prior =
+        estimate_prior(&problems, n).map_err(|e| EvalError::InvalidArgument(e.to_string()))?;
+    let file = SelectionPrior {
+        format: PRIOR_FORMAT.to_string(),
+        model: identity.model_fingerprint.clone(),
+        model_name: String::new(),
+        template_set: identity.template_set.clone(),
+        prompt_digest: identity.prompt_digest.clone(),
+        n: args.n,
+        prior: prior.clone(),
+        problems: problems.len() as u32,
+        source: match &args.draft_node {
+            Some(_) => format!(
+                "drafts written by a draft node for {} problems {}..{} (seed {}, cap {})",
+                args.data
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                args.offset,
+                args.offset + args.limit,
+                args.seed,
+                args.draft_max_tokens
+            ),
+            None => format!(
+                "drafts stored in {}",
+                args.drafts
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    file.save(&args.out)
+        .map_err(|e| EvalError::InvalidArgument(e.to_string()))?;
+    Ok(CalibrateSummary {
+        out: args.out,
+        problems: problems.len(),
+        skipped,
+        prior,
+        model: identity.model_fingerprint,
+        template_set: identity.template_set,
+    })
+}
+
+/// Problems whose scot-mode lines hold n offered drafts with text (in draft order).
+fn stored_samples(args: &CalibrateArgs) -> Result<(Vec<Sample>, usize), EvalError> {
+    let mut samples = Vec::new();
+    let mut skipped = 0;
+    for path in &args.drafts {
+        for line in read_lines(path)? {
+            if line.mode != "scot" || !line.succeeded() || line.drafts.is_empty() {
+                continue;
+            }
+            let drafts: Vec<String> = line
+                .drafts
+                .iter()
+                .filter(|d| d.offered && !d.text.is_empty())
+                .map(|d| d.text.clone())
+                .collect();
+            if drafts.len() != args.n as usize || line.problem.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            samples.push(Sample {
+                problem: line.problem.clone(),
+                drafts,
+            });
+        }
+    }
+    samples.truncate(args.limit);
+    Ok((samples, skipped))
+}
+
+/// n drafts per problem of the data window, written by the draft node.
+async fn draft_samples(
+    args: &CalibrateArgs,
+    endpoint: &str,
+) -> Result<(Vec<Sample>, usize), EvalError> {
+    let data = args.data.clone().unwrap_or_default();
+    let problems = select_window(load_problems(&data)?, args.offset, Some(args.limit));
+    let mut client =
+        DraftServiceClient::new(connect(endpoint).await?).max_decoding_message_size(64 << 20);
+    let mut samples = Vec::new();
+    let mut skipped = 0;
+    for problem in problems {
+        let request = DraftRequest {
+            request_id: format!("calibrate-draft-{}", problem.id),
+            problem: problem.problem.clone(),
+            draft_indices: (0..args.n).collect(),
+            temperature: args.draft_temperature,
+            max_tokens: args.draft_max_tokens,
+            seed: args.seed,
+            template: args.template.clone(),
+            ..Default::default()
+        };
+        let mut stream = client
+            .draft(request)
+            .await
+            .map_err(|s| EvalError::InvalidArgument(format!("draft node: {}", s.message())))?
+            .into_inner();
+        let mut drafts = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = event
+                .map_err(|s| EvalError::InvalidArgument(format!("draft node: {}", s.message())))?;
+            if let Some(DraftEventKind::Draft(d)) = event.event {
+                drafts.push((d.index, d.text));
+            }
+        }
+        drafts.sort_by_key(|(index, _)| *index);
+        if drafts.len() != args.n as usize {
+            skipped += 1;
+            continue;
+        }
+        tracing::info!(id = %problem.id, "calibration drafts written");
+        samples.push(Sample {
+            problem: problem.problem,
+            drafts: drafts.into_iter().map(|(_, text)| text).collect(),
+        });
+    }
+    Ok((samples, skipped))
+}
+
+async fn connect(endpoint: &str) -> Result<Channel, EvalError> {
+    let err = |message: String| EvalError::NodeConnect {
+        endpoint: endpoint.to_string(),
+        message,
+    };
+    Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| err(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| err(format!("{e:?}")))
+}
