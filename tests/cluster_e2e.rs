@@ -1,8 +1,10 @@
 //! End to end through real processes on loopback: a coordinator, a draft node and a target node with
 //! real models. The cluster starts ONCE and the scenarios run in order (CI has two cores):
 //! bad input (INVALID_ARGUMENT, nodes stay healthy), a graded-correct SCoT solve with plausible stats,
-//! the forced correction path, and the target-only fallback once the draft node is gone (also through
-//! the `scot solve` command line).
+//! the forced correction path, the `vote` policy accepting agreeing drafts without the target and
+//! sending disagreeing ones to correction (run through `scot eval`, then replayed offline to the same
+//! decisions), and the target-only fallback once the draft node is gone (also through the `scot solve`
+//! command line).
 //!
 //! Models: Qwen2.5-Coder-0.5B serves as BOTH draft and target here. It answers the easy arithmetic
 //! below correctly and keeps the test within the CI budget; the 1.5B default target only makes each
@@ -85,6 +87,7 @@ async fn cluster_scenarios() {
     bad_input_is_rejected_and_nodes_stay_healthy(&mut cluster).await;
     scot_solve_is_correct_with_plausible_stats(&cluster).await;
     threshold_one_forces_the_correction_path(&cluster).await;
+    vote_follows_agreement_and_replays_to_the_same_decisions(&cluster).await;
     no_draft_node_means_target_fallback(&mut cluster).await;
 }
 
@@ -248,6 +251,7 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
         thinking_max_tokens: Some(96),
         answer_max_tokens: Some(48),
         accept_threshold: Some(1.0),
+        selection_policy: "paper".into(),
         ..small_options()
     };
     let result = solve(cluster, PROBLEM, options)
@@ -271,6 +275,76 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
         s.fallback_reason
     );
 }
+
+/// Two problems through `scot eval` under `vote` (3 drafts, all must agree, the target's own pick
+/// never taken): the easy sum's drafts agree and one is accepted without a selection prefill; the
+/// drafts of "pick a random number" (sampled hot, seeded) disagree and the target thinks. The stored
+/// lines then replay to exactly the live decisions.
+async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &LocalCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("toy.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"id": "agree", "problem": "What is 2 + 3?", "answer": "5"}"#,
+            "\n",
+            r#"{"id": "split", "problem": "Pick a random whole number from 1 to 1000 and write it as the answer.", "answer": "1"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("toy-scot.jsonl");
+    let args = scot_eval::EvalArgs {
+        data: data.clone(),
+        mode: scot_eval::Mode::Scot,
+        coordinator: cluster.coordinator_url().to_string(),
+        out: Some(out.clone()),
+        dataset_name: None,
+        limit: None,
+        offset: 0,
+        concurrency: 1,
+        seed: VOTE_SEED,
+        timeout_secs: REQUEST_TIMEOUT.as_secs(),
+        knobs: scot_eval::SolveKnobs {
+            n: Some(3),
+            draft_temperature: Some(1.2),
+            draft_max_tokens: Some(64),
+            thinking_max_tokens: Some(64),
+            answer_max_tokens: Some(32),
+            selection_policy: Some("vote".into()),
+            min_votes: Some(3),
+            accept_threshold: Some(1.0),
+            ..Default::default()
+        },
+        no_progress: true,
+    };
+    let summary = scot_eval::run_eval(args).await.expect("scot eval runs");
+    assert_eq!((summary.attempted, summary.errors), (2, 0), "{summary:?}");
+    let lines = scot_eval::results::read_lines(&out).unwrap();
+    let line = |id: &str| lines.iter().find(|l| l.id == id).expect("a line per problem");
+    let agree = line("agree");
+    assert_eq!(agree.path, "draft_accepted", "{agree:?}");
+    assert_eq!((agree.votes, agree.accept_basis.as_str()), (3, "votes"));
+    assert!(!agree.target_scored && agree.option_probs.is_empty() && agree.select_ms == 0.0);
+    assert!(agree.correct, "{:?}", agree.answer_text);
+    assert!(agree.drafts.iter().all(|d| d.answer.as_deref() == Some("5")));
+    assert!(agree.drafts.iter().all(|d| !d.text.is_empty()), "eval keeps the texts");
+    let split = line("split");
+    assert_eq!(split.path, "target_correction", "{split:?}");
+    assert!(split.votes < 3 && split.target_scored, "{split:?}");
+    assert_eq!(split.chosen, 4, "n + 1");
+
+    let groups = scot_eval::results::latest_successful(lines.clone());
+    let setting: scot_eval::replay::ReplaySetting = "vote:min_votes=3:tau=1".parse().unwrap();
+    let rows = scot_eval::replay::replay(&groups, &[setting], &[], None);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].problems, rows[0].same_as_live), (2, 2), "{rows:?}");
+    assert_eq!(rows[0].acceptance, 0.5);
+}
+
+/// The seed of the vote scenario's drafts (chosen so the hot samples of the random-number problem
+/// disagree on this model; the easy sum agrees at any seed tried).
+const VOTE_SEED: u64 = 7;
 
 async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
     cluster.kill_draft_nodes();

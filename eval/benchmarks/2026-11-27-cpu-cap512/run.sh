@@ -2,7 +2,8 @@
 # Quiet-machine eval: modes interleaved in chunks of 5 problems so any drift in machine load hits all
 # modes alike. Resumable: `scot eval` skips ids already answered in results/.
 # Other runs on these settings reuse this driver with RUN_DIR (where results/ and the logs go),
-# MODES, SCOT_MODE_ARGS (extra `scot eval` arguments for scot mode only), ORDER and PORT.
+# MODES, SCOT_MODE_ARGS (extra `scot eval` arguments for scot mode only), ORDER, PORT and UP_ARGS
+# (extra `scot up` arguments, e.g. a selection prior).
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "${RUN_DIR:-$HERE}"
 BIN=${BIN:-$HERE/../../../target/release}  # scot, coordinator, draft-node, target-node
@@ -13,7 +14,7 @@ URL=http://127.0.0.1:$PORT
 MODES=${MODES:-target-only draft-only scot}
 if ! $BIN/scot eval --help >/dev/null; then exit 1; fi
 if [ -z "$REUSE_CLUSTER" ]; then  # REUSE_CLUSTER=1: a cluster from an earlier start still serves $PORT
-  $BIN/scot up --port $PORT > up.log 2>&1 &
+  $BIN/scot up --port $PORT $UP_ARGS > up.log 2>&1 &
   echo $! > up.pid
   for i in $(seq 1 600); do grep -q "cluster up" up.log && break; sleep 2; done
   sleep 5
