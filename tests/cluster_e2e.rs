@@ -321,14 +321,25 @@ async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &Loca
     let summary = scot_eval::run_eval(args).await.expect("scot eval runs");
     assert_eq!((summary.attempted, summary.errors), (2, 0), "{summary:?}");
     let lines = scot_eval::results::read_lines(&out).unwrap();
-    let line = |id: &str| lines.iter().find(|l| l.id == id).expect("a line per problem");
+    let line = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.id == id)
+            .expect("a line per problem")
+    };
     let agree = line("agree");
     assert_eq!(agree.path, "draft_accepted", "{agree:?}");
     assert_eq!((agree.votes, agree.accept_basis.as_str()), (3, "votes"));
     assert!(!agree.target_scored && agree.option_probs.is_empty() && agree.select_ms == 0.0);
     assert!(agree.correct, "{:?}", agree.answer_text);
-    assert!(agree.drafts.iter().all(|d| d.answer.as_deref() == Some("5")));
-    assert!(agree.drafts.iter().all(|d| !d.text.is_empty()), "eval keeps the texts");
+    assert!(agree
+        .drafts
+        .iter()
+        .all(|d| d.answer.as_deref() == Some("5")));
+    assert!(
+        agree.drafts.iter().all(|d| !d.text.is_empty()),
+        "eval keeps the texts"
+    );
     let split = line("split");
     assert_eq!(split.path, "target_correction", "{split:?}");
     assert!(split.votes < 3 && split.target_scored, "{split:?}");

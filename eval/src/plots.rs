@@ -146,34 +146,40 @@ fn accuracy_vs_latency(dataset: &str, rows: &[&ModeStats], path: &Path) -> Resul
 }
 
 /// The replay's accuracy against predicted latency (or acceptance, without costs) per setting, the
-/// settings on the accuracy-latency frontier joined and named, and the target's accuracy as a line.
+/// settings on the accuracy-latency frontier joined and named, and target-only on the same problems
+/// (its accuracy as a line, and as a point where its latency is predicted).
 pub fn replay_frontier(
     dataset: &str,
     points: &[(String, f64, f64)],
-    target_accuracy: Option<f64>,
+    target: Option<(f64, Option<f64>)>,
     x_is_latency: bool,
     path: &Path,
     font: &Path,
 ) -> Result<(), EvalError> {
     register_font(font)?;
-    draw_frontier(dataset, points, target_accuracy, x_is_latency, path).map_err(|message| {
-        EvalError::Plot {
-            path: path.to_path_buf(),
-            message,
-        }
+    draw_frontier(dataset, points, target, x_is_latency, path).map_err(|message| EvalError::Plot {
+        path: path.to_path_buf(),
+        message,
     })
 }
 
 fn draw_frontier(
     dataset: &str,
     points: &[(String, f64, f64)],
-    target_accuracy: Option<f64>,
+    target: Option<(f64, Option<f64>)>,
     x_is_latency: bool,
     path: &Path,
 ) -> Result<(), String> {
     let root = BitMapBackend::new(path, (1000, 650)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let max_x = points.iter().map(|p| p.2).fold(0.0, f64::max).max(1e-3) * 1.15;
+    let target_x = target.and_then(|t| t.1).filter(|_| x_is_latency);
+    let max_x = points
+        .iter()
+        .map(|p| p.2)
+        .chain(target_x)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.15;
     let x_desc = if x_is_latency {
         "predicted mean end-to-end latency per problem (s, cost model)"
     } else {
@@ -239,8 +245,13 @@ fn draw_frontier(
             .draw_series(std::iter::once(text))
             .map_err(|e| e.to_string())?;
     }
-    if let Some(target) = target_accuracy {
+    if let Some((target, latency)) = target {
         let red = mode_color("target-only");
+        if let Some(x) = latency.filter(|_| x_is_latency) {
+            chart
+                .draw_series(std::iter::once(Circle::new((x, target), 8, red.filled())))
+                .map_err(|e| e.to_string())?;
+        }
         chart
             .draw_series(LineSeries::new(
                 [(0.0, target), (max_x, target)],

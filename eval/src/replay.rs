@@ -159,6 +159,9 @@ pub struct ReplayRow {
     pub predicted_e2e_s: Option<f64>,
     /// Problems whose decision equals the live one.
     pub same_as_live: usize,
+    /// Target-only on the same problems: accuracy (where its line exists) and predicted latency.
+    pub target_accuracy: Option<f64>,
+    pub predicted_target_e2e_s: Option<f64>,
 }
 
 /// What one problem came to under a setting.
@@ -171,6 +174,8 @@ struct Replayed {
     cot_s: Option<f64>,
     e2e_s: Option<f64>,
     target_cot_s: Option<f64>,
+    target_e2e_s: Option<f64>,
+    target_correct: Option<bool>,
 }
 
 /// The offered drafts in option order, with the answers they vote with.
@@ -299,6 +304,8 @@ fn replay_one(
         cot_s: prediction.map(|p| p.scot_cot_s),
         e2e_s: prediction.map(|p| p.scot_e2e_s),
         target_cot_s: prediction.map(|p| p.target_cot_s),
+        target_e2e_s: prediction.map(|p| p.target_e2e_s),
+        target_correct: target_only.map(|t| t.correct),
     })
 }
 
@@ -375,11 +382,110 @@ fn summarise(dataset: &str, setting: String, total: usize, results: &[Replayed])
         predicted_r: cot.zip(target_cot).map(|(s, t)| t / s),
         predicted_e2e_s: mean(&|r| r.e2e_s),
         same_as_live: count(&|r| r.same_as_live),
+        target_accuracy: {
+            let known: Vec<bool> = results.iter().filter_map(|r| r.target_correct).collect();
+            share(known.iter().filter(|c| **c).count(), known.len())
+        },
+        predicted_target_e2e_s: mean(&|r| r.target_e2e_s),
     }
 }
 
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// What limits any policy on one data set: how often drafts state an answer, how often they are right,
+/// and how often and how reliably they agree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DraftFacts {
+    pub problems: usize,
+    pub drafts: usize,
+    /// Drafts with an answer to vote with.
+    pub answered: usize,
+    /// Drafts that ended on their own (end of thinking or end of sequence), not at the cap.
+    pub finished: usize,
+    /// Finished drafts whose text states the answer (boxed or "the answer is"), no last-number guess.
+    pub finished_stating: usize,
+    pub correct: usize,
+    /// Problems with at least one correct offered draft.
+    pub problems_with_a_correct_draft: usize,
+    /// Per k = 2..=5: problems whose leading answer holds at least k drafts, and how many of those
+    /// leading answers are right.
+    pub agreement: Vec<(u32, usize, usize)>,
+}
+
+/// Facts about the drafts of one data set's scot lines (lines without stored drafts are left out).
+pub fn draft_facts(scot: &[ResultLine]) -> DraftFacts {
+    let mut facts = DraftFacts {
+        problems: 0,
+        drafts: 0,
+        answered: 0,
+        finished: 0,
+        finished_stating: 0,
+        correct: 0,
+        problems_with_a_correct_draft: 0,
+        agreement: (2..=5).map(|k| (k, 0, 0)).collect(),
+    };
+    for line in scot {
+        let drafts = offered(line);
+        if drafts.is_empty() {
+            continue;
+        }
+        facts.problems += 1;
+        let right = |a: &Option<String>| a.as_deref().is_some_and(|a| answers_equal(a, &line.gold));
+        let mut any_right = false;
+        for (draft, answer) in &drafts {
+            facts.drafts += 1;
+            facts.answered += usize::from(answer.is_some());
+            facts.correct += usize::from(right(answer));
+            any_right |= right(answer);
+            if matches!(draft.finish.as_str(), "think_end" | "eos") {
+                facts.finished += 1;
+                facts.finished_stating +=
+                    usize::from(scot_answers::stated_answer(&draft.text).is_some());
+            }
+        }
+        facts.problems_with_a_correct_draft += usize::from(any_right);
+        let answers: Vec<Option<String>> = drafts.iter().map(|(_, a)| a.clone()).collect();
+        let tally = AnswerTally::count(&answers);
+        if let Some((leader, members)) = tally.leader() {
+            let leader_right = answers_equal(leader, &line.gold);
+            for (k, agreeing, right) in facts.agreement.iter_mut() {
+                if members.len() as u32 >= *k {
+                    *agreeing += 1;
+                    *right += usize::from(leader_right);
+                }
+            }
+        }
+    }
+    facts
+}
+
+fn draft_facts_markdown(f: &DraftFacts) -> String {
+    let of = |part: usize, whole: usize| format!("{part}/{whole} ({})", pct(share(part, whole)));
+    let mut out = format!(
+        "- drafts: {} offered over {} problems; with an answer to vote with {}; correct {}; problems with at least one correct draft {}\n- drafts that ended on their own: {}, of which state their answer (boxed or \"the answer is\") {}\n",
+        f.drafts,
+        f.problems,
+        of(f.answered, f.drafts),
+        of(f.correct, f.drafts),
+        of(f.problems_with_a_correct_draft, f.problems),
+        of(f.finished, f.drafts),
+        of(f.finished_stating, f.finished),
+    );
+    let agreement: Vec<String> = f
+        .agreement
+        .iter()
+        .map(|(k, agreeing, right)| {
+            format!(
+                ">= {k}: {} of problems, leading answer right in {}",
+                pct(share(*agreeing, f.problems)),
+                of(*right, *agreeing)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "- answer agreement: {}", agreement.join("; "));
+    out
 }
 
 /// Markdown: one table per data set, one row per setting, target-only's accuracy above it.
@@ -417,8 +523,22 @@ pub fn replay_markdown(
                 );
             }
         }
+        if let Some(lines) = groups.get(&(dataset.to_string(), "scot".to_string())) {
+            out.push_str(&draft_facts_markdown(&draft_facts(lines)));
+        }
         out.push_str("\n| setting | problems | skipped | accuracy | acceptance | accepted correct | selection accuracy | none when none | target scores | predicted CoT s | predicted r | same as live |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        if let Some(first) = rows.first() {
+            let _ = writeln!(
+                out,
+                "| target-only (same problems) | {} | | {} | | | | | | {} | 1.00 | |",
+                first.problems,
+                pct(first.target_accuracy),
+                first
+                    .predicted_target_e2e_s
+                    .map_or("–".into(), |v| format!("{v:.2} (e2e)")),
+            );
+        }
         for r in rows {
             let _ = writeln!(
                 out,

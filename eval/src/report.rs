@@ -257,16 +257,16 @@ pub fn write_report(
         datasets.dedup();
         for dataset in datasets {
             let own: Vec<&ReplayRow> = rows.iter().filter(|r| r.dataset == dataset).collect();
-            let target_accuracy = groups
-                .get(&(dataset.to_string(), "target-only".to_string()))
-                .map(|l| {
-                    100.0 * l.iter().filter(|l| l.correct).count() as f64 / l.len().max(1) as f64
-                });
+            // Target-only on the problems the replay decided, as a point when latency is predicted.
+            let target = own.first().and_then(|r| {
+                let accuracy = 100.0 * r.target_accuracy?;
+                Some((accuracy, r.predicted_target_e2e_s))
+            });
             let path = frontier_path(out_dir, dataset);
             crate::plots::replay_frontier(
                 dataset,
                 &frontier_points(&own),
-                target_accuracy,
+                target,
                 costs.is_some(),
                 &path,
                 font,

@@ -238,3 +238,15 @@ fn report_replay_writes_the_table_and_the_frontier_plot() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(bytes.len() > 10_000);
 }
+
+#[test]
+fn draft_facts_say_what_limits_every_policy() {
+    let facts = scot_eval::replay::draft_facts(&[agreeing(), split()]);
+    assert_eq!((facts.problems, facts.drafts, facts.answered), (2, 8, 8));
+    assert_eq!((facts.correct, facts.problems_with_a_correct_draft), (3, 1));
+    assert_eq!((facts.finished, facts.finished_stating), (8, 3));
+    assert_eq!(
+        facts.agreement,
+        vec![(2, 1, 1), (3, 1, 1), (4, 0, 0), (5, 0, 0)]
+    );
+}
