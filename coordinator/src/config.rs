@@ -106,8 +106,8 @@ pub struct SolveDefaults {
     pub seed: u64,
     /// How a request's drafts are judged: paper (the target's pick), debiased (the same with the
     /// target's position prior divided out), vote (answer agreement, else the target's pick) or
-    /// hybrid (agreement, and the target's debiased pick among the agreeing drafts; without
-    /// agreement the target's pick only above the threshold).
+    /// hybrid (agreement; without it the target's debiased pick only above the threshold, which by
+    /// default takes none: the target thinks).
     #[arg(
         long = "default-selection-policy",
         env = "SCOT_DEFAULT_SELECTION_POLICY",

@@ -58,7 +58,7 @@ struct PathLabels {
 struct DecisionLabels {
     policy: String,
     path: String,
-    /// How an accepted draft was chosen (target, votes, votes_then_target); "none" when rejected.
+    /// How an accepted draft was chosen (target, votes); "none" when rejected.
     basis: String,
 }
 
@@ -196,7 +196,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
     );
     register(
         "scot_selection_decisions",
-        "Selection decisions by policy, resulting path and how an accepted draft was chosen (basis: target, votes, votes_then_target; none when the target thought)",
+        "Selection decisions by policy, resulting path and how an accepted draft was chosen (basis: target, votes; none when the target thought)",
         m.decisions.clone(),
     );
     register(
@@ -538,7 +538,7 @@ mod tests {
                 path: AnswerPath::DraftAccepted as i32,
                 chosen: 1,
                 selection_policy: "hybrid".into(),
-                accept_basis: "votes_then_target".into(),
+                accept_basis: "votes".into(),
                 total_ms: 10.0,
                 draft_ms: 5.0,
                 draft_tokens: 30,
@@ -556,7 +556,7 @@ mod tests {
         assert!(text.contains("scot_selections_total 1"), "{text}");
         assert!(text.contains("scot_drafts_accepted_total 1"), "{text}");
         assert!(
-            text.contains("scot_selection_decisions_total{policy=\"hybrid\",path=\"draft_accepted\",basis=\"votes_then_target\"} 1"),
+            text.contains("scot_selection_decisions_total{policy=\"hybrid\",path=\"draft_accepted\",basis=\"votes\"} 1"),
             "{text}"
         );
         assert!(

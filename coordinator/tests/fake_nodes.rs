@@ -64,9 +64,11 @@ async fn select_after_k_cancels_the_rest_on_the_node() {
         start_target(target.clone()).await,
     )
     .await;
+    // The paper's read-out shows the target exactly the drafts offered.
     let options = SolveOptions {
         n: Some(3),
         select_after_k: Some(1),
+        selection_policy: "paper".into(),
         ..Default::default()
     };
     let (_, result) = solve(&url, options).await.unwrap();
@@ -195,8 +197,8 @@ async fn hybrid_lets_the_target_think_without_agreement_and_bad_knobs_are_refuse
         start_target(target.clone()).await,
     )
     .await;
-    // The server default is hybrid: the target is asked, but without agreement its pick (0.7) is
-    // under hybrid's threshold, so the target thinks.
+    // The server default is hybrid at tau = 1: without agreement the target's pick could not be
+    // taken, so it is not asked and the target thinks.
     let (_, result) = solve(
         &url,
         SolveOptions {
@@ -208,7 +210,11 @@ async fn hybrid_lets_the_target_think_without_agreement_and_bad_knobs_are_refuse
     .unwrap();
     let stats = result.stats.unwrap();
     assert_eq!(stats.selection_policy, "hybrid");
-    assert_eq!(target.selects.lock().unwrap().len(), 1);
+    assert!(
+        target.selects.lock().unwrap().is_empty(),
+        "no selection prefill"
+    );
+    assert!(!stats.target_scored);
     assert_eq!(stats.path, AnswerPath::TargetCorrection as i32);
     assert_eq!(stats.chosen, 4, "n + 1: none taken");
     assert!(
@@ -216,6 +222,23 @@ async fn hybrid_lets_the_target_think_without_agreement_and_bad_knobs_are_refuse
         "{}",
         stats.fallback_reason
     );
+    // Under a lower threshold the target is asked, and its pick (0.7) is taken on raw
+    // probabilities: this target has no prior.
+    let (_, result) = solve(
+        &url,
+        SolveOptions {
+            n: Some(3),
+            accept_threshold: Some(0.5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(target.selects.lock().unwrap().len(), 1);
+    assert!(stats.target_scored);
+    assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+    assert_eq!(stats.accept_basis, "target");
     assert!(
         stats.fallback_reason.contains("no selection prior"),
         "{}",

@@ -61,7 +61,8 @@ async fn one_trace_spans_coordinator_and_nodes() {
     let telemetry = Arc::new(scot_telemetry::init("scot-test").expect("telemetry"));
     assert!(telemetry.exporting());
 
-    let cluster = start_cluster(&[]).await;
+    // The paper's read-out always runs the selection prefill, so its spans are in every trace.
+    let cluster = start_cluster(&["--default-selection-policy", "paper"]).await;
     // A caller's trace context on the HTTP request becomes the trace of the whole request.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");

@@ -86,7 +86,7 @@ pub struct ResultLine {
     /// Offered drafts holding the most common answer.
     #[serde(default)]
     pub votes: u32,
-    /// How the accepted draft was chosen: target, votes, votes_then_target.
+    /// How the accepted draft was chosen: target or votes.
     #[serde(default)]
     pub accept_basis: String,
     /// Whether the target's selection prefill ran.

@@ -22,7 +22,8 @@ fn draft(index: u32, text: &str) -> DraftRecord {
 }
 
 /// Drafts 0-2 agree on 18 (right), draft 3 says 7 and is the target's raw favourite, draft 4 says 3.
-/// Live (hybrid) accepted draft 1, the target's favourite among the three that agree.
+/// Live (hybrid) accepted draft 0, the first of the three that agree; the target's probabilities are
+/// stored as a run that scores every problem would store them.
 fn agreeing() -> ResultLine {
     ResultLine {
         id: "p1".into(),
@@ -32,8 +33,8 @@ fn agreeing() -> ResultLine {
         correct: true,
         answer_text: "\\boxed{18}".into(),
         path: "draft_accepted".into(),
-        chosen: 2,
-        chosen_draft: Some(1),
+        chosen: 1,
+        chosen_draft: Some(0),
         selection_policy: "hybrid".into(),
         target_scored: true,
         option_probs: vec![0.1, 0.2, 0.05, 0.5, 0.05, 0.1],
@@ -131,7 +132,7 @@ fn each_policy_decides_as_specified_and_is_graded_by_the_right_answer() {
         (vote.accuracy, vote.acceptance, vote.scored),
         (0.5, 1.0, 0.5)
     );
-    // hybrid: p1 takes draft 1 (the live decision, graded by the live answer); p2 goes to the
+    // hybrid: p1 takes draft 0 (the live decision, graded by the live answer); p2 goes to the
     // target (right, by the target-only line).
     let hybrid = &rows[2];
     assert_eq!((hybrid.accuracy, hybrid.acceptance), (1.0, 0.5));

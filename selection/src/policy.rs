@@ -5,11 +5,12 @@
 //! - `debiased`: the same on the probabilities with the target's position prior divided out.
 //! - `vote`: when one answer holds at least `min_votes` of the offered drafts, its first draft is
 //!   accepted without asking the target; otherwise `paper` decides.
-//! - `hybrid`: the vote first, and the target's debiased choice among the drafts that agree; without
-//!   agreement, `debiased` decides under the threshold.
+//! - `hybrid`: the vote first; without agreement, `debiased` decides under the threshold (by default
+//!   tau = 1: the target thinks).
 //!
 //! `accept_threshold` (tau) is the lowest probability at which the target's own pick is taken (tau = 1
-//! never takes it); agreement does not need it.
+//! never takes it); agreement does not need it. The selection prefill runs only where its verdict
+//! can change the decision: not after agreement (vote, hybrid), and not under tau = 1.
 
 use std::fmt;
 use std::str::FromStr;
@@ -157,10 +158,8 @@ pub struct TargetVerdict<'a> {
 pub enum Basis {
     /// The target's pick.
     Target,
-    /// Answer agreement alone (no selection prefill).
+    /// Answer agreement (no selection prefill).
     Votes,
-    /// Answer agreement, and the target's pick among the drafts that agree.
-    VotesThenTarget,
 }
 
 impl Basis {
@@ -168,7 +167,6 @@ impl Basis {
         match self {
             Basis::Target => "target",
             Basis::Votes => "votes",
-            Basis::VotesThenTarget => "votes_then_target",
         }
     }
 }
@@ -180,6 +178,9 @@ pub enum RejectReason {
     TargetChoseNone,
     /// The target's pick was under the threshold.
     BelowThreshold { probability: f32, threshold: f32 },
+    /// tau = 1 takes no draft on the target's word, and no answer had `min_votes` drafts (None
+    /// when the policy does not vote).
+    Untrusted { votes: u32, min_votes: Option<u32> },
     /// The policy needed the target's verdict and had none.
     NoVerdict,
 }
@@ -195,6 +196,16 @@ impl fmt::Display for RejectReason {
                 f,
                 "no answer agreement and the best option's probability {probability:.3} was under accept_threshold {threshold}"
             ),
+            RejectReason::Untrusted {
+                votes,
+                min_votes: Some(min_votes),
+            } => write!(
+                f,
+                "no answer agreement ({votes} drafts agreed, {min_votes} needed) and accept_threshold = 1 takes no draft on the target's word"
+            ),
+            RejectReason::Untrusted {
+                min_votes: None, ..
+            } => f.write_str("accept_threshold = 1 takes no draft on the target's word"),
             RejectReason::NoVerdict => f.write_str("no selection verdict"),
         }
     }
@@ -208,9 +219,18 @@ pub enum Decision {
     Reject(RejectReason),
 }
 
-/// Whether the decision needs the selection prefill: `vote` with agreement does not.
+impl PolicyParams {
+    /// tau = 1: the target's own pick is never taken, so its verdict cannot change a decision.
+    fn trusts_no_target_pick(&self) -> bool {
+        self.accept_threshold.is_some_and(|tau| tau >= 1.0)
+    }
+}
+
+/// Whether the decision needs the selection prefill: not when answer agreement decides (vote,
+/// hybrid), and not when the threshold (tau = 1) would refuse the target's pick anyway.
 pub fn needs_target(params: &PolicyParams, tally: &AnswerTally) -> bool {
-    !(params.policy == SelectionPolicy::Vote && tally.agreement(params.min_votes).is_some())
+    let agreed = params.policy.uses_votes() && tally.agreement(params.min_votes).is_some();
+    !agreed && !params.trusts_no_target_pick()
 }
 
 /// The decision of `params` given the offered drafts' answers and the target's verdict (None when
@@ -225,35 +245,18 @@ pub fn decide(
         .uses_votes()
         .then(|| tally.agreement(params.min_votes))
         .flatten();
-    match (params.policy, agreement) {
-        (SelectionPolicy::Vote, Some(members)) => Decision::Accept {
+    match agreement {
+        Some(members) => Decision::Accept {
             option: members[0] as u32 + 1,
             basis: Basis::Votes,
         },
-        (SelectionPolicy::Hybrid, Some(members)) => {
-            let probs = verdict.map(|v| v.debiased.unwrap_or(v.probs));
-            let best = members
-                .iter()
-                .copied()
-                .max_by(|&a, &b| {
-                    let p = |i: usize| probs.and_then(|p| p.get(i)).copied().unwrap_or(0.0);
-                    // Ties go to the lower position: max_by keeps the last maximum, so compare
-                    // reversed positions on equal probabilities.
-                    p(a).total_cmp(&p(b)).then(b.cmp(&a))
-                })
-                .unwrap_or(members[0]);
-            Decision::Accept {
-                option: best as u32 + 1,
-                basis: if probs.is_some() {
-                    Basis::VotesThenTarget
-                } else {
-                    Basis::Votes
-                },
-            }
-        }
-        (policy, _) => match verdict {
+        None if params.trusts_no_target_pick() => Decision::Reject(RejectReason::Untrusted {
+            votes: tally.top_votes(),
+            min_votes: params.policy.uses_votes().then_some(params.min_votes),
+        }),
+        None => match verdict {
             Some(verdict) => {
-                let probs = if policy.uses_prior() {
+                let probs = if params.policy.uses_prior() {
                     verdict.debiased.unwrap_or(verdict.probs)
                 } else {
                     verdict.probs
@@ -274,8 +277,7 @@ fn target_pick(probs: &[f32], threshold: Option<f32>) -> Decision {
         return Decision::Reject(RejectReason::TargetChoseNone);
     }
     if let Some(threshold) = threshold {
-        // tau = 1 never takes the target's pick: a renormalised probability can round to 1.0.
-        if threshold >= 1.0 || probs[best] < threshold {
+        if probs[best] < threshold {
             return Decision::Reject(RejectReason::BelowThreshold {
                 probability: probs[best],
                 threshold,
@@ -351,14 +353,7 @@ mod tests {
         assert_eq!(decide(&p, &tally(&[]), Some(&v)), accept(1, Basis::Target));
         let h = params(SelectionPolicy::Hybrid, 3);
         let agree = tally(&[Some("2"), Some("2"), Some("2")]);
-        let flat = TargetVerdict {
-            probs: &[0.3, 0.3, 0.3, 0.1],
-            debiased: None,
-        };
-        assert_eq!(
-            decide(&h, &agree, Some(&flat)),
-            accept(1, Basis::VotesThenTarget)
-        );
+        assert_eq!(decide(&h, &agree, None), accept(1, Basis::Votes));
     }
 
     #[test]
@@ -398,11 +393,13 @@ mod tests {
             probs: &[1.0, 0.0, 0.0, 0.0],
             debiased: None,
         };
-        assert!(
-            matches!(
-                decide(&p, &tally(&[]), Some(&sure)),
-                Decision::Reject(RejectReason::BelowThreshold { .. })
-            ),
+        assert!(!needs_target(&p, &tally(&[])), "tau = 1 needs no verdict");
+        assert_eq!(
+            decide(&p, &tally(&[]), Some(&sure)),
+            Decision::Reject(RejectReason::Untrusted {
+                votes: 0,
+                min_votes: None
+            }),
             "tau = 1 always lets the target think"
         );
     }
@@ -425,30 +422,42 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_lets_the_target_pick_among_agreeing_drafts_and_rejects_without_agreement() {
+    fn hybrid_accepts_agreement_and_lets_the_target_think_without_it() {
         let p = params(SelectionPolicy::Hybrid, 3);
         assert_eq!(
             (p.min_votes, p.accept_threshold),
             (2, Some(HYBRID_DEFAULT_THRESHOLD))
         );
         let agree = tally(&[Some("5"), Some("4"), Some("5")]);
+        assert!(!needs_target(&p, &agree), "agreement decides alone");
+        assert_eq!(decide(&p, &agree, None), accept(1, Basis::Votes));
+        let split = tally(&[Some("1"), Some("2"), Some("3")]);
+        assert!(!needs_target(&p, &split), "tau = 1: no prefill can help");
+        let reason = decide(&p, &split, None);
+        assert_eq!(
+            reason,
+            Decision::Reject(RejectReason::Untrusted {
+                votes: 1,
+                min_votes: Some(2)
+            })
+        );
+        let Decision::Reject(reason) = reason else {
+            unreachable!()
+        };
+        assert!(reason.to_string().contains("1 drafts agreed, 2 needed"));
+        // Under a lower threshold the target's debiased pick decides without agreement.
+        let lenient = PolicyParams::resolve(SelectionPolicy::Hybrid, 3, None, Some(0.5)).unwrap();
+        assert!(needs_target(&lenient, &split));
         let v = TargetVerdict {
             probs: &BIASED,
             debiased: Some(&DEBIASED),
         };
-        // Drafts 1 and 3 agree; debiased, draft 3 is the target's favourite of the two.
-        assert_eq!(
-            decide(&p, &agree, Some(&v)),
-            accept(3, Basis::VotesThenTarget)
-        );
-        assert_eq!(decide(&p, &agree, None), accept(1, Basis::Votes));
-        let split = tally(&[Some("1"), Some("2"), Some("3")]);
+        assert_eq!(decide(&lenient, &split, Some(&v)), accept(3, Basis::Target));
+        let strict = PolicyParams::resolve(SelectionPolicy::Hybrid, 3, None, Some(0.6)).unwrap();
         assert!(matches!(
-            decide(&p, &split, Some(&v)),
+            decide(&strict, &split, Some(&v)),
             Decision::Reject(RejectReason::BelowThreshold { .. })
         ));
-        let lenient = PolicyParams::resolve(SelectionPolicy::Hybrid, 3, None, Some(0.5)).unwrap();
-        assert_eq!(decide(&lenient, &split, Some(&v)), accept(3, Basis::Target));
     }
 
     #[test]
@@ -481,14 +490,20 @@ mod tests {
         // Every draft hit the cap and states no answer: no votes, so hybrid's threshold rules.
         let p = params(SelectionPolicy::Hybrid, 3);
         let capped = tally(&[None, None, None]);
+        assert!(!needs_target(&p, &capped));
+        assert!(matches!(
+            decide(&p, &capped, None),
+            Decision::Reject(RejectReason::Untrusted { votes: 0, .. })
+        ));
+        let lenient = PolicyParams::resolve(SelectionPolicy::Hybrid, 3, None, Some(0.8)).unwrap();
         let v = TargetVerdict {
             probs: &[0.9, 0.05, 0.03, 0.02],
             debiased: None,
         };
-        assert!(matches!(
-            decide(&p, &capped, Some(&v)),
-            Decision::Reject(RejectReason::BelowThreshold { .. })
-        ));
+        assert_eq!(
+            decide(&lenient, &capped, Some(&v)),
+            accept(1, Basis::Target)
+        );
     }
 
     #[test]
