@@ -282,49 +282,53 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
 }
 
 /// Two problems through `scot eval` under `vote` (3 drafts, all must agree, the target's own pick
-/// never taken): the easy sum's drafts agree and one is accepted without a selection prefill; the
-/// drafts of "pick a random number" (sampled hot, seeded) disagree and the target thinks. The stored
-/// lines then replay to exactly the live decisions.
+/// never taken): the easy sum drafted greedily (three identical drafts) agrees and one is accepted
+/// without a selection prefill; "pick a random number" drafted hot (temperature 1.2, seeded) gives
+/// drafts that disagree or run to the cap without an answer, and the target thinks. The stored lines
+/// then replay to exactly the live decisions.
 async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &LocalCluster) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("toy.jsonl");
-    std::fs::write(
-        &data,
-        concat!(
-            r#"{"id": "agree", "problem": "What is 2 + 3?", "answer": "5"}"#,
-            "\n",
-            r#"{"id": "split", "problem": "Pick a random whole number from 1 to 1000 and write it as the answer.", "answer": "1"}"#,
-            "\n"
-        ),
-    )
-    .unwrap();
     let out = dir.path().join("toy-scot.jsonl");
-    let args = scot_eval::EvalArgs {
-        data: data.clone(),
-        mode: scot_eval::Mode::Scot,
-        coordinator: cluster.coordinator_url().to_string(),
-        out: Some(out.clone()),
-        dataset_name: None,
-        limit: None,
-        offset: 0,
-        concurrency: 1,
-        seed: VOTE_SEED,
-        timeout_secs: REQUEST_TIMEOUT.as_secs(),
-        knobs: scot_eval::SolveKnobs {
-            n: Some(3),
-            draft_temperature: Some(1.2),
-            draft_max_tokens: Some(64),
-            thinking_max_tokens: Some(64),
-            answer_max_tokens: Some(32),
-            selection_policy: Some("vote".into()),
-            min_votes: Some(3),
-            accept_threshold: Some(1.0),
-            ..Default::default()
-        },
-        no_progress: true,
-    };
-    let summary = scot_eval::run_eval(args).await.expect("scot eval runs");
-    assert_eq!((summary.attempted, summary.errors), (2, 0), "{summary:?}");
+    let problems = [
+        (
+            r#"{"id": "agree", "problem": "What is 2 + 3?", "answer": "5"}"#,
+            0.0,
+        ),
+        (
+            r#"{"id": "split", "problem": "Pick a random whole number from 1 to 1000 and write it as the answer.", "answer": "1"}"#,
+            1.2,
+        ),
+    ];
+    for (i, (problem, temperature)) in problems.into_iter().enumerate() {
+        let data = dir.path().join(format!("toy-{i}.jsonl"));
+        std::fs::write(&data, format!("{problem}\n")).unwrap();
+        let args = scot_eval::EvalArgs {
+            data,
+            mode: scot_eval::Mode::Scot,
+            coordinator: cluster.coordinator_url().to_string(),
+            out: Some(out.clone()),
+            dataset_name: Some("toy".into()),
+            limit: None,
+            offset: 0,
+            concurrency: 1,
+            seed: VOTE_SEED,
+            timeout_secs: REQUEST_TIMEOUT.as_secs(),
+            knobs: scot_eval::SolveKnobs {
+                n: Some(3),
+                draft_temperature: Some(temperature),
+                draft_max_tokens: Some(96),
+                thinking_max_tokens: Some(64),
+                answer_max_tokens: Some(32),
+                selection_policy: Some("vote".into()),
+                min_votes: Some(3),
+                accept_threshold: Some(1.0),
+                ..Default::default()
+            },
+            no_progress: true,
+        };
+        let summary = scot_eval::run_eval(args).await.expect("scot eval runs");
+        assert_eq!((summary.attempted, summary.errors), (1, 0), "{summary:?}");
+    }
     let lines = scot_eval::results::read_lines(&out).unwrap();
     let line = |id: &str| {
         lines
@@ -361,8 +365,7 @@ async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &Loca
     assert_eq!(rows[0].acceptance, 0.5);
 }
 
-/// The seed of the vote scenario's drafts (chosen so the hot samples of the random-number problem
-/// disagree on this model; the easy sum agrees at any seed tried).
+/// The seed of the vote scenario's hot drafts.
 const VOTE_SEED: u64 = 7;
 
 async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {

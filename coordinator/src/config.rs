@@ -114,8 +114,8 @@ pub struct SolveDefaults {
         default_value = "hybrid"
     )]
     pub selection_policy: scot_selection::SelectionPolicy,
-    /// vote / hybrid: drafts that must agree on an answer (capped at a request's n). Unset: a strict
-    /// majority of n, at least 2.
+    /// vote / hybrid: drafts that must agree on an answer (capped at a request's n). Unset: three
+    /// quarters of n (4 of 5), at least 2.
     #[arg(long = "default-min-votes", env = "SCOT_DEFAULT_MIN_VOTES")]
     pub min_votes: Option<u32>,
     /// (b) Take "none" when the target's pick has a probability under this. Unset: the policy's own

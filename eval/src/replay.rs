@@ -195,6 +195,30 @@ fn offered(line: &ResultLine) -> Vec<(&DraftRecord, Option<String>)> {
         .collect()
 }
 
+/// Whether the line kept its drafts' texts or answers (lines written before `scot eval` kept them
+/// carry only token counts: their votes cannot be replayed).
+fn keeps_draft_answers(line: &ResultLine) -> bool {
+    line.drafts
+        .iter()
+        .any(|d| !d.text.is_empty() || d.answer.is_some())
+}
+
+/// The draft the live run accepted; lines from before `chosen_draft` name it by its option number.
+fn live_accepted_draft(
+    line: &ResultLine,
+    drafts: &[(&DraftRecord, Option<String>)],
+) -> Option<u32> {
+    if line.path != "draft_accepted" {
+        return None;
+    }
+    line.chosen_draft.or_else(|| {
+        (line.chosen as usize)
+            .checked_sub(1)
+            .and_then(|i| drafts.get(i))
+            .map(|(d, _)| d.index)
+    })
+}
+
 fn replay_one(
     line: &ResultLine,
     target_only: Option<&ResultLine>,
@@ -203,7 +227,8 @@ fn replay_one(
     costs: Option<&MeasuredCosts>,
 ) -> Option<Replayed> {
     let drafts = offered(line);
-    if drafts.is_empty() {
+    let answers_kept = keeps_draft_answers(line);
+    if drafts.is_empty() || (setting.policy.uses_votes() && !answers_kept) {
         return None;
     }
     let n = drafts.len() as u32;
@@ -241,16 +266,16 @@ fn replay_one(
             .is_some_and(|a| answers_equal(a, &line.gold))
     };
     let any_correct_draft = answers.iter().any(draft_correct);
-    let live_accepted = (line.path == "draft_accepted")
-        .then_some(line.chosen_draft)
-        .flatten();
+    let live_accepted = live_accepted_draft(line, &drafts);
     let (accepted, correct, same_as_live) = match decision {
         Decision::Accept { option, .. } => {
             let (draft, answer) = &drafts[option as usize - 1];
             let correct = if live_accepted == Some(draft.index) {
                 line.correct
-            } else {
+            } else if answers_kept {
                 draft_correct(answer)
+            } else {
+                return None; // another draft than the live one, and no answer stored to grade it
             };
             (true, correct, live_accepted == Some(draft.index))
         }
@@ -428,7 +453,7 @@ pub fn draft_facts(scot: &[ResultLine]) -> DraftFacts {
     };
     for line in scot {
         let drafts = offered(line);
-        if drafts.is_empty() {
+        if drafts.is_empty() || !keeps_draft_answers(line) {
             continue;
         }
         facts.problems += 1;
@@ -462,6 +487,9 @@ pub fn draft_facts(scot: &[ResultLine]) -> DraftFacts {
 }
 
 fn draft_facts_markdown(f: &DraftFacts) -> String {
+    if f.problems == 0 {
+        return "- drafts: no line keeps its drafts' texts or answers (written before `scot eval` kept them): settings that vote are skipped, and a pick other than the live one cannot be graded\n".to_string();
+    }
     let of = |part: usize, whole: usize| format!("{part}/{whole} ({})", pct(share(part, whole)));
     let mut out = format!(
         "- drafts: {} offered over {} problems; with an answer to vote with {}; correct {}; problems with at least one correct draft {}\n- drafts that ended on their own: {}, of which state their answer (boxed or \"the answer is\") {}\n",
@@ -510,7 +538,11 @@ pub fn replay_markdown(
                 let live = if mode == "scot" {
                     lines
                         .first()
-                        .map(|l| format!(", live policy {}", l.selection_policy))
+                        .map(|l| match l.selection_policy.as_str() {
+                            // Lines from before selection policies: the paper's read-out ran.
+                            "" => ", live policy paper".to_string(),
+                            policy => format!(", live policy {policy}"),
+                        })
                         .unwrap_or_default()
                 } else {
                     String::new()
@@ -528,7 +560,12 @@ pub fn replay_markdown(
         }
         out.push_str("\n| setting | problems | skipped | accuracy | acceptance | accepted correct | selection accuracy | none when none | target scores | predicted CoT s | predicted r | same as live |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-        if let Some(first) = rows.first() {
+        // The setting that replayed the most problems (settings that need stored verdicts or votes
+        // may skip some).
+        if let Some(first) = rows
+            .iter()
+            .max_by_key(|r| (r.problems, std::cmp::Reverse(r.skipped)))
+        {
             let _ = writeln!(
                 out,
                 "| target-only (same problems) | {} | | {} | | | | | | {} | 1.00 | |",

@@ -31,8 +31,8 @@ pub struct SolveKnobs {
     /// How drafts are judged: paper, debiased, vote or hybrid (server default: hybrid).
     #[arg(long)]
     pub selection_policy: Option<String>,
-    /// vote / hybrid: drafts that must agree on an answer (default: a strict majority of n, at
-    /// least 2).
+    /// vote / hybrid: drafts that must agree on an answer (server default: three quarters of n,
+    /// at least 2).
     #[arg(long)]
     pub min_votes: Option<u32>,
     /// Take "none" when the target's pick has a probability under this threshold (unset: the

@@ -104,8 +104,12 @@ fn each_policy_decides_as_specified_and_is_graded_by_the_right_answer() {
             min_votes: Some(3),
             ..ReplaySetting::new(SelectionPolicy::Vote)
         },
-        ReplaySetting::new(SelectionPolicy::Hybrid),
         ReplaySetting {
+            min_votes: Some(3),
+            ..ReplaySetting::new(SelectionPolicy::Hybrid)
+        },
+        ReplaySetting {
+            min_votes: Some(3),
             threshold: Some(0.5),
             ..ReplaySetting::new(SelectionPolicy::Hybrid)
         },
@@ -163,6 +167,52 @@ fn a_rejection_without_a_target_answer_or_a_line_without_drafts_is_skipped() {
     // p1 rejected (0.5 < 0.9) with no target answer: skipped; p2 rejected, but live corrected it.
     assert_eq!((rows[0].problems, rows[0].skipped), (1, 2));
     assert_eq!(rows[0].accuracy, 1.0);
+}
+
+/// A line written before `scot eval` kept draft texts, policies and `chosen_draft`: the paper's
+/// read-out (with a threshold) replays from its option probabilities, graded by the live answer;
+/// settings that vote cannot, and are skipped.
+#[test]
+fn lines_without_draft_texts_replay_the_papers_read_out_only() {
+    let mut old = agreeing();
+    old.selection_policy.clear();
+    old.chosen = 4; // the live pick: option 4 (draft 3), p = 0.5, graded wrong
+    old.chosen_draft = None;
+    old.correct = false;
+    for d in &mut old.drafts {
+        d.text.clear();
+    }
+    let groups = BTreeMap::from([
+        (("toy".into(), "scot".into()), vec![old]),
+        (
+            ("toy".into(), "target-only".into()),
+            vec![target_only("p1", "18")],
+        ),
+    ]);
+    let settings = [
+        ReplaySetting::new(SelectionPolicy::Paper),
+        ReplaySetting {
+            threshold: Some(0.6),
+            ..ReplaySetting::new(SelectionPolicy::Paper)
+        },
+        ReplaySetting::new(SelectionPolicy::Hybrid),
+    ];
+    let rows = replay(&groups, &settings, &[], None);
+    assert_eq!(
+        (rows[0].problems, rows[0].same_as_live, rows[0].accuracy),
+        (1, 1, 0.0),
+        "the live pick, graded by the live answer"
+    );
+    assert_eq!(
+        (rows[1].accuracy, rows[1].acceptance),
+        (1.0, 0.0),
+        "under 0.6 the target thinks, graded by its target-only line"
+    );
+    assert_eq!(
+        (rows[2].problems, rows[2].skipped),
+        (0, 1),
+        "no votes to replay"
+    );
 }
 
 #[test]

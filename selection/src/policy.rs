@@ -103,9 +103,10 @@ pub struct PolicyParams {
 }
 
 impl PolicyParams {
-    /// A strict majority of n, and never a lone draft.
+    /// Three quarters of n (4 of 5), and never a lone draft. A bare majority (3 of 5) let a shared
+    /// wrong answer of a weak draft model through (BENCHMARKS.md, "Selection policies").
     pub fn default_min_votes(n: u32) -> u32 {
-        (n / 2 + 1).max(2)
+        (3 * n).div_ceil(4).max(2)
     }
 
     /// The threshold a policy uses when neither the request nor the server sets one.
@@ -407,8 +408,8 @@ mod tests {
     #[test]
     fn vote_accepts_agreement_without_the_target() {
         let p = params(SelectionPolicy::Vote, 5);
-        assert_eq!(p.min_votes, 3);
-        let agree = tally(&[Some("7"), Some("18"), Some("18"), None, Some("18.0")]);
+        assert_eq!(p.min_votes, 4);
+        let agree = tally(&[Some("7"), Some("18"), Some("18"), Some("18"), Some("18.0")]);
         assert!(!needs_target(&p, &agree));
         assert_eq!(decide(&p, &agree, None), accept(2, Basis::Votes));
         // No agreement: the target's raw pick decides.
@@ -426,9 +427,9 @@ mod tests {
         let p = params(SelectionPolicy::Hybrid, 3);
         assert_eq!(
             (p.min_votes, p.accept_threshold),
-            (2, Some(HYBRID_DEFAULT_THRESHOLD))
+            (3, Some(HYBRID_DEFAULT_THRESHOLD))
         );
-        let agree = tally(&[Some("5"), Some("4"), Some("5")]);
+        let agree = tally(&[Some("5"), Some("5"), Some("5.0")]);
         assert!(!needs_target(&p, &agree), "agreement decides alone");
         assert_eq!(decide(&p, &agree, None), accept(1, Basis::Votes));
         let split = tally(&[Some("1"), Some("2"), Some("3")]);
@@ -438,13 +439,13 @@ mod tests {
             reason,
             Decision::Reject(RejectReason::Untrusted {
                 votes: 1,
-                min_votes: Some(2)
+                min_votes: Some(3)
             })
         );
         let Decision::Reject(reason) = reason else {
             unreachable!()
         };
-        assert!(reason.to_string().contains("1 drafts agreed, 2 needed"));
+        assert!(reason.to_string().contains("1 drafts agreed, 3 needed"));
         // Under a lower threshold the target's debiased pick decides without agreement.
         let lenient = PolicyParams::resolve(SelectionPolicy::Hybrid, 3, None, Some(0.5)).unwrap();
         assert!(needs_target(&lenient, &split));
@@ -458,6 +459,12 @@ mod tests {
             decide(&strict, &split, Some(&v)),
             Decision::Reject(RejectReason::BelowThreshold { .. })
         ));
+    }
+
+    #[test]
+    fn the_default_is_three_quarters_of_n_and_never_one() {
+        let defaults: Vec<u32> = (1..=8).map(PolicyParams::default_min_votes).collect();
+        assert_eq!(defaults, [2, 2, 3, 3, 4, 5, 6, 6]);
     }
 
     #[test]
@@ -477,9 +484,12 @@ mod tests {
 
     #[test]
     fn a_lost_draft_node_leaves_fewer_voters_against_the_requested_majority() {
-        // n = 5 asked, two drafts lost with their node: 3 offered must all agree.
+        // n = 5 asked (4 must agree), two drafts lost with their node: the 3 left can never agree
+        // enough, so the target decides; asked with min_votes = 3, all 3 must agree.
         let p = params(SelectionPolicy::Vote, 5);
         let three = tally(&[Some("9"), Some("9"), Some("9")]);
+        assert!(needs_target(&p, &three));
+        let p = PolicyParams::resolve(SelectionPolicy::Vote, 5, Some(3), None).unwrap();
         assert_eq!(decide(&p, &three, None), accept(1, Basis::Votes));
         let two_of_three = tally(&[Some("9"), Some("8"), Some("9")]);
         assert!(needs_target(&p, &two_of_three));

@@ -453,6 +453,9 @@ pub fn request(n: u32) -> SolveRequest {
         problem: "What is 2 + 3?".into(),
         options: Some(SolveOptions {
             n: Some(n),
+            // The paper's read-out: the fake target's pick decides, so the routing under test, not
+            // the drafts' answers, decides whether a draft is accepted.
+            selection_policy: "paper".into(),
             ..Default::default()
         }),
     }
