@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(s.draft_max_tokens, 5000);
         assert_eq!(s.think_end, "</think>");
         assert_eq!(s.selection.policy, SelectionPolicy::Hybrid);
-        assert_eq!(s.selection.min_votes, 3);
+        assert_eq!(s.selection.min_votes, 4, "three quarters of 5");
         assert_eq!(s.select_permutations, 1);
         assert!(!s.include_draft_texts);
         assert_eq!(s.select_after_k, None);
