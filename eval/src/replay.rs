@@ -178,6 +178,25 @@ struct Replayed {
     target_correct: Option<bool>,
 }
 
+/// Whether a draft ended on its own (end of thinking or of sequence), not at its cap.
+fn ended_on_its_own(draft: &DraftRecord) -> bool {
+    matches!(draft.finish.as_str(), "think_end" | "eos")
+}
+
+/// Whether an extracted answer is the gold one.
+fn is_gold(answer: &Option<String>, gold: &str) -> bool {
+    answer.as_deref().is_some_and(|a| answers_equal(a, gold))
+}
+
+/// The row whose target-only figures stand for a data set's replay: the setting that replayed the
+/// most problems (settings that need stored verdicts or votes may skip some).
+pub fn target_reference<'r>(
+    rows: impl IntoIterator<Item = &'r ReplayRow>,
+) -> Option<&'r ReplayRow> {
+    rows.into_iter()
+        .max_by_key(|r| (r.problems, std::cmp::Reverse(r.skipped)))
+}
+
 /// The offered drafts in option order, with the answers they vote with.
 fn offered(line: &ResultLine) -> Vec<(&DraftRecord, Option<String>)> {
     let mut drafts: Vec<&DraftRecord> = line.drafts.iter().filter(|d| d.offered).collect();
@@ -188,7 +207,7 @@ fn offered(line: &ResultLine) -> Vec<(&DraftRecord, Option<String>)> {
             let answer = if d.text.is_empty() {
                 d.answer.clone()
             } else {
-                draft_answer(&d.text, matches!(d.finish.as_str(), "think_end" | "eos"))
+                draft_answer(&d.text, ended_on_its_own(d))
             };
             (d, answer)
         })
@@ -260,11 +279,7 @@ fn replay_one(
         return None;
     }
     let decision = decide(&params, &tally, verdict.as_ref());
-    let draft_correct = |answer: &Option<String>| {
-        answer
-            .as_deref()
-            .is_some_and(|a| answers_equal(a, &line.gold))
-    };
+    let draft_correct = |answer: &Option<String>| is_gold(answer, &line.gold);
     let any_correct_draft = answers.iter().any(draft_correct);
     let live_accepted = live_accepted_draft(line, &drafts);
     let (accepted, correct, same_as_live) = match decision {
@@ -457,14 +472,14 @@ pub fn draft_facts(scot: &[ResultLine]) -> DraftFacts {
             continue;
         }
         facts.problems += 1;
-        let right = |a: &Option<String>| a.as_deref().is_some_and(|a| answers_equal(a, &line.gold));
+        let right = |a: &Option<String>| is_gold(a, &line.gold);
         let mut any_right = false;
         for (draft, answer) in &drafts {
             facts.drafts += 1;
             facts.answered += usize::from(answer.is_some());
             facts.correct += usize::from(right(answer));
             any_right |= right(answer);
-            if matches!(draft.finish.as_str(), "think_end" | "eos") {
+            if ended_on_its_own(draft) {
                 facts.finished += 1;
                 facts.finished_stating +=
                     usize::from(scot_answers::stated_answer(&draft.text).is_some());
@@ -560,12 +575,7 @@ pub fn replay_markdown(
         }
         out.push_str("\n| setting | problems | skipped | accuracy | acceptance | accepted correct | selection accuracy | none when none | target scores | predicted CoT s | predicted r | same as live |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-        // The setting that replayed the most problems (settings that need stored verdicts or votes
-        // may skip some).
-        if let Some(first) = rows
-            .iter()
-            .max_by_key(|r| (r.problems, std::cmp::Reverse(r.skipped)))
-        {
+        if let Some(first) = target_reference(rows.iter().copied()) {
             let _ = writeln!(
                 out,
                 "| target-only (same problems) | {} | | {} | | | | | | {} | 1.00 | |",

@@ -258,7 +258,7 @@ pub fn write_report(
         for dataset in datasets {
             let own: Vec<&ReplayRow> = rows.iter().filter(|r| r.dataset == dataset).collect();
             // Target-only on the problems the replay decided, as a point when latency is predicted.
-            let target = own.first().and_then(|r| {
+            let target = crate::replay::target_reference(own.iter().copied()).and_then(|r| {
                 let accuracy = 100.0 * r.target_accuracy?;
                 Some((accuracy, r.predicted_target_e2e_s))
             });

@@ -117,6 +117,20 @@ impl PolicyParams {
         }
     }
 
+    /// tau = 1: the target's own pick is never taken, so its verdict cannot change a decision.
+    fn trusts_no_target_pick(&self) -> bool {
+        self.accept_threshold.is_some_and(|tau| tau >= 1.0)
+    }
+
+    /// The offered positions that agree enough to decide alone (policies that vote).
+    fn agreement<'t>(&self, tally: &'t AnswerTally) -> Option<&'t [usize]> {
+        if self.policy.uses_votes() {
+            tally.agreement(self.min_votes)
+        } else {
+            None
+        }
+    }
+
     /// Checks and fills in the knobs for n drafts (None: the policy's default).
     pub fn resolve(
         policy: SelectionPolicy,
@@ -220,18 +234,10 @@ pub enum Decision {
     Reject(RejectReason),
 }
 
-impl PolicyParams {
-    /// tau = 1: the target's own pick is never taken, so its verdict cannot change a decision.
-    fn trusts_no_target_pick(&self) -> bool {
-        self.accept_threshold.is_some_and(|tau| tau >= 1.0)
-    }
-}
-
 /// Whether the decision needs the selection prefill: not when answer agreement decides (vote,
 /// hybrid), and not when the threshold (tau = 1) would refuse the target's pick anyway.
 pub fn needs_target(params: &PolicyParams, tally: &AnswerTally) -> bool {
-    let agreed = params.policy.uses_votes() && tally.agreement(params.min_votes).is_some();
-    !agreed && !params.trusts_no_target_pick()
+    params.agreement(tally).is_none() && !params.trusts_no_target_pick()
 }
 
 /// The decision of `params` given the offered drafts' answers and the target's verdict (None when
@@ -241,12 +247,7 @@ pub fn decide(
     tally: &AnswerTally,
     verdict: Option<&TargetVerdict<'_>>,
 ) -> Decision {
-    let agreement = params
-        .policy
-        .uses_votes()
-        .then(|| tally.agreement(params.min_votes))
-        .flatten();
-    match agreement {
+    match params.agreement(tally) {
         Some(members) => Decision::Accept {
             option: members[0] as u32 + 1,
             basis: Basis::Votes,
