@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use scot_proto::coordinator_service_client::CoordinatorServiceClient;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event;
 use scot_proto::{SolveRequest, SolveResult};
 use tonic::transport::Endpoint;
@@ -22,7 +23,8 @@ pub async fn solve(
         .connect()
         .await
         .map_err(|e| Status::unavailable(format!("cannot reach the coordinator at {url}: {e}")))?;
-    let mut client = CoordinatorServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut client =
+        CoordinatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut call = tonic::Request::new(request);
     if let Some(timeout) = timeout {
         call.set_timeout(timeout);

@@ -104,7 +104,7 @@ pub fn render(result: &SolveResult) -> String {
     let _ = writeln!(
         out,
         "time: total {:.0} ms | drafting {:.0} ms | selection {:.0} ms | target thinking {:.0} ms | answer {:.0} ms",
-        s.total_ms, s.draft_ms, s.select_ms, s.correction_ms, s.answer_ms
+        s.total_ms, s.draft_ms, s.select_ms, s.target_thinking_ms, s.answer_ms
     );
     for d in &s.drafts {
         let _ = writeln!(

@@ -244,7 +244,7 @@ async fn scot_solve_is_correct_with_plausible_stats(cluster: &LocalCluster) {
         _ => {
             assert!(!s.answer_from_draft);
             assert_eq!(s.chosen, 3, "correction follows option n+1");
-            assert!(s.target_thinking_tokens > 0 && s.correction_ms > 0.0);
+            assert!(s.target_thinking_tokens > 0 && s.target_thinking_ms > 0.0);
         }
     }
 }
@@ -268,7 +268,7 @@ async fn threshold_one_forces_the_correction_path(cluster: &LocalCluster) {
     assert_eq!(s.chosen_draft, None);
     assert!((1..=2).contains(&s.chosen));
     assert!(s.target_thinking_tokens > 0, "the target thought itself");
-    assert!(s.correction_ms > 0.0);
+    assert!(s.target_thinking_ms > 0.0);
     assert!(
         !result.reasoning.is_empty(),
         "the target's own thinking is the reasoning"

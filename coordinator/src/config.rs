@@ -3,6 +3,13 @@
 
 use std::net::SocketAddr;
 
+use scot_proto::limits::DEFAULT_THINK_END;
+use scot_proto::paper_defaults as paper;
+use scot_selection::SelectionPolicy;
+
+/// How drafts are judged unless configured: agreement first (the paper's read-out is `paper`).
+pub const DEFAULT_SELECTION_POLICY: SelectionPolicy = SelectionPolicy::Hybrid;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct CoordinatorConfig {
     /// Address the CoordinatorService listens on.
@@ -61,48 +68,48 @@ pub struct CoordinatorConfig {
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct SolveDefaults {
     /// Drafts per request.
-    #[arg(long = "default-n", env = "SCOT_DEFAULT_N", default_value_t = 5)]
+    #[arg(long = "default-n", env = "SCOT_DEFAULT_N", default_value_t = paper::N)]
     pub n: u32,
     #[arg(
         long = "default-draft-temperature",
         env = "SCOT_DEFAULT_DRAFT_TEMPERATURE",
-        default_value_t = 0.6
+        default_value_t = paper::DRAFT_TEMPERATURE
     )]
     pub draft_temperature: f32,
     /// 1 = off.
     #[arg(
         long = "default-draft-top-p",
         env = "SCOT_DEFAULT_DRAFT_TOP_P",
-        default_value_t = 1.0
+        default_value_t = paper::DRAFT_TOP_P
     )]
     pub draft_top_p: f32,
     /// 0 = off.
     #[arg(
         long = "default-draft-top-k",
         env = "SCOT_DEFAULT_DRAFT_TOP_K",
-        default_value_t = 0
+        default_value_t = paper::DRAFT_TOP_K
     )]
     pub draft_top_k: u32,
     #[arg(
         long = "default-draft-max-tokens",
         env = "SCOT_DEFAULT_DRAFT_MAX_TOKENS",
-        default_value_t = 5000
+        default_value_t = paper::DRAFT_MAX_TOKENS
     )]
     pub draft_max_tokens: u32,
     /// Cap of the target's own thinking (correction, fallback, target-only).
     #[arg(
         long = "default-thinking-max-tokens",
         env = "SCOT_DEFAULT_THINKING_MAX_TOKENS",
-        default_value_t = 20480
+        default_value_t = paper::THINKING_MAX_TOKENS
     )]
     pub thinking_max_tokens: u32,
     #[arg(
         long = "default-answer-max-tokens",
         env = "SCOT_DEFAULT_ANSWER_MAX_TOKENS",
-        default_value_t = 10240
+        default_value_t = paper::ANSWER_MAX_TOKENS
     )]
     pub answer_max_tokens: u32,
-    #[arg(long = "default-seed", env = "SCOT_DEFAULT_SEED", default_value_t = 0)]
+    #[arg(long = "default-seed", env = "SCOT_DEFAULT_SEED", default_value_t = paper::SEED)]
     pub seed: u64,
     /// How a request's drafts are judged: paper (the target's pick), debiased (the same with the
     /// target's position prior divided out), vote (answer agreement, else the target's pick) or
@@ -111,9 +118,9 @@ pub struct SolveDefaults {
     #[arg(
         long = "default-selection-policy",
         env = "SCOT_DEFAULT_SELECTION_POLICY",
-        default_value = "hybrid"
+        default_value_t = DEFAULT_SELECTION_POLICY
     )]
-    pub selection_policy: scot_selection::SelectionPolicy,
+    pub selection_policy: SelectionPolicy,
     /// vote / hybrid: drafts that must agree on an answer (capped at a request's n). Unset: three
     /// quarters of n (4 of 5), at least 2.
     #[arg(long = "default-min-votes", env = "SCOT_DEFAULT_MIN_VOTES")]
@@ -129,7 +136,7 @@ pub struct SolveDefaults {
     #[arg(
         long = "default-select-permutations",
         env = "SCOT_DEFAULT_SELECT_PERMUTATIONS",
-        default_value_t = 1
+        default_value_t = paper::SELECT_PERMUTATIONS
     )]
     pub select_permutations: u32,
     /// (a) Select once this many drafts are done. Off when unset.
@@ -154,32 +161,32 @@ pub struct SolveDefaults {
     #[arg(
         long = "default-think-end",
         env = "SCOT_DEFAULT_THINK_END",
-        default_value = "</think>"
+        default_value = DEFAULT_THINK_END
     )]
     pub think_end: String,
 }
 
 impl Default for SolveDefaults {
-    /// The paper's settings.
+    /// The paper's settings (and the server's selection policy).
     fn default() -> Self {
         Self {
-            n: 5,
-            draft_temperature: 0.6,
-            draft_top_p: 1.0,
-            draft_top_k: 0,
-            draft_max_tokens: 5000,
-            thinking_max_tokens: 20480,
-            answer_max_tokens: 10240,
-            seed: 0,
-            selection_policy: scot_selection::SelectionPolicy::Hybrid,
+            n: paper::N,
+            draft_temperature: paper::DRAFT_TEMPERATURE,
+            draft_top_p: paper::DRAFT_TOP_P,
+            draft_top_k: paper::DRAFT_TOP_K,
+            draft_max_tokens: paper::DRAFT_MAX_TOKENS,
+            thinking_max_tokens: paper::THINKING_MAX_TOKENS,
+            answer_max_tokens: paper::ANSWER_MAX_TOKENS,
+            seed: paper::SEED,
+            selection_policy: DEFAULT_SELECTION_POLICY,
             min_votes: None,
             accept_threshold: None,
-            select_permutations: 1,
+            select_permutations: paper::SELECT_PERMUTATIONS,
             select_after_k: None,
             straggler_ratio: None,
             drop_capped_drafts: false,
             template: String::new(),
-            think_end: "</think>".to_string(),
+            think_end: DEFAULT_THINK_END.to_string(),
         }
     }
 }

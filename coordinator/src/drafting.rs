@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::stream::{self, BoxStream, SelectAll, StreamExt};
 use scot_proto::draft_event::Event as DraftEventKind;
 use scot_proto::draft_service_client::DraftServiceClient;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::{DraftEvent, DraftInfo, DraftRequest, DraftingStarted, FinishReason, SolveEvent};
 use tonic::{Code, Status};
 
@@ -117,8 +118,8 @@ pub async fn run_drafts(
         attempt += 1;
         let (plan, leases) = place(pool, &order, deadline).await?;
         let calls = plan.iter().map(|(node, indices)| {
-            let mut client =
-                DraftServiceClient::new(node.channel.clone()).max_decoding_message_size(64 << 20);
+            let mut client = DraftServiceClient::new(node.channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES);
             let mut request = order.request.clone();
             request.draft_indices = indices.clone();
             let request = request_with_deadline(request, deadline);

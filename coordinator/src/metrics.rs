@@ -358,7 +358,7 @@ impl CoordinatorMetrics {
             self.decisions
                 .get_or_create(&DecisionLabels {
                     policy: stats.selection_policy.clone(),
-                    path: crate::http::path_name(stats.path).to_string(),
+                    path: AnswerPath::label_of(stats.path).to_string(),
                     basis: if stats.accept_basis.is_empty() {
                         "none".to_string()
                     } else {
@@ -367,15 +367,15 @@ impl CoordinatorMetrics {
                 })
                 .inc();
         }
-        if stats.target_thinking_tokens > 0 || stats.correction_ms > 0.0 {
-            phase("correction", stats.correction_ms);
+        if stats.target_thinking_tokens > 0 || stats.target_thinking_ms > 0.0 {
+            phase("correction", stats.target_thinking_ms);
         }
         if stats.answer_ms > 0.0 {
             phase("answer", stats.answer_ms);
         }
         self.paths
             .get_or_create(&PathLabels {
-                path: crate::http::path_name(stats.path).to_string(),
+                path: AnswerPath::label_of(stats.path).to_string(),
             })
             .inc();
         if !stats.drafts.is_empty() {
@@ -404,7 +404,7 @@ impl CoordinatorMetrics {
             "target",
             &stats.target_model,
             stats.target_tokens,
-            stats.correction_ms + stats.answer_ms,
+            stats.target_thinking_ms + stats.answer_ms,
         );
     }
 }

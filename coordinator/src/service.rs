@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use scot_discovery::NodeKind;
 use scot_proto::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
+use scot_proto::limits::{MAX_MESSAGE_BYTES, MAX_REQUEST_ID};
 use scot_proto::{SolveEvent, SolveRequest};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Server;
@@ -24,9 +25,6 @@ use crate::solve::{SolveJob, Solver};
 use crate::solve_task::spawn_solve;
 use crate::target_pool::TargetPool;
 use crate::validation::{resolve_options, validate_request};
-
-/// Longest request id accepted from a client (ids end up in logs and metadata).
-const MAX_REQUEST_ID: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -85,7 +83,7 @@ impl CoordinatorService for CoordinatorServiceImpl {
         let request = request.into_inner();
         let settings = validate_request(&request, &self.defaults).map_err(|e| {
             metrics().refused(Api::Grpc, "invalid");
-            Status::invalid_argument(e.0)
+            Status::invalid_argument(e.to_string())
         })?;
         let request_id = request_id(&request.request_id).inspect_err(|_| {
             metrics().refused(Api::Grpc, "invalid");
@@ -129,7 +127,7 @@ pub fn build_service_with_sources(
     target_source: Option<Arc<dyn NodeSource>>,
 ) -> Result<CoordinatorServiceImpl, CoordinatorError> {
     resolve_options(&Default::default(), &config.defaults)
-        .map_err(|e| CoordinatorError::Config(format!("default knobs: {}", e.0)))?;
+        .map_err(|e| CoordinatorError::Config(format!("default knobs: {e}")))?;
     for (flag, value) in [
         ("--draft-node-capacity", config.draft_node_capacity),
         ("--target-node-capacity", config.target_node_capacity),
@@ -228,7 +226,7 @@ pub async fn serve(
         .add_service(
             CoordinatorServiceServer::new(service)
                 .max_decoding_message_size(4 << 20)
-                .max_encoding_message_size(64 << 20),
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_shutdown(config.listen, shutdown)
         .await;

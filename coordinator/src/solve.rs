@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use scot_proto::generate_event::Event as GenerateEventKind;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::target_service_client::TargetServiceClient;
 use scot_proto::{
-    AnswerPath, DraftRequest, GenerateRequest, GenerateResult, SelectRequest, SelectionResult,
-    SolveEvent, SolveResult, SolveStats,
+    AnswerPath, DraftRequest, FinishReason, GenerateRequest, GenerateResult, SelectRequest,
+    SelectionResult, SolveEvent, SolveResult, SolveStats,
 };
 use tonic::transport::Channel;
 use tonic::Status;
@@ -24,9 +25,6 @@ use crate::target_pool::{TargetLease, TargetPool};
 use crate::timing::{millis, request_with_deadline, Deadline};
 use crate::validation::{Mode, SolveSettings};
 use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
-
-/// Largest gRPC message the coordinator accepts from its nodes.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 pub struct SolveJob {
     pub request_id: String,
@@ -324,11 +322,9 @@ impl Solver {
         record_drafts(stats, &phase);
         stats.path = AnswerPath::DraftOnly as i32;
         stats.answer_from_draft = true;
-        let text = phase
-            .drafts
-            .first()
-            .map(|d| d.text.clone())
-            .unwrap_or_default();
+        let draft = phase.drafts.first();
+        stats.answer_finish = draft.map_or(FinishReason::Unspecified, |d| d.finish) as i32;
+        let text = draft.map(|d| d.text.clone()).unwrap_or_default();
         let (reasoning, answer) = split_thinking(&text, &s.think_end);
         Ok(Outcome { reasoning, answer })
     }
@@ -417,11 +413,12 @@ fn record_drafts(stats: &mut SolveStats, phase: &DraftPhase) {
 }
 
 fn record_generation(stats: &mut SolveStats, result: &GenerateResult) {
-    stats.correction_ms = result.thinking_ms;
+    stats.target_thinking_ms = result.thinking_ms;
     stats.answer_ms = result.answer_ms;
     stats.target_tokens = u64::from(result.thinking_tokens) + u64::from(result.answer_tokens);
     stats.target_thinking_tokens = result.thinking_tokens;
     stats.answer_tokens = result.answer_tokens;
+    stats.answer_finish = result.answer_finish;
     stats.target_prompt_tokens += result.prompt_tokens;
     stats.prompt_tokens = result.prompt_tokens;
     stats.target_model = result.model.clone();

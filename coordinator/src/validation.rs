@@ -1,19 +1,17 @@
-//! Checks a SolveRequest and resolves every knob against the server defaults. Each error says which
-//! field is wrong and what would be accepted; the service turns it into INVALID_ARGUMENT.
+//! Checks a SolveRequest and resolves every knob against the server defaults. Each error names the
+//! field that is wrong (typed, so each door words it in its own names) and what would be accepted.
 
+use scot_proto::limits::{MAX_DRAFTS, MAX_MARKER_BYTES};
 use scot_proto::{SolveMode, SolveRequest};
 use scot_selection::{InvalidPolicy, PolicyParams, SelectionPolicy};
 
 use crate::config::SolveDefaults;
 
-/// Most drafts one request may ask for.
-pub const MAX_DRAFTS: u32 = 64;
 /// Largest token cap accepted for any phase.
 pub const MAX_TOKEN_CAP: u32 = 1 << 20;
 /// Largest problem accepted before tokenizing (the nodes check it against the model's context).
 pub const MAX_PROBLEM_BYTES: usize = 1 << 20;
 const MAX_TEMPERATURE: f32 = 100.0;
-const MAX_MARKER_BYTES: usize = 64;
 const MAX_TEMPLATE_NAME: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +46,82 @@ pub struct SolveSettings {
     pub think_end: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidRequest(pub String);
+/// The request field a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Problem,
+    RequestId,
+    Mode,
+    N,
+    DraftTemperature,
+    DraftTopP,
+    DraftMaxTokens,
+    ThinkingMaxTokens,
+    AnswerMaxTokens,
+    SelectionPolicy,
+    MinVotes,
+    AcceptThreshold,
+    SelectPermutations,
+    SelectAfterK,
+    StragglerRatio,
+    Template,
+    ThinkEnd,
+}
 
-fn invalid(message: impl Into<String>) -> InvalidRequest {
-    InvalidRequest(message.into())
+impl Field {
+    /// The name in `SolveRequest` (`options.` fields by their SolveOptions name).
+    pub fn name(self) -> String {
+        match (self, self.option_name()) {
+            (_, Some(option)) => format!("options.{option}"),
+            (Field::Problem, None) => "problem".to_string(),
+            (_, None) => "request_id".to_string(),
+        }
+    }
+
+    /// The SolveOptions field, for the fields that are options.
+    pub fn option_name(self) -> Option<&'static str> {
+        Some(match self {
+            Field::Problem | Field::RequestId => return None,
+            Field::Mode => "mode",
+            Field::N => "n",
+            Field::DraftTemperature => "draft_temperature",
+            Field::DraftTopP => "draft_top_p",
+            Field::DraftMaxTokens => "draft_max_tokens",
+            Field::ThinkingMaxTokens => "thinking_max_tokens",
+            Field::AnswerMaxTokens => "answer_max_tokens",
+            Field::SelectionPolicy => "selection_policy",
+            Field::MinVotes => "min_votes",
+            Field::AcceptThreshold => "accept_threshold",
+            Field::SelectPermutations => "select_permutations",
+            Field::SelectAfterK => "select_after_k",
+            Field::StragglerRatio => "straggler_ratio",
+            Field::Template => "template",
+            Field::ThinkEnd => "think_end",
+        })
+    }
+}
+
+/// A refused request: which field, and the rest of the message after the field's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{detail}", field.name())]
+pub struct InvalidRequest {
+    pub field: Field,
+    detail: String,
+}
+
+impl InvalidRequest {
+    /// `detail` continues the field's name, as in " = 0: must be at least 1".
+    pub fn new(field: Field, detail: impl Into<String>) -> Self {
+        Self {
+            field,
+            detail: detail.into(),
+        }
+    }
+
+    /// The message with the field called `name` (each door names fields its own way).
+    pub fn message_naming(&self, name: &str) -> String {
+        format!("{name}{}", self.detail)
+    }
 }
 
 /// Validates the problem and resolves the options. Returns the problem as sent (not trimmed).
@@ -62,15 +130,19 @@ pub fn validate_request(
     defaults: &SolveDefaults,
 ) -> Result<SolveSettings, InvalidRequest> {
     if request.problem.trim().is_empty() {
-        return Err(invalid(
-            "problem is empty: send the question to solve in `problem`",
+        return Err(InvalidRequest::new(
+            Field::Problem,
+            " is empty: send the question to solve in `problem`",
         ));
     }
     if request.problem.len() > MAX_PROBLEM_BYTES {
-        return Err(invalid(format!(
-            "problem is {} bytes, more than the {MAX_PROBLEM_BYTES}-byte limit: shorten it",
-            request.problem.len()
-        )));
+        return Err(InvalidRequest::new(
+            Field::Problem,
+            format!(
+                " is {} bytes, more than the {MAX_PROBLEM_BYTES}-byte limit: shorten it",
+                request.problem.len()
+            ),
+        ));
     }
     let options = request.options.clone().unwrap_or_default();
     resolve_options(&options, defaults)
@@ -86,56 +158,65 @@ pub fn resolve_options(
         Ok(SolveMode::TargetOnly) => Mode::TargetOnly,
         Ok(SolveMode::DraftOnly) => Mode::DraftOnly,
         Err(_) => {
-            return Err(invalid(format!(
-            "options.mode = {} is not a SolveMode: use SCOT (1), TARGET_ONLY (2) or DRAFT_ONLY (3)",
-            options.mode
-        )))
+            return Err(InvalidRequest::new(
+                Field::Mode,
+                format!(
+                    " = {} is not a SolveMode: use SCOT (1), TARGET_ONLY (2) or DRAFT_ONLY (3)",
+                    options.mode
+                ),
+            ))
         }
     };
     let n = options.n.unwrap_or(defaults.n);
     if n == 0 || n > MAX_DRAFTS {
-        return Err(invalid(format!(
-            "options.n = {n}: the number of drafts must be between 1 and {MAX_DRAFTS}"
-        )));
+        return Err(InvalidRequest::new(
+            Field::N,
+            format!(" = {n}: the number of drafts must be between 1 and {MAX_DRAFTS}"),
+        ));
     }
     let draft_temperature = options
         .draft_temperature
         .unwrap_or(defaults.draft_temperature);
     if !draft_temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&draft_temperature) {
-        return Err(invalid(format!(
-            "options.draft_temperature = {draft_temperature}: must be a number from 0 (greedy) to {MAX_TEMPERATURE}"
-        )));
+        return Err(InvalidRequest::new(
+            Field::DraftTemperature,
+            format!(
+                " = {draft_temperature}: must be a number from 0 (greedy) to {MAX_TEMPERATURE}"
+            ),
+        ));
     }
     let draft_top_p = options.draft_top_p.unwrap_or(defaults.draft_top_p);
     if !draft_top_p.is_finite() || draft_top_p <= 0.0 || draft_top_p > 1.0 {
-        return Err(invalid(format!(
-            "options.draft_top_p = {draft_top_p}: must be in (0, 1] (1 = off)"
-        )));
+        return Err(InvalidRequest::new(
+            Field::DraftTopP,
+            format!(" = {draft_top_p}: must be in (0, 1] (1 = off)"),
+        ));
     }
     let draft_top_k = options.draft_top_k.unwrap_or(defaults.draft_top_k);
-    let cap = |name: &str, value: u32| -> Result<u32, InvalidRequest> {
+    let cap = |field: Field, value: u32| -> Result<u32, InvalidRequest> {
         if value == 0 || value > MAX_TOKEN_CAP {
-            Err(invalid(format!(
-                "options.{name} = {value}: a token cap must be between 1 and {MAX_TOKEN_CAP}"
-            )))
+            Err(InvalidRequest::new(
+                field,
+                format!(" = {value}: a token cap must be between 1 and {MAX_TOKEN_CAP}"),
+            ))
         } else {
             Ok(value)
         }
     };
     let draft_max_tokens = cap(
-        "draft_max_tokens",
+        Field::DraftMaxTokens,
         options
             .draft_max_tokens
             .unwrap_or(defaults.draft_max_tokens),
     )?;
     let thinking_max_tokens = cap(
-        "thinking_max_tokens",
+        Field::ThinkingMaxTokens,
         options
             .thinking_max_tokens
             .unwrap_or(defaults.thinking_max_tokens),
     )?;
     let answer_max_tokens = cap(
-        "answer_max_tokens",
+        Field::AnswerMaxTokens,
         options
             .answer_max_tokens
             .unwrap_or(defaults.answer_max_tokens),
@@ -145,24 +226,27 @@ pub fn resolve_options(
         .select_permutations
         .unwrap_or(defaults.select_permutations);
     if select_permutations == 0 || select_permutations > n {
-        return Err(invalid(format!(
-            "options.select_permutations = {select_permutations}: must be between 1 (the order given) and n = {n}"
-        )));
+        return Err(InvalidRequest::new(
+            Field::SelectPermutations,
+            format!(" = {select_permutations}: must be between 1 (the order given) and n = {n}"),
+        ));
     }
     let select_after_k = options.select_after_k.or(defaults.select_after_k);
     if let Some(k) = select_after_k {
         if k == 0 || k > n {
-            return Err(invalid(format!(
-                "options.select_after_k = {k}: must be between 1 and n = {n} (unset = wait for all drafts)"
-            )));
+            return Err(InvalidRequest::new(
+                Field::SelectAfterK,
+                format!(" = {k}: must be between 1 and n = {n} (unset = wait for all drafts)"),
+            ));
         }
     }
     let straggler_ratio = options.straggler_ratio.or(defaults.straggler_ratio);
     if let Some(ratio) = straggler_ratio {
         if !ratio.is_finite() || ratio < 1.0 {
-            return Err(invalid(format!(
-                "options.straggler_ratio = {ratio}: must be a number >= 1 (unset = off)"
-            )));
+            return Err(InvalidRequest::new(
+                Field::StragglerRatio,
+                format!(" = {ratio}: must be a number >= 1 (unset = off)"),
+            ));
         }
     }
     let template = if options.template.is_empty() {
@@ -176,9 +260,12 @@ pub fn resolve_options(
         .clone()
         .unwrap_or_else(|| defaults.think_end.clone());
     if think_end.trim().is_empty() || think_end.len() > MAX_MARKER_BYTES {
-        return Err(invalid(format!(
-            "options.think_end = {think_end:?}: the end-of-thinking marker must be non-blank and at most {MAX_MARKER_BYTES} bytes"
-        )));
+        return Err(InvalidRequest::new(
+            Field::ThinkEnd,
+            format!(
+                " = {think_end:?}: the end-of-thinking marker must be non-blank and at most {MAX_MARKER_BYTES} bytes"
+            ),
+        ));
     }
     Ok(SolveSettings {
         mode,
@@ -213,7 +300,7 @@ fn resolve_selection(
         options
             .selection_policy
             .parse::<SelectionPolicy>()
-            .map_err(|e| invalid(format!("options.selection_policy = {e}")))?
+            .map_err(policy_refusal)?
     };
     // A server-wide min_votes is a default: capped at a request's n rather than refusing it.
     let min_votes = options.min_votes.or(defaults.min_votes.map(|v| v.min(n)));
@@ -223,10 +310,22 @@ fn resolve_selection(
         min_votes,
         options.accept_threshold.or(defaults.accept_threshold),
     )
-    .map_err(|e| match e {
-        InvalidPolicy::Unknown(_) => invalid(format!("options.selection_policy = {e}")),
-        other => invalid(format!("options.{other}")),
-    })
+    .map_err(policy_refusal)
+}
+
+/// The selection crate's errors name their knob first ("min_votes = 5: ..."); an unknown policy does not.
+fn policy_refusal(error: InvalidPolicy) -> InvalidRequest {
+    let field = match error {
+        InvalidPolicy::Unknown(_) => {
+            return InvalidRequest::new(Field::SelectionPolicy, format!(" = {error}"))
+        }
+        InvalidPolicy::MinVotes { .. } => Field::MinVotes,
+        InvalidPolicy::Threshold(_) => Field::AcceptThreshold,
+    };
+    let message = error.to_string();
+    let knob = field.option_name().unwrap_or_default();
+    let detail = message.strip_prefix(knob).unwrap_or(&message).to_string();
+    InvalidRequest::new(field, detail)
 }
 
 /// Template set names are folder names: letters, digits, `-`, `_`, `.`; not starting with `.`.
@@ -243,9 +342,10 @@ fn check_template_name(name: &str) -> Result<(), InvalidRequest> {
     if well_formed {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "options.template = {name:?}: unknown template set (names use letters, digits, '-', '_', '.')"
-        )))
+        Err(InvalidRequest::new(
+            Field::Template,
+            format!(" = {name:?}: unknown template set (names use letters, digits, '-', '_', '.')"),
+        ))
     }
 }
 
@@ -309,7 +409,8 @@ mod tests {
             &SolveDefaults::default(),
         )
         .unwrap_err();
-        assert!(problem_err.0.contains("problem is empty"));
+        assert_eq!(problem_err.field, Field::Problem);
+        assert!(problem_err.to_string().contains("problem is empty"));
         let cases: Vec<(SolveOptions, &str)> = vec![
             (
                 SolveOptions {
@@ -412,7 +513,8 @@ mod tests {
         ];
         for (options, field) in cases {
             let err = check(options).unwrap_err();
-            assert!(err.0.contains(field), "{err} should name {field}");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+            assert!(field.ends_with(err.field.option_name().unwrap()), "{err:?}");
         }
     }
 
@@ -424,6 +526,6 @@ mod tests {
             &SolveDefaults::default(),
         )
         .unwrap_err();
-        assert!(err.0.contains("shorten"));
+        assert!(err.to_string().contains("shorten"));
     }
 }

@@ -1,7 +1,6 @@
 //! One Draft call as an engine job: check the request, build and tokenize the draft prompt, decode the
 //! drafts as one batch and report progress, each draft and a summary.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use scot_engine::{
@@ -10,14 +9,11 @@ use scot_engine::{
 use scot_node_support::engine_job::JobSender;
 use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
 use scot_proto::draft_event::Event;
+use scot_proto::request_checks::check_draft_request;
 use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary, FinishReason};
 use scot_templates::{Prompts, ThinkMarkers};
 use tonic::Status;
 
-/// Most drafts one call may ask for.
-pub const MAX_DRAFTS_PER_CALL: usize = 64;
-/// Largest draft index accepted.
-pub const MAX_DRAFT_INDEX: u32 = 1023;
 /// A progress message goes out every this many tokens of a draft.
 pub const PROGRESS_EVERY: usize = 16;
 
@@ -28,43 +24,6 @@ pub struct DraftJob {
     pub prompt: Vec<u32>,
     pub sampling: Vec<SamplingParams>,
     pub stop: StopCriteria,
-}
-
-/// Checks the request's numbers (not the prompt).
-pub fn check_request(request: &DraftRequest) -> Result<(), Status> {
-    if request.problem.trim().is_empty() {
-        return Err(Status::invalid_argument("problem is empty"));
-    }
-    if request.draft_indices.is_empty() || request.draft_indices.len() > MAX_DRAFTS_PER_CALL {
-        return Err(Status::invalid_argument(format!(
-            "draft_indices must list 1 to {MAX_DRAFTS_PER_CALL} drafts, got {}",
-            request.draft_indices.len()
-        )));
-    }
-    let mut seen = HashSet::new();
-    for &index in &request.draft_indices {
-        if index > MAX_DRAFT_INDEX || !seen.insert(index) {
-            return Err(Status::invalid_argument(format!(
-                "draft_indices must be distinct and at most {MAX_DRAFT_INDEX}; {index} is not"
-            )));
-        }
-    }
-    if !request.temperature.is_finite() || request.temperature < 0.0 {
-        return Err(Status::invalid_argument(format!(
-            "temperature = {}: must be a number >= 0 (0 = greedy)",
-            request.temperature
-        )));
-    }
-    if !request.top_p.is_finite() || request.top_p < 0.0 || request.top_p > 1.0 {
-        return Err(Status::invalid_argument(format!(
-            "top_p = {}: must be in (0, 1] (0 or 1 = off)",
-            request.top_p
-        )));
-    }
-    if request.max_tokens == 0 {
-        return Err(Status::invalid_argument("max_tokens must be at least 1"));
-    }
-    Ok(())
 }
 
 /// Draft i samples with seed + i, so a draft does not depend on which node writes it.
@@ -89,7 +48,7 @@ pub fn sampling_for(request: &DraftRequest) -> Vec<SamplingParams> {
 /// Checks the request and builds the job (prompt from the template set, tokenized, fitted to the
 /// model's context).
 pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Status> {
-    check_request(request)?;
+    check_draft_request(request)?;
     let set = node
         .templates
         .get(&request.template)
@@ -215,44 +174,5 @@ mod tests {
         assert_eq!(sampling[0].seed, 10);
         assert_eq!(sampling[1].seed, 13);
         assert_eq!(sampling[0].top_p, 1.0, "unset top_p means off");
-    }
-
-    #[test]
-    fn bad_numbers_are_rejected() {
-        assert!(check_request(&request()).is_ok());
-        let cases = [
-            DraftRequest {
-                draft_indices: vec![],
-                ..request()
-            },
-            DraftRequest {
-                draft_indices: vec![1, 1],
-                ..request()
-            },
-            DraftRequest {
-                temperature: f32::NAN,
-                ..request()
-            },
-            DraftRequest {
-                temperature: -1.0,
-                ..request()
-            },
-            DraftRequest {
-                top_p: 1.5,
-                ..request()
-            },
-            DraftRequest {
-                max_tokens: 0,
-                ..request()
-            },
-            DraftRequest {
-                problem: " ".into(),
-                ..request()
-            },
-        ];
-        for case in cases {
-            let status = check_request(&case).unwrap_err();
-            assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        }
     }
 }

@@ -8,8 +8,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel, MAX_MESSAGE_BYTES};
+use scot_node_support::{ModelArgs, NodeModel};
 use scot_proto::draft_service_server::DraftServiceServer;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 
 pub use scot_node_support::NodeError as DraftNodeError;
 pub use service::DraftNodeService;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use scot_proto::draft_event::Event as DraftEventKind;
 use scot_proto::draft_service_client::DraftServiceClient;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_client::TargetServiceClient;
 use scot_proto::{DraftRequest, SelectRequest, SelectResponse};
 use scot_selection::{estimate_prior, rotate, SelectionPrior, PRIOR_FORMAT};
@@ -95,8 +96,8 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
         )));
     }
     let mut target = TargetServiceClient::new(connect(&args.target_node).await?)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut problems = Vec::with_capacity(samples.len());
     let mut identity: Option<SelectResponse> = None;
     for (p, sample) in samples.iter().enumerate() {
@@ -211,8 +212,8 @@ async fn draft_samples(
 ) -> Result<(Vec<Sample>, usize), EvalError> {
     let data = args.data.clone().unwrap_or_default();
     let problems = select_window(load_problems(&data)?, args.offset, Some(args.limit));
-    let mut client =
-        DraftServiceClient::new(connect(endpoint).await?).max_decoding_message_size(64 << 20);
+    let mut client = DraftServiceClient::new(connect(endpoint).await?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut samples = Vec::new();
     let mut skipped = 0;
     for problem in problems {

@@ -120,7 +120,7 @@ pub fn measure_run(scot: &[ResultLine], target_only: &[ResultLine]) -> Option<Me
         phases: Prediction {
             draft_s: secs(mean(s().map(|l| l.draft_ms))),
             select_s: secs(mean(s().map(|l| l.select_ms))),
-            correction_s: secs(mean(s().map(|l| l.correction_ms))),
+            correction_s: secs(mean(s().map(|l| l.target_thinking_ms))),
             answer_s: secs(mean(s().map(|l| l.answer_ms))),
             scot_cot_s,
             scot_e2e_s,
@@ -266,7 +266,7 @@ mod tests {
             answer_tokens: 10,
             draft_ms: 20_000.0,
             select_ms: 8_000.0,
-            correction_ms: if path == "target_correction" {
+            target_thinking_ms: if path == "target_correction" {
                 16_000.0
             } else {
                 0.0
@@ -290,7 +290,7 @@ mod tests {
             target_prompt_tokens: 100,
             target_thinking_tokens: thinking,
             answer_tokens: 20,
-            correction_ms: 15_000.0,
+            target_thinking_ms: 15_000.0,
             answer_ms: 1_000.0,
             total_ms: 16_000.0,
             ..Default::default()

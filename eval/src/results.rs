@@ -57,7 +57,9 @@ pub struct ResultLine {
     pub draft_ms: f64,
     pub select_ms: f64,
     pub answer_ms: f64,
-    pub correction_ms: f64,
+    /// The target's own thinking (correction, fallback, target-only); `correction_ms` in older files.
+    #[serde(alias = "correction_ms")]
+    pub target_thinking_ms: f64,
     /// Wall time seen by this client, request sent to final message.
     pub client_ms: f64,
     // Token counts.
@@ -307,5 +309,15 @@ mod tests {
         let scot = &groups[&("gsm8k".to_string(), "scot".to_string())];
         assert_eq!(scot.len(), 2);
         assert!(scot.iter().any(|l| l.id == "b" && l.correct));
+    }
+
+    #[test]
+    fn files_written_before_the_rename_still_read() {
+        let mut old = serde_json::to_value(line("a", None)).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("target_thinking_ms");
+        fields.insert("correction_ms".into(), serde_json::json!(7.5));
+        let read: ResultLine = serde_json::from_value(old).unwrap();
+        assert_eq!(read.target_thinking_ms, 7.5);
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use scot_proto::coordinator_service_client::CoordinatorServiceClient;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::{solve_event, AnswerPath, FinishReason, SolveMode, SolveOptions, SolveRequest};
 use tonic::transport::{Channel, Endpoint};
 
@@ -52,7 +53,7 @@ pub async fn connect(endpoint: &str) -> Result<CoordinatorServiceClient<Channel>
         .await
         .map_err(|e| connect_err(format!("{e:?}")))?;
     // Drafts and reasoning can be long: lift the 4 MiB default decoding cap.
-    Ok(CoordinatorServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(CoordinatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// What every request of a run shares.
@@ -157,7 +158,7 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
     line.draft_ms = s.draft_ms;
     line.select_ms = s.select_ms;
     line.answer_ms = s.answer_ms;
-    line.correction_ms = s.correction_ms;
+    line.target_thinking_ms = s.target_thinking_ms;
     line.draft_tokens = s.draft_tokens;
     line.target_tokens = s.target_tokens;
     line.prompt_tokens = s.prompt_tokens;
@@ -173,7 +174,7 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
     line.accept_basis = s.accept_basis;
     line.target_scored = s.target_scored;
     line.chosen_draft = s.chosen_draft;
-    line.path = path_name(s.path).to_string();
+    line.path = AnswerPath::label_of(s.path).to_string();
     line.fallback_reason = s.fallback_reason;
     line.draft_model = s.draft_model;
     line.target_model = s.target_model;
@@ -183,7 +184,7 @@ fn fill_stats(line: &mut ResultLine, s: scot_proto::SolveStats) {
         .map(|d| DraftRecord {
             index: d.index,
             tokens: d.token_count,
-            finish: finish_name(d.finish_reason).to_string(),
+            finish: FinishReason::label_of(d.finish_reason).to_string(),
             elapsed_ms: d.elapsed_ms,
             offered: d.offered,
             node: d.node,
@@ -200,27 +201,6 @@ pub(crate) fn grade(line: &mut ResultLine) {
         .prediction
         .as_deref()
         .is_some_and(|p| answers_equal(p, &line.gold));
-}
-
-pub fn path_name(path: i32) -> &'static str {
-    match AnswerPath::try_from(path).unwrap_or(AnswerPath::Unspecified) {
-        AnswerPath::Unspecified => "unspecified",
-        AnswerPath::DraftAccepted => "draft_accepted",
-        AnswerPath::TargetCorrection => "target_correction",
-        AnswerPath::TargetFallback => "target_fallback",
-        AnswerPath::TargetOnly => "target_only",
-        AnswerPath::DraftOnly => "draft_only",
-    }
-}
-
-fn finish_name(reason: i32) -> &'static str {
-    match FinishReason::try_from(reason).unwrap_or(FinishReason::Unspecified) {
-        FinishReason::Unspecified => "unspecified",
-        FinishReason::ThinkEnd => "think_end",
-        FinishReason::Length => "length",
-        FinishReason::Eos => "eos",
-        FinishReason::Cancelled => "cancelled",
-    }
 }
 
 #[cfg(test)]

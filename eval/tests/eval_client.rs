@@ -61,7 +61,7 @@ impl CoordinatorService for Shared {
             draft_ms: 60.0,
             select_ms: 10.0,
             answer_ms: 20.0,
-            correction_ms: if path == AnswerPath::TargetCorrection {
+            target_thinking_ms: if path == AnswerPath::TargetCorrection {
                 10.0
             } else {
                 0.0

@@ -1,6 +1,7 @@
 //! The model's own chat template as a `ChatFormat`, and whether the model thinks on its own.
 
 use scot_engine::{ChatMessage, ChatTemplate, Model};
+use scot_proto::limits::DEFAULT_THINK_END;
 use scot_templates::{ChatFormat, ChatTurn, PlainChat, TemplateError};
 
 /// Renders with the model's chat template, or the plain ChatML layout when it has none.
@@ -54,10 +55,10 @@ impl ThinkingPrompt {
             ThinkingPrompt::Always => false,
             ThinkingPrompt::Never => true,
             ThinkingPrompt::Auto => {
-                model.tokenizer().token_to_id("</think>").is_some()
+                model.tokenizer().token_to_id(DEFAULT_THINK_END).is_some()
                     || model
                         .chat_template()
-                        .is_some_and(|t| t.source().contains("</think>"))
+                        .is_some_and(|t| t.source().contains(DEFAULT_THINK_END))
             }
         }
     }

@@ -24,9 +24,6 @@ use crate::node_failure::RankFailure;
 /// dropped (long-lived streams such as health Watch would otherwise hold a graceful shutdown open).
 const FAILURE_DRAIN: Duration = Duration::from_secs(2);
 
-/// Largest gRPC message a node sends or receives (drafts and selection prompts can be long).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
 /// `scot_node_tensor_parallel_ranks`: the ranks this node's model is sharded over.
 static TENSOR_PARALLEL_RANKS: LazyLock<Gauge> = LazyLock::new(|| {
     let gauge = Gauge::default();

@@ -17,7 +17,7 @@ pub mod status;
 pub use discovery_registration::serve_registered;
 pub use engine_chat::{EngineChat, ThinkingPrompt};
 pub use engine_job::{run_engine_job, spawn_engine_stream, EngineGate};
-pub use grpc_server::{serve_node, NodeError, MAX_MESSAGE_BYTES};
+pub use grpc_server::{serve_node, NodeError};
 pub use model_args::{parse_device, ModelArgs, NodeModel, RankFault};
 pub use model_identity::{model_fingerprint, FingerprintError};
 pub use node_failure::{NodeFailure, RankFailure};

@@ -11,16 +11,13 @@ use scot_proto::draft_event::Event as DraftEventKind;
 use scot_proto::draft_service_client::DraftServiceClient;
 use scot_proto::generate_event::Event as GenerateEventKind;
 use scot_proto::target_service_client::TargetServiceClient;
+// The knobs the coordinator would send: the paper's defaults.
+use scot_proto::paper_defaults as paper;
 use scot_proto::{AnswerPath, DraftRequest, GenerateRequest, SelectRequest};
 use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::load_driver::SolveOutcome;
-
-/// The knobs the coordinator would send (the paper's defaults).
-const DRAFT_MAX_TOKENS: u32 = 5000;
-const THINKING_MAX_TOKENS: u32 = 20480;
-const ANSWER_MAX_TOKENS: u32 = 10240;
 
 /// One request straight against the nodes: request `i` of the run.
 pub async fn solve_direct(
@@ -65,11 +62,11 @@ async fn run_direct(
             request_id: request_id.to_string(),
             problem: problem.to_string(),
             draft_indices: indices,
-            temperature: 0.6,
-            top_p: 1.0,
-            top_k: 0,
-            max_tokens: DRAFT_MAX_TOKENS,
-            seed: 0,
+            temperature: paper::DRAFT_TEMPERATURE,
+            top_p: paper::DRAFT_TOP_P,
+            top_k: paper::DRAFT_TOP_K,
+            max_tokens: paper::DRAFT_MAX_TOKENS,
+            seed: paper::SEED,
             template: String::new(),
             think_end: String::new(),
             include_answer: false,
@@ -118,10 +115,10 @@ async fn run_direct(
             request_id: request_id.to_string(),
             problem: problem.to_string(),
             accepted_draft: accepted,
-            max_thinking_tokens: THINKING_MAX_TOKENS,
-            max_answer_tokens: ANSWER_MAX_TOKENS,
+            max_thinking_tokens: paper::THINKING_MAX_TOKENS,
+            max_answer_tokens: paper::ANSWER_MAX_TOKENS,
             temperature: 0.0,
-            seed: 0,
+            seed: paper::SEED,
             template: String::new(),
             think_end: String::new(),
         })

@@ -3,10 +3,9 @@
 //! sequences of the running batch); draft lengths are drawn from the workload's log-normal, seeded by
 //! the problem and the draft's seed, so they do not depend on which node writes a draft.
 
-use std::collections::HashSet;
-
 use scot_proto::draft_event::Event;
 use scot_proto::draft_service_server::DraftService;
+use scot_proto::request_checks::check_draft_request;
 use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary, FinishReason};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -17,8 +16,6 @@ use crate::call_ledger::{CallRecorder, NodeCallKind, SimulatedCallLedger};
 use crate::cost_profile::SimulatedCostProfile;
 use crate::synthetic_text::{filler_text, hash_str, lognormal_length, mix64, token_count};
 
-/// As the real draft node: most drafts one call may ask for.
-pub const MAX_DRAFTS_PER_CALL: usize = 64;
 /// Progress goes out every this many tokens of a draft (as the real node).
 pub const PROGRESS_EVERY: usize = 16;
 /// The model name simulated draft nodes report.
@@ -62,26 +59,6 @@ pub fn simulated_draft_length(
         profile.workload.draft_tokens_mean,
         profile.workload.draft_length_sigma,
     )
-}
-
-fn check_request(request: &DraftRequest) -> Result<(), Status> {
-    if request.problem.trim().is_empty() {
-        return Err(Status::invalid_argument("problem is empty"));
-    }
-    if request.draft_indices.is_empty() || request.draft_indices.len() > MAX_DRAFTS_PER_CALL {
-        return Err(Status::invalid_argument(format!(
-            "draft_indices must list 1 to {MAX_DRAFTS_PER_CALL} drafts, got {}",
-            request.draft_indices.len()
-        )));
-    }
-    let mut seen = HashSet::new();
-    if !request.draft_indices.iter().all(|&i| seen.insert(i)) {
-        return Err(Status::invalid_argument("draft_indices must be distinct"));
-    }
-    if request.max_tokens == 0 {
-        return Err(Status::invalid_argument("max_tokens must be at least 1"));
-    }
-    Ok(())
 }
 
 struct PlannedDraft {
@@ -169,7 +146,7 @@ impl DraftService for SimulatedDraftNode {
     ) -> Result<Response<Self::DraftStream>, Status> {
         let request = request.into_inner();
         let recorder = CallRecorder::start(&self.ledger, &request.request_id, NodeCallKind::Draft);
-        check_request(&request)?;
+        check_draft_request(&request)?;
         let workload = &self.profile.workload;
         let prompt_tokens = token_count(&request.problem) + workload.draft_template_tokens;
         let cap = request.max_tokens as usize;

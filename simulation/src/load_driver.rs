@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use scot_proto::coordinator_service_client::CoordinatorServiceClient;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event;
 use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 use tokio::sync::Mutex;
@@ -88,7 +89,8 @@ pub async fn solve_one(
     n: u32,
 ) -> SolveOutcome {
     let mut outcome = SolveOutcome::started(request_id.clone());
-    let mut client = CoordinatorServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut client =
+        CoordinatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = SolveRequest {
         request_id,
         problem,

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use scot_proto::draft_service_server::DraftServiceServer;
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -17,9 +18,6 @@ use tonic_health::ServingStatus;
 
 use crate::draft_node::SimulatedDraftNode;
 use crate::target_node::SimulatedTargetNode;
-
-/// Largest message a simulated node sends (drafts, results), as the real nodes.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// A running simulated node; stops when dropped.
 pub struct SimulatedNodeServer {

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use scot_proto::generate_event::Event;
+use scot_proto::request_checks::{check_generate_request, check_select_request};
 use scot_proto::target_service_server::TargetService;
 use scot_proto::{
     FinishReason, GenerateEvent, GeneratePhase, GenerateRequest, GenerateResult, GenerateToken,
@@ -23,8 +24,6 @@ use crate::synthetic_text::{accepts, filler_text, hash_str, lognormal_length, to
 
 /// The model name simulated target nodes report.
 pub const SIMULATED_TARGET_MODEL: &str = "simulated-target";
-/// Most drafts a selection may offer.
-pub const MAX_OPTIONS: usize = 64;
 /// Fixed template tokens of the generate prompt.
 const GENERATE_TEMPLATE_TOKENS: usize = 20;
 /// Log-normal sigma of the target's own thinking length.
@@ -175,15 +174,7 @@ impl TargetService for SimulatedTargetNode {
         let request = request.into_inner();
         let mut recorder =
             CallRecorder::start(&self.ledger, &request.request_id, NodeCallKind::Select);
-        if request.problem.trim().is_empty() {
-            return Err(Status::invalid_argument("problem is empty"));
-        }
-        if request.drafts.is_empty() || request.drafts.len() > MAX_OPTIONS {
-            return Err(Status::invalid_argument(format!(
-                "drafts must list 1 to {MAX_OPTIONS} options, got {}",
-                request.drafts.len()
-            )));
-        }
+        check_select_request(&request)?;
         let prompt_tokens = token_count(&request.problem)
             + self.profile.workload.select_template_tokens
             + request.drafts.iter().map(|d| token_count(d)).sum::<usize>();
@@ -235,19 +226,7 @@ impl TargetService for SimulatedTargetNode {
         let request = request.into_inner();
         let recorder =
             CallRecorder::start(&self.ledger, &request.request_id, NodeCallKind::Generate);
-        if request.problem.trim().is_empty() {
-            return Err(Status::invalid_argument("problem is empty"));
-        }
-        if request.max_answer_tokens == 0 {
-            return Err(Status::invalid_argument(
-                "max_answer_tokens must be at least 1",
-            ));
-        }
-        if request.accepted_draft.is_none() && request.max_thinking_tokens == 0 {
-            return Err(Status::invalid_argument(
-                "max_thinking_tokens must be at least 1 when the target thinks itself",
-            ));
-        }
+        check_generate_request(&request)?;
         let workload = &self.profile.workload;
         let key = hash_str(&request.problem);
         let mut prompt_tokens = token_count(&request.problem) + GENERATE_TEMPLATE_TOKENS;

@@ -12,6 +12,7 @@ use scot_engine::{
 use scot_node_support::engine_job::JobSender;
 use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
 use scot_proto::generate_event::Event;
+use scot_proto::request_checks::check_generate_request;
 use scot_proto::{
     FinishReason, GenerateEvent, GeneratePhase, GenerateRequest, GenerateResult, GenerateToken,
 };
@@ -36,25 +37,7 @@ pub struct GenerateJob {
 }
 
 pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJob, Status> {
-    if request.problem.trim().is_empty() {
-        return Err(Status::invalid_argument("problem is empty"));
-    }
-    if request.max_answer_tokens == 0 {
-        return Err(Status::invalid_argument(
-            "max_answer_tokens must be at least 1",
-        ));
-    }
-    if request.accepted_draft.is_none() && request.max_thinking_tokens == 0 {
-        return Err(Status::invalid_argument(
-            "max_thinking_tokens must be at least 1 when the target thinks itself",
-        ));
-    }
-    if !request.temperature.is_finite() || request.temperature < 0.0 {
-        return Err(Status::invalid_argument(format!(
-            "temperature = {}: must be a number >= 0 (0 = greedy)",
-            request.temperature
-        )));
-    }
+    check_generate_request(request)?;
     let set = node
         .templates
         .get(&request.template)

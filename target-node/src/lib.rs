@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel, MAX_MESSAGE_BYTES};
+use scot_node_support::{ModelArgs, NodeModel};
+use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
 
 pub use scot_node_support::NodeError as TargetNodeError;

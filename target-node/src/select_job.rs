@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use scot_engine::{Model, Session};
 use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_proto::request_checks::check_select_request;
 use scot_proto::{SelectRequest, SelectResponse};
 use scot_selection::{rotate, SelectionPrior};
 use scot_templates::{Prompts, TemplateSet, ThinkMarkers};
@@ -15,9 +16,6 @@ use tonic::Status;
 
 use crate::selection::{option_labels, score_options, OptionScorer};
 use crate::selection_prior::SelectionPriors;
-
-/// Most drafts one selection may weigh (options = drafts + 1).
-pub const MAX_SELECT_DRAFTS: usize = 64;
 
 /// The prompt of one cyclic order: position i shows draft (i + shift) mod n.
 pub struct Ordering {
@@ -47,21 +45,8 @@ pub fn prepare(
     priors: &SelectionPriors,
     request: &SelectRequest,
 ) -> Result<SelectJob, Status> {
-    if request.problem.trim().is_empty() {
-        return Err(Status::invalid_argument("problem is empty"));
-    }
+    check_select_request(request)?;
     let n = request.drafts.len();
-    if n == 0 || n > MAX_SELECT_DRAFTS {
-        return Err(Status::invalid_argument(format!(
-            "drafts must hold 1 to {MAX_SELECT_DRAFTS} drafts, got {n}"
-        )));
-    }
-    if request.permutations as usize > n {
-        return Err(Status::invalid_argument(format!(
-            "permutations = {}: at most the number of drafts ({n}); 0 or 1 = the order given",
-            request.permutations
-        )));
-    }
     let set = node
         .templates
         .get(&request.template)

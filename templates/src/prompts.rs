@@ -4,11 +4,9 @@ use crate::chat_format::{ChatFormat, ChatRole, ChatTurn};
 use crate::error::TemplateError;
 use crate::template_set::TemplateSet;
 
-/// The paper's end-of-thinking marker.
-pub const DEFAULT_THINK_END: &str = "</think>";
-
-/// Longest marker accepted (a marker is a short tag, not a prompt).
-const MAX_MARKER_BYTES: usize = 64;
+// The paper's end-of-thinking marker, and the longest marker accepted (a marker is a short tag, not
+// a prompt): the contract's, as the coordinator checks them.
+pub use scot_proto::limits::{DEFAULT_THINK_END, MAX_MARKER_BYTES};
 
 /// Marks cut into the assistant turn of the selection prompt to find where the assistant's text begins.
 const ASSISTANT_SENTINEL: &str = "@@SCOT_ASSISTANT_PREFIX@@";
@@ -44,7 +42,7 @@ impl ThinkMarkers {
             return Err(bad("it is only whitespace"));
         }
         if end.len() > MAX_MARKER_BYTES {
-            return Err(bad("it is longer than 64 bytes"));
+            return Err(bad(&format!("it is longer than {MAX_MARKER_BYTES} bytes")));
         }
         let open = end
             .strip_prefix("</")

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::stream::{self, StreamExt};
+use scot_proto::limits::MAX_REQUEST_ID;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::SolveEvent;
 use tokio::sync::mpsc;
@@ -28,9 +29,6 @@ use super::{unix_now, HttpState};
 use crate::metrics::{metrics, Api};
 use crate::solve::SolveJob;
 use crate::solve_task::{spawn_solve, EventResult};
-
-/// Longest `x-request-id` taken from a client.
-const MAX_REQUEST_ID: usize = 128;
 
 pub async fn chat_completions(
     State(state): State<Arc<HttpState>>,
@@ -82,14 +80,14 @@ async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Respo
     let job = SolveJob {
         request_id: request_id.clone(),
         problem,
-        settings: settings.clone(),
+        settings,
         deadline: state.default_timeout.map(|t| Instant::now() + t),
     };
     let events = spawn_solve(state.solver.clone(), job, Api::Http, permit);
     let mut response = if stream {
-        stream_response(events, ChunkBuilder::new(meta, settings, include_usage))
+        stream_response(events, ChunkBuilder::new(meta, include_usage))
     } else {
-        collect_response(events, &meta, &settings).await
+        collect_response(events, &meta).await
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
@@ -113,13 +111,12 @@ fn request_id(headers: &HeaderMap) -> String {
 async fn collect_response(
     mut events: mpsc::UnboundedReceiver<EventResult>,
     meta: &CompletionMeta,
-    settings: &crate::validation::SolveSettings,
 ) -> Response {
     while let Some(event) = events.recv().await {
         match event {
             Ok(SolveEvent {
                 event: Some(SolveEventKind::Result(result)),
-            }) => return Json(chat_completion(meta, &result, settings)).into_response(),
+            }) => return Json(chat_completion(meta, &result)).into_response(),
             Ok(_) => {}
             Err(status) => return ApiError::from_status(&status).into_response(),
         }

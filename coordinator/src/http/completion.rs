@@ -5,7 +5,6 @@ use scot_proto::{AnswerPath, FinishReason, SolveResult, SolveStats};
 use serde_json::{json, Value};
 
 use super::api_types::{AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, Usage};
-use crate::validation::SolveSettings;
 
 /// What one HTTP request is about, for building its responses.
 #[derive(Debug, Clone)]
@@ -15,11 +14,7 @@ pub struct CompletionMeta {
     pub model: String,
 }
 
-pub fn chat_completion(
-    meta: &CompletionMeta,
-    result: &SolveResult,
-    settings: &SolveSettings,
-) -> ChatCompletion {
+pub fn chat_completion(meta: &CompletionMeta, result: &SolveResult) -> ChatCompletion {
     let stats = result.stats.clone().unwrap_or_default();
     ChatCompletion {
         id: meta.id.clone(),
@@ -33,7 +28,7 @@ pub fn chat_completion(
                 content: result.answer.clone(),
                 reasoning_content: result.reasoning.clone(),
             },
-            finish_reason: finish_reason(&stats, settings),
+            finish_reason: finish_reason(&stats),
             logprobs: None,
         }],
         usage: usage(&stats),
@@ -41,17 +36,9 @@ pub fn chat_completion(
     }
 }
 
-/// "length" when the answer used its whole cap, else "stop".
-pub fn finish_reason(stats: &SolveStats, settings: &SolveSettings) -> &'static str {
-    let capped = if stats.path == AnswerPath::DraftOnly as i32 {
-        stats
-            .drafts
-            .first()
-            .is_some_and(|d| d.finish_reason == FinishReason::Length as i32)
-    } else {
-        stats.answer_tokens >= settings.answer_max_tokens
-    };
-    if capped {
+/// "length" when the answer stopped at its cap, else "stop".
+pub fn finish_reason(stats: &SolveStats) -> &'static str {
+    if stats.answer_finish == FinishReason::Length as i32 {
         "length"
     } else {
         "stop"
@@ -96,27 +83,6 @@ pub fn usage(stats: &SolveStats) -> Usage {
     }
 }
 
-pub fn path_name(path: i32) -> &'static str {
-    match AnswerPath::try_from(path) {
-        Ok(AnswerPath::DraftAccepted) => "draft_accepted",
-        Ok(AnswerPath::TargetCorrection) => "target_correction",
-        Ok(AnswerPath::TargetFallback) => "target_fallback",
-        Ok(AnswerPath::TargetOnly) => "target_only",
-        Ok(AnswerPath::DraftOnly) => "draft_only",
-        _ => "unspecified",
-    }
-}
-
-fn finish_name(reason: i32) -> &'static str {
-    match FinishReason::try_from(reason) {
-        Ok(FinishReason::ThinkEnd) => "think_end",
-        Ok(FinishReason::Length) => "length",
-        Ok(FinishReason::Eos) => "eos",
-        Ok(FinishReason::Cancelled) => "cancelled",
-        _ => "unspecified",
-    }
-}
-
 /// The `scot` object: which path answered, the selection, per-phase times and token counts.
 pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
     let drafts: Vec<Value> = stats
@@ -126,7 +92,7 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
             let mut draft = json!({
                 "index": d.index,
                 "tokens": d.token_count,
-                "finish_reason": finish_name(d.finish_reason),
+                "finish_reason": FinishReason::label_of(d.finish_reason),
                 "elapsed_ms": d.elapsed_ms,
                 "offered": d.offered,
                 "node": d.node,
@@ -140,7 +106,7 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
         .collect();
     json!({
         "request_id": request_id,
-        "path": path_name(stats.path),
+        "path": AnswerPath::label_of(stats.path),
         "answer_from_draft": stats.answer_from_draft,
         "chosen": (stats.chosen > 0).then_some(stats.chosen),
         "chosen_draft": stats.chosen_draft,
@@ -157,7 +123,7 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
             "total": stats.total_ms,
             "draft": stats.draft_ms,
             "select": stats.select_ms,
-            "correction": stats.correction_ms,
+            "correction": stats.target_thinking_ms,
             "answer": stats.answer_ms,
         },
         "drafts": drafts,
@@ -175,8 +141,6 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SolveDefaults;
-    use crate::validation::resolve_options;
     use scot_proto::DraftInfo;
 
     pub(crate) fn accepted_stats() -> SolveStats {
@@ -221,12 +185,6 @@ mod tests {
         }
     }
 
-    fn settings(answer_cap: u32) -> SolveSettings {
-        let mut s = resolve_options(&Default::default(), &SolveDefaults::default()).unwrap();
-        s.answer_max_tokens = answer_cap;
-        s
-    }
-
     #[test]
     fn accepted_draft_completion() {
         let result = SolveResult {
@@ -240,7 +198,7 @@ mod tests {
             created: 1,
             model: "scot".into(),
         };
-        let body = serde_json::to_value(chat_completion(&meta, &result, &settings(64))).unwrap();
+        let body = serde_json::to_value(chat_completion(&meta, &result)).unwrap();
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["choices"][0]["message"]["content"], "5");
         assert_eq!(
@@ -273,13 +231,18 @@ mod tests {
             prompt_tokens: 20,
             target_thinking_tokens: 50,
             answer_tokens: 64,
+            answer_finish: FinishReason::Length as i32,
             ..Default::default()
         };
         let u = usage(&stats);
         assert_eq!((u.prompt_tokens, u.completion_tokens), (20, 114));
         assert_eq!(u.completion_tokens_details.reasoning_tokens, 50);
-        assert_eq!(finish_reason(&stats, &settings(64)), "length");
-        assert_eq!(finish_reason(&stats, &settings(65)), "stop");
+        assert_eq!(finish_reason(&stats), "length");
+        let stopped = SolveStats {
+            answer_finish: FinishReason::Eos as i32,
+            ..stats.clone()
+        };
+        assert_eq!(finish_reason(&stopped), "stop");
         assert_eq!(scot_stats("r", &stats)["path"], "target_correction");
         assert!(scot_stats("r", &SolveStats::default())["chosen"].is_null());
     }

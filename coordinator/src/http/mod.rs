@@ -25,8 +25,6 @@ use crate::service::CoordinatorError;
 use crate::solve::Solver;
 use crate::target_pool::TargetPool;
 
-pub use completion::path_name;
-
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     /// Address of the HTTP API (OpenAI-compatible chat completions, /health, /ready, /metrics).

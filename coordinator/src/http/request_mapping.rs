@@ -74,7 +74,7 @@ pub fn map_request(
         options: Some(options),
     };
     let settings = validate_request(&solve, defaults).map_err(|e| {
-        let message = e.0.replace("options.", "scot.");
+        let message = e.to_string().replace("options.", "scot.");
         let param = if message.starts_with("problem") {
             Some("messages".to_string())
         } else {
@@ -158,15 +158,13 @@ fn problem_of(messages: &[ChatMessage]) -> Result<String, ApiError> {
 fn solve_options(request: &ChatCompletionRequest) -> Result<SolveOptions, ApiError> {
     let scot = request.scot.clone().unwrap_or_default();
     let mode = match scot.mode.as_deref() {
-        None | Some("scot") => SolveMode::Scot,
-        Some("target_only") => SolveMode::TargetOnly,
-        Some("draft_only") => SolveMode::DraftOnly,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                format!("scot.mode = {other:?}: use \"scot\", \"target_only\" or \"draft_only\""),
+        None => SolveMode::Scot,
+        Some(label) => SolveMode::from_label(label).ok_or_else(|| {
+            ApiError::invalid(
+                format!("scot.mode = {label:?}: use \"scot\", \"target_only\" or \"draft_only\""),
                 Some("scot.mode"),
-            ))
-        }
+            )
+        })?,
     };
     let n = match (request.n_drafts, scot.n) {
         (Some(a), Some(b)) if a != b => {
@@ -239,11 +237,11 @@ fn check_openai_fields(options: &SolveOptions) -> Result<(), ApiError> {
         }
     }
     if let Some(n) = options.n {
-        if n == 0 || n > crate::validation::MAX_DRAFTS {
+        if n == 0 || n > scot_proto::limits::MAX_DRAFTS {
             return Err(ApiError::invalid(
                 format!(
                     "n_drafts = {n}: the number of drafts must be between 1 and {}",
-                    crate::validation::MAX_DRAFTS
+                    scot_proto::limits::MAX_DRAFTS
                 ),
                 Some("n_drafts"),
             ));

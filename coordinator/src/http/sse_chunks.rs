@@ -8,21 +8,18 @@ use scot_proto::{GeneratePhase, SolveEvent};
 
 use super::api_types::{ChatCompletionChunk, ChunkChoice, Delta};
 use super::completion::{finish_reason, scot_stats, usage, CompletionMeta};
-use crate::validation::SolveSettings;
 
 pub struct ChunkBuilder {
     meta: CompletionMeta,
-    settings: SolveSettings,
     include_usage: bool,
     streamed_reasoning: bool,
     streamed_content: bool,
 }
 
 impl ChunkBuilder {
-    pub fn new(meta: CompletionMeta, settings: SolveSettings, include_usage: bool) -> Self {
+    pub fn new(meta: CompletionMeta, include_usage: bool) -> Self {
         Self {
             meta,
-            settings,
             include_usage,
             streamed_reasoning: false,
             streamed_content: false,
@@ -100,10 +97,7 @@ impl ChunkBuilder {
                     chunks.push(self.content(result.answer.clone()));
                 }
                 let stats = result.stats.clone().unwrap_or_default();
-                let mut last = self.chunk(
-                    Delta::default(),
-                    Some(finish_reason(&stats, &self.settings)),
-                );
+                let mut last = self.chunk(Delta::default(), Some(finish_reason(&stats)));
                 last.scot = Some(scot_stats(&result.request_id, &stats));
                 chunks.push(last);
                 if self.include_usage {
@@ -122,8 +116,6 @@ impl ChunkBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SolveDefaults;
-    use crate::validation::resolve_options;
     use scot_proto::{AnswerPath, GenerateToken, SelectionResult, SolveResult, SolveStats};
 
     fn builder(include_usage: bool) -> ChunkBuilder {
@@ -133,7 +125,6 @@ mod tests {
                 created: 5,
                 model: "scot".into(),
             },
-            resolve_options(&Default::default(), &SolveDefaults::default()).unwrap(),
             include_usage,
         )
     }

@@ -1,0 +1,16 @@
+//! The contract's limits, the same on every side of it: what a client may ask for and what a server
+//! accepts.
+
+/// Most drafts one request (and one Draft or Select call) may carry.
+pub const MAX_DRAFTS: u32 = 64;
+/// Largest draft index a draft node accepts.
+pub const MAX_DRAFT_INDEX: u32 = 1023;
+/// Longest end-of-thinking marker, in bytes.
+pub const MAX_MARKER_BYTES: usize = 64;
+/// The end-of-thinking marker when a request names none.
+pub const DEFAULT_THINK_END: &str = "</think>";
+/// Largest gRPC message any scot client or server sends or accepts (drafts, selection prompts and
+/// results with draft texts can be long).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Longest request id a client may set (ids end up in logs, metadata and headers).
+pub const MAX_REQUEST_ID: usize = 128;
