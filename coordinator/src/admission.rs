@@ -34,12 +34,4 @@ impl Admission {
     pub fn permits(&self) -> Arc<Semaphore> {
         self.permits.clone()
     }
-
-    /// The refusal message both front doors use.
-    pub fn refusal(&self) -> String {
-        format!(
-            "the server is at capacity ({} concurrent requests, max_concurrent_requests); retry later",
-            self.limit
-        )
-    }
 }

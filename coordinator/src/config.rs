@@ -61,7 +61,43 @@ pub struct CoordinatorConfig {
     #[command(flatten)]
     pub defaults: SolveDefaults,
     #[command(flatten)]
-    pub http: crate::http::HttpConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Address of the HTTP API (OpenAI-compatible chat completions, /health, /ready, /metrics).
+    /// Off when unset.
+    #[arg(id = "http_listen", long = "http-listen", env = "SCOT_HTTP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Requests solved at once, HTTP and gRPC together; more get HTTP 429 / gRPC RESOURCE_EXHAUSTED
+    /// (TGI's max_concurrent_requests). Requests waiting for node room count here too.
+    #[arg(
+        long = "max-concurrent-requests",
+        env = "SCOT_MAX_CONCURRENT_REQUESTS",
+        default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS
+    )]
+    pub max_concurrent_requests: usize,
+    /// Model id listed by /v1/models and accepted in a request's `model` field.
+    #[arg(
+        long = "served-model-name",
+        env = "SCOT_SERVED_MODEL_NAME",
+        default_value = DEFAULT_SERVED_MODEL_NAME
+    )]
+    pub served_model_name: String,
+}
+
+const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 128;
+const DEFAULT_SERVED_MODEL_NAME: &str = "scot";
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            served_model_name: DEFAULT_SERVED_MODEL_NAME.to_string(),
+        }
+    }
 }
 
 /// Server-side defaults of the per-request knobs (`SolveOptions`); a request's own value wins.
@@ -239,6 +275,29 @@ mod tests {
         ]);
         assert_eq!(cli.config.draft_nodes, vec!["a:1", "b:2"]);
         assert_eq!(cli.config.target_nodes, vec!["t:1", "t:2"]);
+    }
+
+    #[test]
+    fn http_flags_parse_next_to_the_grpc_ones() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:1",
+            "--http-listen",
+            "127.0.0.1:2",
+            "--target-node",
+            "t:1",
+            "--max-concurrent-requests",
+            "3",
+        ]);
+        assert_eq!(cli.config.listen.port(), 1);
+        assert_eq!(cli.config.http.listen.map(|a| a.port()), Some(2));
+        assert_eq!(cli.config.http.max_concurrent_requests, 3);
+        assert_eq!(cli.config.http.served_model_name, "scot");
+        let cli = Cli::parse_from(["coordinator", "--target-node", "t:1"]);
+        assert_eq!(cli.config.http, HttpConfig::default());
     }
 
     #[test]

@@ -1,32 +1,43 @@
 //! scot's coordinator: the front door. It fans a request's drafts over the draft pool, runs selection
 //! and the answer on a target node, and streams phase events and the final answer with its stats.
+//!
+//! - wiring: `config` (flags) → `server` (pools, Solver, front door; serves both doors)
+//! - doors: `service` (gRPC Solve), `http` (OpenAI-compatible API, probes, metrics) → `front_door`
+//!   (admission, `validation`, request id) → `solve_task` (one request on its own task)
+//! - one request: `solve` (the phases) → `drafting` (the draft phase) → `selection_policy`,
+//!   `straggler`; then selection and the answer on a target
+//! - pools: `draft_pool` / `target_pool` over `node_pool` (members from `discovered_nodes`,
+//!   `node_source`; `node_health`, `wait_queue`, `placement`)
+//! - `metrics`, `timing`
 
-pub mod admission;
-pub mod config;
-pub mod discovered_nodes;
-pub mod draft_pool;
-pub mod drafting;
-pub mod http;
-pub mod metrics;
-pub mod node_health;
-pub mod node_pool;
-pub mod node_source;
-pub mod placement;
-pub mod selection_policy;
-pub mod service;
-pub mod solve;
-pub mod solve_task;
-pub mod straggler;
-pub mod target_pool;
-pub mod timing;
-pub mod validation;
-pub mod wait_queue;
+mod admission;
+mod config;
+mod discovered_nodes;
+mod draft_pool;
+mod drafting;
+mod front_door;
+mod http;
+mod metrics;
+mod node_health;
+mod node_pool;
+mod node_source;
+mod placement;
+mod selection_policy;
+mod server;
+mod service;
+mod solve;
+mod solve_task;
+mod straggler;
+mod target_pool;
+mod timing;
+mod validation;
+mod wait_queue;
 
-pub use config::{CoordinatorConfig, SolveDefaults};
+pub use config::{CoordinatorConfig, HttpConfig, SolveDefaults};
 pub use discovered_nodes::DiscoveredNodes;
 pub use draft_pool::DraftPool;
+pub use http::serve_http;
 pub use node_source::{NodeSource, PoolMember, StaticNodes};
-pub use service::{
-    build_service, build_service_with_sources, serve, CoordinatorError, CoordinatorServiceImpl,
-};
+pub use server::{serve, Coordinator, CoordinatorError};
+pub use solve::Solver;
 pub use target_pool::TargetPool;

@@ -33,6 +33,50 @@ impl Api {
     }
 }
 
+/// How a request ended (the `outcome` label of `scot_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Refused as bad input, or a node refused it as such.
+    Invalid,
+    /// Refused at admission, or no node room within the queue timeout.
+    OverCapacity,
+    DeadlineExceeded,
+    Unavailable,
+    /// The client went away.
+    Cancelled,
+    Error,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Invalid => "invalid",
+            Outcome::OverCapacity => "over_capacity",
+            Outcome::DeadlineExceeded => "deadline_exceeded",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// The outcome of a request that failed with `code`.
+    pub fn of(code: Code) -> Self {
+        match code {
+            Code::InvalidArgument
+            | Code::OutOfRange
+            | Code::FailedPrecondition
+            | Code::NotFound => Outcome::Invalid,
+            Code::DeadlineExceeded => Outcome::DeadlineExceeded,
+            Code::Unavailable => Outcome::Unavailable,
+            Code::Cancelled => Outcome::Cancelled,
+            Code::ResourceExhausted => Outcome::OverCapacity,
+            _ => Outcome::Error,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     api: String,
@@ -262,12 +306,12 @@ pub fn metrics() -> &'static CoordinatorMetrics {
 }
 
 impl CoordinatorMetrics {
-    /// A request refused before it started (bad input, over capacity).
-    pub fn refused(&self, api: Api, outcome: &str) {
+    /// A request refused before it started (bad input, over capacity), or one that ended.
+    pub fn count_outcome(&self, api: Api, outcome: Outcome) {
         self.requests
             .get_or_create(&OutcomeLabels {
                 api: api.label(),
-                outcome: outcome.to_string(),
+                outcome: outcome.label().to_string(),
             })
             .inc();
     }
@@ -461,22 +505,22 @@ impl RequestTracker {
     }
 
     pub fn succeeded(&self, result: &SolveResult) {
-        self.finish("ok");
+        self.finish(Outcome::Ok);
         if let Some(stats) = &result.stats {
             metrics().record_stats(stats);
         }
     }
 
     pub fn failed(&self, status: &tonic::Status) {
-        self.finish(outcome_of(status.code()));
+        self.finish(Outcome::of(status.code()));
     }
 
-    fn finish(&self, outcome: &str) {
+    fn finish(&self, outcome: Outcome) {
         if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
         let m = metrics();
-        m.refused(self.api, outcome);
+        m.count_outcome(self.api, outcome);
         m.request_duration
             .get_or_create(&ApiLabels {
                 api: self.api.label(),
@@ -488,7 +532,7 @@ impl RequestTracker {
 impl Drop for RequestTracker {
     fn drop(&mut self) {
         // Dropped before an outcome: the client went away.
-        self.finish("cancelled");
+        self.finish(Outcome::Cancelled);
         let m = metrics();
         m.in_flight
             .get_or_create(&ApiLabels {
@@ -501,20 +545,6 @@ impl Drop for RequestTracker {
                 phase: phase.to_string(),
             })
             .dec();
-    }
-}
-
-/// The `outcome` label of a failed request.
-pub fn outcome_of(code: Code) -> &'static str {
-    match code {
-        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition | Code::NotFound => {
-            "invalid"
-        }
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::Unavailable => "unavailable",
-        Code::Cancelled => "cancelled",
-        Code::ResourceExhausted => "over_capacity",
-        _ => "error",
     }
 }
 
@@ -567,6 +597,6 @@ mod tests {
             text.contains("scot_requests_in_flight{api=\"grpc\"} 0"),
             "{text}"
         );
-        assert_eq!(outcome_of(Code::InvalidArgument), "invalid");
+        assert_eq!(Outcome::of(Code::InvalidArgument).label(), "invalid");
     }
 }

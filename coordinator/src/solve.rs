@@ -16,7 +16,6 @@ use scot_proto::{
 use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::admission::Admission;
 use crate::draft_pool::DraftPool;
 use crate::drafting::{run_drafts, DraftOrder, DraftPhase, DraftPhaseError};
 use crate::selection_policy::offered_drafts;
@@ -42,23 +41,13 @@ struct Outcome {
 pub struct Solver {
     pool: Arc<DraftPool>,
     targets: Arc<TargetPool>,
-    admission: Arc<Admission>,
 }
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
 
 impl Solver {
-    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>, admission: Arc<Admission>) -> Self {
-        Self {
-            pool,
-            targets,
-            admission,
-        }
-    }
-
-    /// How many requests may be solved at once (both front doors).
-    pub fn admission(&self) -> &Arc<Admission> {
-        &self.admission
+    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
+        Self { pool, targets }
     }
 
     /// The draft pool requests run on (for readiness probes).

@@ -3,11 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{coordinator_config, http_request, serve_coordinator_http};
-use scot_coordinator::build_service;
-use scot_coordinator::http::{serve_http, HttpState};
+use scot_coordinator::{serve_http, Coordinator};
 use tokio_util::sync::CancellationToken;
 
 const DEAD_TARGET: &str = "127.0.0.1:9";
@@ -131,18 +128,22 @@ async fn over_capacity_is_a_429() {
         "--max-concurrent-requests",
         "2",
     ]);
-    let service = build_service(&config, None).unwrap();
-    let state = Arc::new(HttpState::new(&config, &config.http, service.solver()).unwrap());
+    let coordinator = Coordinator::build(&config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve_http(
         listener,
-        state.clone(),
+        coordinator.http_router(),
         CancellationToken::new(),
     ));
 
     // Two requests in flight fill the server.
-    let held = state.capacity.clone().acquire_many_owned(2).await.unwrap();
+    let held = coordinator
+        .admission()
+        .permits()
+        .acquire_many_owned(2)
+        .await
+        .unwrap();
     let (status, head, body) =
         http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
     assert_eq!(status, 429, "{body}");

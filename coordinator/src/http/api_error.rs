@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::metrics::Outcome;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -51,47 +53,47 @@ impl ApiError {
         }
     }
 
-    pub fn over_capacity(limit: usize) -> Self {
+    /// 429: the front door's refusal `message`.
+    pub fn over_capacity(message: String) -> Self {
         Self {
             status: StatusCode::TOO_MANY_REQUESTS,
-            message: format!(
-                "the server is at capacity ({limit} concurrent requests, max_concurrent_requests); retry later"
-            ),
+            message,
             kind: "rate_limit_error",
             param: None,
-            code: Some("over_capacity"),
+            code: Some(Outcome::OverCapacity.label()),
         }
     }
 
-    /// A failed solve: the gRPC status of the coordinator's pipeline, mapped to HTTP.
+    /// A failed solve: the gRPC status of the coordinator's pipeline, by its outcome, mapped to HTTP.
     pub fn from_status(status: &tonic::Status) -> Self {
-        use tonic::Code;
-        let (http, kind, code) = match status.code() {
-            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error", None)
+        let (http, kind, code) = match Outcome::of(status.code()) {
+            Outcome::Invalid if status.code() == tonic::Code::NotFound => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", None)
             }
-            Code::NotFound => (StatusCode::NOT_FOUND, "invalid_request_error", None),
-            Code::ResourceExhausted => (
+            Outcome::Invalid => (StatusCode::BAD_REQUEST, "invalid_request_error", None),
+            outcome @ Outcome::OverCapacity => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
-                Some("over_capacity"),
+                Some(outcome.label()),
             ),
-            Code::DeadlineExceeded => (
+            outcome @ Outcome::DeadlineExceeded => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout_error",
-                Some("deadline_exceeded"),
+                Some(outcome.label()),
             ),
-            Code::Unavailable => (
+            outcome @ Outcome::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
-                Some("unavailable"),
+                Some(outcome.label()),
             ),
-            Code::Cancelled => (
+            Outcome::Cancelled => (
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
                 "cancelled",
                 None,
             ),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+            Outcome::Ok | Outcome::Error => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
+            }
         };
         Self {
             status: http,
@@ -154,6 +156,6 @@ mod tests {
         for (status, http) in cases {
             assert_eq!(ApiError::from_status(&status).status.as_u16(), http);
         }
-        assert_eq!(ApiError::over_capacity(2).status.as_u16(), 429);
+        assert_eq!(ApiError::over_capacity("full".into()).status.as_u16(), 429);
     }
 }

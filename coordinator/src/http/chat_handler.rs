@@ -1,10 +1,10 @@
-//! `POST /v1/chat/completions`: admission (429 over capacity), mapping and validation (400), then the
-//! Solver on its own task, as the gRPC service runs it. The client going away (dropped connection or
-//! stream) cancels the request and its work on the nodes; the configured request timeout applies.
+//! `POST /v1/chat/completions`: the OpenAI request mapped onto a Solve (400 when it cannot be), then the
+//! front door as gRPC uses it (429 over capacity, 400 invalid). The client going away (dropped
+//! connection or stream) cancels the request and its work on the nodes; the configured request timeout
+//! applies.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,9 +13,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::stream::{self, StreamExt};
-use scot_proto::limits::MAX_REQUEST_ID;
 use scot_proto::solve_event::Event as SolveEventKind;
-use scot_proto::SolveEvent;
+use scot_proto::{SolveEvent, SolveRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
@@ -23,12 +22,12 @@ use tracing::Instrument;
 
 use super::api_error::ApiError;
 use super::completion::{chat_completion, CompletionMeta};
-use super::request_mapping::{map_request, parse_body, MappedRequest};
+use super::request_mapping::{map_request, parse_body, refusal_error, MappedRequest};
 use super::sse_chunks::ChunkBuilder;
 use super::{unix_now, HttpState};
-use crate::metrics::{metrics, Api};
-use crate::solve::SolveJob;
-use crate::solve_task::{spawn_solve, EventResult};
+use crate::front_door::{BadRequestId, Door, Started};
+use crate::metrics::{metrics, Api, Outcome};
+use crate::solve_task::EventResult;
 
 pub async fn chat_completions(
     State(state): State<Arc<HttpState>>,
@@ -48,42 +47,41 @@ pub async fn chat_completions(
 }
 
 async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Ok(permit) = state.capacity.clone().try_acquire_owned() else {
-        // The Solver's admission, shared with the gRPC front door.
-        tracing::warn!(limit = state.max_concurrent, "over capacity: 429");
-        metrics().refused(Api::Http, "over_capacity");
-        return ApiError::over_capacity(state.max_concurrent).into_response();
+    let mapped =
+        match parse_body(&body).and_then(|request| map_request(&request, &state.model_name)) {
+            Ok(mapped) => mapped,
+            Err(error) => {
+                tracing::info!(error = %error.message, param = ?error.param, "bad request");
+                metrics().count_outcome(Api::Http, Outcome::Invalid);
+                return error.into_response();
+            }
+        };
+    let MappedRequest {
+        problem,
+        options,
+        stream,
+        include_usage,
+    } = mapped;
+    let request = SolveRequest {
+        request_id: header_request_id(&headers),
+        problem,
+        options: Some(options),
     };
-    let mapped = match parse_body(&body)
-        .and_then(|request| map_request(&request, &state.model_name, &state.defaults))
-    {
-        Ok(mapped) => mapped,
-        Err(error) => {
-            tracing::info!(error = %error.message, param = ?error.param, "bad request");
-            metrics().refused(Api::Http, "invalid");
-            return error.into_response();
-        }
+    let door = Door {
+        api: Api::Http,
+        timeout: None,
+        bad_request_id: BadRequestId::Replace,
     };
-    let request_id = request_id(&headers);
+    let Started { request_id, events } = match state.front.start(request, door) {
+        Ok(started) => started,
+        Err(refused) => return refusal_error(&refused).into_response(),
+    };
     tracing::Span::current().record("request_id", request_id.as_str());
     let meta = CompletionMeta {
         id: format!("chatcmpl-{request_id}"),
         created: unix_now(),
         model: state.model_name.clone(),
     };
-    let MappedRequest {
-        problem,
-        settings,
-        stream,
-        include_usage,
-    } = mapped;
-    let job = SolveJob {
-        request_id: request_id.clone(),
-        problem,
-        settings,
-        deadline: state.default_timeout.map(|t| Instant::now() + t),
-    };
-    let events = spawn_solve(state.solver.clone(), job, Api::Http, permit);
     let mut response = if stream {
         stream_response(events, ChunkBuilder::new(meta, include_usage))
     } else {
@@ -95,17 +93,16 @@ async fn handle(state: Arc<HttpState>, headers: HeaderMap, body: Bytes) -> Respo
     response
 }
 
-/// The client's `x-request-id` when it is short and printable, else a fresh one.
-fn request_id(headers: &HeaderMap) -> String {
+/// The client's `x-request-id` when it is one visible-ASCII word (it goes back as a header); empty
+/// otherwise, so the front door makes one up.
+fn header_request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|id| {
-            !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.chars().all(|c| c.is_ascii_graphic())
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .filter(|id| id.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn collect_response(
@@ -165,12 +162,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_come_from_the_header_when_sane() {
+    fn request_ids_come_from_the_header_when_one_word() {
         let mut headers = HeaderMap::new();
-        assert_eq!(request_id(&headers).len(), 36);
-        headers.insert("x-request-id", HeaderValue::from_static("abc-1"));
-        assert_eq!(request_id(&headers), "abc-1");
+        assert_eq!(header_request_id(&headers), "");
+        headers.insert("x-request-id", HeaderValue::from_static(" abc-1 "));
+        assert_eq!(header_request_id(&headers), "abc-1");
         headers.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_eq!(request_id(&headers).len(), 36);
+        assert_eq!(header_request_id(&headers), "");
     }
 }

@@ -12,7 +12,6 @@ use serde_json::json;
 use super::api_error::ApiError;
 use super::api_types::{ModelCard, ModelList};
 use super::HttpState;
-use crate::metrics::metrics as coordinator_metrics;
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -21,7 +20,7 @@ pub async fn health() -> Json<serde_json::Value> {
 /// The target pool's state: (the address shown, Ok when some target is in routing, every node up,
 /// every node down with why). Health comes from the pool's checks (a node never checked is checked now).
 async fn target_ready(state: &HttpState) -> (String, Result<(), String>, Vec<String>, Vec<String>) {
-    let (up, down) = state.targets.reachable().await;
+    let (up, down) = state.front.solver().target_pool().reachable().await;
     let up_list: Vec<String> = up.iter().map(|n| n.address.clone()).collect();
     let down_list: Vec<String> = down
         .iter()
@@ -35,10 +34,9 @@ async fn target_ready(state: &HttpState) -> (String, Result<(), String>, Vec<Str
     (address, ready, up_list, down_list)
 }
 
-/// Probes the draft nodes and updates the pool gauges: (reachable, unreachable addresses).
+/// Probes the draft nodes (which updates the pool gauges): (reachable, unreachable addresses).
 async fn probe_pool(state: &HttpState) -> (Vec<String>, Vec<String>) {
-    let (ready, unreachable) = state.pool.reachable().await;
-    coordinator_metrics().set_pool(ready.len(), unreachable.len());
+    let (ready, unreachable) = state.front.solver().draft_pool().reachable().await;
     (
         ready.iter().map(|n| n.address.clone()).collect(),
         unreachable

@@ -1,5 +1,6 @@
 //! Maps an OpenAI chat request onto a Solve: the problem is the last user message, and the request's
-//! fields become SolveOptions (then resolved against the server defaults by `validation`):
+//! fields become SolveOptions (checked and resolved by the front door, whose refusals name the fields
+//! back in this API's words: `refusal_error`):
 //!
 //! | request field                        | SolveOptions          |
 //! |--------------------------------------|-----------------------|
@@ -10,18 +11,21 @@
 //! | `n_drafts` or `scot.n`               | `n` (number of drafts) |
 //! | `scot.{mode, draft_max_tokens, thinking_max_tokens, draft_top_k, selection_policy, min_votes, accept_threshold, select_permutations, select_after_k, straggler_ratio, drop_capped_drafts, include_draft_texts, template, think_end}` | the same names |
 
-use scot_proto::{SolveMode, SolveOptions, SolveRequest};
+use scot_proto::{SolveMode, SolveOptions};
 
 use super::api_error::ApiError;
 use super::api_types::{ChatCompletionRequest, ChatMessage, MessageContent};
-use crate::config::SolveDefaults;
-use crate::validation::{validate_request, SolveSettings};
+use crate::front_door::Refused;
+use crate::validation::Field;
 
-/// A request ready for the Solver.
+/// OpenAI's range of `temperature` (the Solve contract allows hotter drafts).
+const OPENAI_MAX_TEMPERATURE: f32 = 2.0;
+
+/// A request ready for the front door.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedRequest {
     pub problem: String,
-    pub settings: SolveSettings,
+    pub options: SolveOptions,
     pub stream: bool,
     pub include_usage: bool,
 }
@@ -37,7 +41,6 @@ pub fn parse_body(body: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
 pub fn map_request(
     request: &ChatCompletionRequest,
     served_model: &str,
-    defaults: &SolveDefaults,
 ) -> Result<MappedRequest, ApiError> {
     if let Some(model) = &request.model {
         if model != served_model {
@@ -67,31 +70,20 @@ pub fn map_request(
     }
     let problem = problem_of(&request.messages)?;
     let options = solve_options(request)?;
-    check_openai_fields(&options)?;
-    let solve = SolveRequest {
-        request_id: String::new(),
-        problem,
-        options: Some(options),
-    };
-    let settings = validate_request(&solve, defaults).map_err(|e| {
-        let message = e.to_string().replace("options.", "scot.");
-        let param = if message.starts_with("problem") {
-            Some("messages".to_string())
-        } else {
-            message
-                .split_whitespace()
-                .next()
-                .filter(|w| w.starts_with("scot."))
-                .map(str::to_string)
-        };
-        ApiError {
-            param,
-            ..ApiError::invalid(message, None)
-        }
-    })?;
+    if let Some(t) = options
+        .draft_temperature
+        .filter(|&t| t > OPENAI_MAX_TEMPERATURE)
+    {
+        return Err(ApiError::invalid(
+            format!(
+                "temperature = {t}: must be between 0 and {OPENAI_MAX_TEMPERATURE} (it samples the drafts)"
+            ),
+            Some("temperature"),
+        ));
+    }
     Ok(MappedRequest {
-        problem: solve.problem,
-        settings,
+        problem,
+        options,
         stream: request.stream.unwrap_or(false),
         include_usage: request
             .stream_options
@@ -207,57 +199,47 @@ fn solve_options(request: &ChatCompletionRequest) -> Result<SolveOptions, ApiErr
     })
 }
 
-/// The OpenAI-named fields are checked here so the error names them (not their SolveOptions names).
-fn check_openai_fields(options: &SolveOptions) -> Result<(), ApiError> {
-    if let Some(cap) = options.answer_max_tokens {
-        if cap == 0 || cap > crate::validation::MAX_TOKEN_CAP {
-            return Err(ApiError::invalid(
-                format!(
-                    "max_tokens = {cap}: must be between 1 and {}",
-                    crate::validation::MAX_TOKEN_CAP
-                ),
-                Some("max_tokens"),
-            ));
+/// A front-door refusal in this API's shape: an invalid field is named as the request named it.
+pub fn refusal_error(refused: &Refused) -> ApiError {
+    match refused {
+        Refused::OverCapacity { .. } => ApiError::over_capacity(refused.to_string()),
+        Refused::Invalid(invalid) => {
+            let (param, name) = match invalid.field {
+                Field::Problem => ("messages".to_string(), Field::Problem.name()),
+                Field::N => ("n_drafts".to_string(), "n_drafts".to_string()),
+                Field::DraftTemperature => ("temperature".to_string(), "temperature".to_string()),
+                Field::DraftTopP => ("top_p".to_string(), "top_p".to_string()),
+                Field::AnswerMaxTokens => ("max_tokens".to_string(), "max_tokens".to_string()),
+                Field::RequestId => ("x-request-id".to_string(), "x-request-id".to_string()),
+                option => {
+                    let name = format!("scot.{}", option.option_name().unwrap_or_default());
+                    (name.clone(), name)
+                }
+            };
+            ApiError::invalid(invalid.message_naming(&name), Some(&param))
         }
     }
-    if let Some(t) = options.draft_temperature {
-        if !t.is_finite() || !(0.0..=2.0).contains(&t) {
-            return Err(ApiError::invalid(
-                format!("temperature = {t}: must be between 0 and 2 (it samples the drafts)"),
-                Some("temperature"),
-            ));
-        }
-    }
-    if let Some(p) = options.draft_top_p {
-        if !p.is_finite() || p <= 0.0 || p > 1.0 {
-            return Err(ApiError::invalid(
-                format!("top_p = {p}: must be in (0, 1]"),
-                Some("top_p"),
-            ));
-        }
-    }
-    if let Some(n) = options.n {
-        if n == 0 || n > scot_proto::limits::MAX_DRAFTS {
-            return Err(ApiError::invalid(
-                format!(
-                    "n_drafts = {n}: the number of drafts must be between 1 and {}",
-                    scot_proto::limits::MAX_DRAFTS
-                ),
-                Some("n_drafts"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::Mode;
+    use crate::config::SolveDefaults;
+    use crate::validation::{validate_request, Mode, SolveSettings};
+    use scot_proto::SolveRequest;
 
-    fn map(body: &str) -> Result<MappedRequest, ApiError> {
+    /// The mapping, then the front door's checks as the handler sees them.
+    fn map(body: &str) -> Result<(MappedRequest, SolveSettings), ApiError> {
         let request = parse_body(body.as_bytes())?;
-        map_request(&request, "scot", &SolveDefaults::default())
+        let mapped = map_request(&request, "scot")?;
+        let solve = SolveRequest {
+            request_id: String::new(),
+            problem: mapped.problem.clone(),
+            options: Some(mapped.options.clone()),
+        };
+        let settings = validate_request(&solve, &SolveDefaults::default())
+            .map_err(|e| refusal_error(&Refused::Invalid(e)))?;
+        Ok((mapped, settings))
     }
 
     fn param_of(body: &str) -> Option<String> {
@@ -279,9 +261,9 @@ mod tests {
                      "mode": "scot", "template": "short"},
             "user": "ignored", "presence_penalty": 0}"#)
         .unwrap();
+        let (mapped, s) = mapped;
         assert_eq!(mapped.problem, "What is 2+3?");
         assert!(mapped.stream && mapped.include_usage);
-        let s = mapped.settings;
         assert_eq!(s.mode, Mode::Scot);
         assert_eq!(
             (
@@ -299,23 +281,25 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_fields_are_absent() {
-        let mapped = map(r#"{"messages": [{"role": "user", "content": "hi"}]}"#).unwrap();
+        let (mapped, settings) =
+            map(r#"{"messages": [{"role": "user", "content": "hi"}]}"#).unwrap();
         assert!(!mapped.stream);
-        assert_eq!(mapped.settings.n, 5);
-        assert_eq!(mapped.settings.answer_max_tokens, 10240);
-        assert_eq!(mapped.settings.draft_temperature, 0.6);
+        assert_eq!(mapped.options, SolveOptions::default());
+        assert_eq!(settings.n, 5);
+        assert_eq!(settings.answer_max_tokens, 10240);
+        assert_eq!(settings.draft_temperature, 0.6);
     }
 
     #[test]
     fn text_parts_and_modes() {
-        let mapped = map(r#"{"messages": [{"role": "user", "content": [
+        let (mapped, settings) = map(r#"{"messages": [{"role": "user", "content": [
                 {"type": "text", "text": "Compute"}, {"type": "text", "text": "1+1"}]}],
             "max_completion_tokens": 9, "max_tokens": 100, "scot": {"mode": "target_only", "n": 3}}"#)
         .unwrap();
         assert_eq!(mapped.problem, "Compute\n1+1");
-        assert_eq!(mapped.settings.answer_max_tokens, 9);
-        assert_eq!(mapped.settings.mode, Mode::TargetOnly);
-        assert_eq!(mapped.settings.n, 3);
+        assert_eq!(settings.answer_max_tokens, 9);
+        assert_eq!(settings.mode, Mode::TargetOnly);
+        assert_eq!(settings.n, 3);
     }
 
     #[test]

@@ -5,12 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use scot_coordinator::http::{serve_http, HttpState};
-use scot_coordinator::{build_service, CoordinatorConfig};
+use scot_coordinator::{serve_http, Coordinator as Built, CoordinatorConfig};
 use scot_node_support::{ModelArgs, NodeModel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -130,13 +128,12 @@ pub async fn serve_coordinator_http(
     config: &CoordinatorConfig,
     stop: CancellationToken,
 ) -> SocketAddr {
-    let service = build_service(config, None).expect("coordinator config");
-    let state = HttpState::new(config, &config.http, service.solver()).expect("http state");
+    let coordinator = Built::build(config).expect("coordinator config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(serve_http(listener, Arc::new(state), stop));
+    tokio::spawn(serve_http(listener, coordinator.http_router(), stop));
     addr
 }
 

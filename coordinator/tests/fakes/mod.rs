@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
-use scot_coordinator::solve::Solver;
-use scot_coordinator::{build_service, CoordinatorConfig};
+use scot_coordinator::{Coordinator as Built, CoordinatorConfig, Solver};
 use scot_proto::coordinator_service_client::CoordinatorServiceClient;
-use scot_proto::coordinator_service_server::CoordinatorServiceServer;
 use scot_proto::draft_service_server::{DraftService, DraftServiceServer};
 use scot_proto::target_service_server::{TargetService, TargetServiceServer};
 use scot_proto::*;
@@ -393,12 +391,12 @@ pub async fn serve_coordinator(drafts: &[String], target: &str, extra: &[&str]) 
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Cli::parse_from(args).config;
-    let service = build_service(&config, None).unwrap();
-    let solver = service.solver();
+    let built = Built::build(&config).unwrap();
+    let solver = built.solver().clone();
     let (address, incoming) = listen().await;
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(CoordinatorServiceServer::new(service))
+            .add_service(built.grpc_service())
             .serve_with_incoming(incoming),
     );
     Coordinator {
@@ -424,17 +422,17 @@ pub async fn serve_coordinator_with_targets(
     let config = Cli::parse_from(args).config;
     let discovery = scot_discovery::StaticDiscovery::from_addresses(&[], targets);
     let nodes = Arc::new(scot_coordinator::DiscoveredNodes::new(Arc::new(discovery)));
-    let service = scot_coordinator::build_service_with_sources(
+    let built = Built::build_with_sources(
         &config,
         None,
         Some(nodes.pool(scot_discovery::NodeKind::Target)),
     )
     .unwrap();
-    let solver = service.solver();
+    let solver = built.solver().clone();
     let (address, incoming) = listen().await;
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(CoordinatorServiceServer::new(service))
+            .add_service(built.grpc_service())
             .serve_with_incoming(incoming),
     );
     Coordinator {
