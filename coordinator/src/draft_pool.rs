@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
+use scot_discovery::{Discovery, NodeKind};
+use scot_proto::draft_service_server::SERVICE_NAME;
+
 use crate::metrics::metrics;
 use crate::node_pool::{AcquireError, NodeLease, NodePool, PoolNode, PoolSettings, Unreachable};
-use crate::node_source::NodeSource;
 use crate::placement::{deal_indices, plan_drafts};
+use crate::pool_members::PoolMembers;
 use crate::timing::Deadline;
-
-/// The gRPC service name draft nodes report in their health checks.
-pub const DRAFT_SERVICE_NAME: &str = "scot.v1.DraftService";
 
 /// The drafts of one request on one node, counted in flight there until finished or dropped.
 #[derive(Debug)]
@@ -32,14 +32,14 @@ pub struct DraftPool {
 
 impl DraftPool {
     /// `settings.name`/`service` are set here; the rest is the caller's.
-    pub fn new(source: Arc<dyn NodeSource>, settings: PoolSettings) -> Self {
+    pub fn new(discovery: Arc<dyn Discovery>, settings: PoolSettings) -> Self {
         let settings = PoolSettings {
             name: "draft",
-            service: DRAFT_SERVICE_NAME,
+            service: SERVICE_NAME,
             ..settings
         };
         Self {
-            pool: NodePool::start(source, settings),
+            pool: NodePool::start(PoolMembers::new(discovery, NodeKind::Draft), settings),
         }
     }
 

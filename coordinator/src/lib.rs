@@ -6,13 +6,12 @@
 //!   (admission, `validation`, request id) → `solve_task` (one request on its own task)
 //! - one request: `solve` (the phases) → `drafting` (the draft phase) → `selection_policy`,
 //!   `straggler`; then selection and the answer on a target
-//! - pools: `draft_pool` / `target_pool` over `node_pool` (members from `discovered_nodes`,
-//!   `node_source`; `node_health`, `wait_queue`, `placement`)
+//! - pools: `draft_pool` / `target_pool` over `node_pool` (members from a discovery through
+//!   `pool_members`; `node_health`, `wait_queue`, `placement`)
 //! - `metrics`, `timing`
 
 mod admission;
 mod config;
-mod discovered_nodes;
 mod draft_pool;
 mod drafting;
 mod front_door;
@@ -20,8 +19,8 @@ mod http;
 mod metrics;
 mod node_health;
 mod node_pool;
-mod node_source;
 mod placement;
+mod pool_members;
 mod selection_policy;
 mod server;
 mod service;
@@ -34,10 +33,8 @@ mod validation;
 mod wait_queue;
 
 pub use config::{CoordinatorConfig, HttpConfig, SolveDefaults};
-pub use discovered_nodes::DiscoveredNodes;
 pub use draft_pool::DraftPool;
 pub use http::serve_http;
-pub use node_source::{NodeSource, PoolMember, StaticNodes};
 pub use server::{serve, Coordinator, CoordinatorError};
 pub use solve::Solver;
 pub use target_pool::TargetPool;

@@ -1,4 +1,4 @@
-//! What the draft and target pools share: the members from their source, a lazily connected channel
+//! What the draft and target pools share: the members from their discovery, a lazily connected channel
 //! per node, each node's health (polled in the background, checked before first use, and set down at
 //! once when a call fails UNAVAILABLE), the work in flight per node against its capacity, and the queue
 //! of requests waiting for room when every node is at its limit.
@@ -13,8 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::endpoint_url;
 use crate::metrics::{metrics, NodeGauges};
 use crate::node_health::{check_health, Health};
-use crate::node_source::NodeSource;
 use crate::placement::{NodeLoad, Placement};
+use crate::pool_members::PoolMembers;
 use crate::timing::Deadline;
 use crate::wait_queue::{Ticket, WaitQueue};
 
@@ -201,7 +201,7 @@ pub struct Unreachable {
 
 pub struct NodePool {
     settings: PoolSettings,
-    source: Arc<dyn NodeSource>,
+    members: PoolMembers,
     nodes: Mutex<HashMap<String, Arc<PoolNode>>>,
     queue: Arc<WaitQueue>,
     /// Placements read the loads and add their work under this lock, so two never take the same room.
@@ -211,11 +211,11 @@ pub struct NodePool {
 
 impl NodePool {
     /// The pool, with its background health checks running when an interval is set (and a runtime is).
-    pub fn start(source: Arc<dyn NodeSource>, settings: PoolSettings) -> Arc<Self> {
+    pub fn start(members: PoolMembers, settings: PoolSettings) -> Arc<Self> {
         let pool = Arc::new(Self {
             queue: Arc::new(WaitQueue::new(metrics().queue_depth(settings.name))),
             settings,
-            source,
+            members,
             nodes: Mutex::new(HashMap::new()),
             placing: Mutex::new(()),
             turn: AtomicUsize::new(0),
@@ -238,10 +238,10 @@ impl NodePool {
         self.queue.len()
     }
 
-    /// The members now (in the source's order), with nodes that left forgotten; invalid addresses are
+    /// The members now (in the discovery's order), with nodes that left forgotten; invalid addresses are
     /// reported instead.
     fn sync_members(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
-        let members = self.source.members();
+        let members = self.members.members();
         let listed: HashSet<&str> = members.iter().map(|m| m.address.as_str()).collect();
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         nodes.retain(|address, _| {
@@ -441,8 +441,8 @@ async fn poll_health(pool: Weak<NodePool>, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node_source::StaticNodes;
     use crate::placement::plan_drafts;
+    use scot_discovery::{NodeKind, StaticDiscovery};
 
     fn settings(health_interval: Option<Duration>) -> PoolSettings {
         PoolSettings {
@@ -475,8 +475,12 @@ mod tests {
     #[tokio::test]
     async fn unreachable_and_invalid_members_leave_nothing_to_route_to() {
         // Port 9 (discard) on loopback: nothing listens there.
-        let source = Arc::new(StaticNodes(vec!["127.0.0.1:9".into(), "not a url".into()]));
-        let pool = NodePool::start(source, settings(None));
+        let discovery = Arc::new(StaticDiscovery::from_addresses(
+            &["127.0.0.1:9".into(), "not a url".into()],
+            &[],
+        ));
+        let members = PoolMembers::new(discovery, NodeKind::Draft);
+        let pool = NodePool::start(members, settings(None));
         let (up, down) = pool.routable().await;
         assert!(up.is_empty());
         assert_eq!(down.len(), 2);

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scot_discovery::NodeKind;
+use scot_discovery::{Discovery, StaticDiscovery};
 use scot_proto::coordinator_service_server::CoordinatorServiceServer;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use tokio_util::sync::CancellationToken;
@@ -13,13 +13,11 @@ use tonic::transport::Server;
 
 use crate::admission::Admission;
 use crate::config::{endpoint_url, CoordinatorConfig};
-use crate::discovered_nodes::DiscoveredNodes;
 use crate::draft_pool::DraftPool;
 use crate::front_door::FrontDoor;
 use crate::http::{router, serve_http, HttpState};
 use crate::metrics::metrics;
 use crate::node_pool::PoolSettings;
-use crate::node_source::{NodeSource, StaticNodes};
 use crate::service::CoordinatorServiceImpl;
 use crate::solve::Solver;
 use crate::target_pool::TargetPool;
@@ -44,54 +42,33 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Checks the configuration (addresses, limits, defaults) and builds the pools and the front door.
+    /// Each pool's members come from its flag's list when given, else from etcd (`--etcd-endpoints`).
     pub fn build(config: &CoordinatorConfig) -> Result<Self, CoordinatorError> {
-        Self::build_with_sources(config, None, None)
-    }
-
-    /// `build` with either pool's members from the given source instead of the flags (tests).
-    pub fn build_with_sources(
-        config: &CoordinatorConfig,
-        source: Option<Arc<dyn NodeSource>>,
-        target_source: Option<Arc<dyn NodeSource>>,
-    ) -> Result<Self, CoordinatorError> {
-        check_config(config)?;
-        let discovered = match config.etcd.config() {
-            Some(etcd) => {
-                let discovery = scot_discovery::EtcdDiscovery::spawn(etcd)
-                    .map_err(|e| CoordinatorError::Config(format!("--etcd-endpoints: {e}")))?;
-                Some(Arc::new(DiscoveredNodes::new(Arc::new(discovery))))
-            }
+        let live: Option<Arc<dyn Discovery>> = match config.etcd.config() {
+            Some(etcd) => Some(Arc::new(
+                scot_discovery::EtcdDiscovery::spawn(etcd)
+                    .map_err(|e| CoordinatorError::Config(format!("--etcd-endpoints: {e}")))?,
+            )),
             None => None,
         };
-        let static_targets = StaticNodes(config.target_nodes.clone());
-        let targets: Arc<dyn NodeSource> = match (&discovered, target_source) {
-            (_, Some(targets)) => targets,
-            (Some(nodes), None) if static_targets.members().is_empty() => {
-                nodes.pool(NodeKind::Target)
-            }
-            _ => {
-                if static_targets.members().is_empty() {
-                    return Err(CoordinatorError::Config(
-                        "--target-node (SCOT_TARGET_NODE) is required without --etcd-endpoints"
-                            .to_string(),
-                    ));
-                }
-                for member in static_targets.members() {
-                    tonic::transport::Endpoint::from_shared(endpoint_url(&member.address))
-                        .map_err(|e| {
-                            CoordinatorError::Config(format!(
-                                "--target-node {}: {e}",
-                                member.address
-                            ))
-                        })?;
-                }
-                Arc::new(static_targets)
-            }
-        };
-        let source = source.unwrap_or_else(|| match &discovered {
-            Some(nodes) if config.draft_nodes.is_empty() => nodes.pool(NodeKind::Draft),
-            _ => Arc::new(StaticNodes(config.draft_nodes.clone())),
-        });
+        Self::assemble(config, live)
+    }
+
+    /// `build` with `discovery` where etcd would be: the members of the pools whose flag is empty
+    /// (tests, and embedders with their own membership).
+    pub fn build_with_discovery(
+        config: &CoordinatorConfig,
+        discovery: Arc<dyn Discovery>,
+    ) -> Result<Self, CoordinatorError> {
+        Self::assemble(config, Some(discovery))
+    }
+
+    fn assemble(
+        config: &CoordinatorConfig,
+        live: Option<Arc<dyn Discovery>>,
+    ) -> Result<Self, CoordinatorError> {
+        check_config(config)?;
+        let members = pool_discovery(config, live)?;
         let settings = |capacity_per_slot: usize| PoolSettings {
             name: "",
             service: "",
@@ -101,9 +78,12 @@ impl Coordinator {
                 .then(|| Duration::from_millis(config.health_interval_ms)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
         };
-        let drafts = Arc::new(DraftPool::new(source, settings(config.draft_node_capacity)));
+        let drafts = Arc::new(DraftPool::new(
+            members.drafts,
+            settings(config.draft_node_capacity),
+        ));
         let targets = Arc::new(TargetPool::new(
-            targets,
+            members.targets,
             settings(config.target_node_capacity),
         ));
         let admission = Admission::new(config.http.max_concurrent_requests);
@@ -146,6 +126,47 @@ impl Coordinator {
             self.model_name.clone(),
         )))
     }
+}
+
+/// The discovery each pool reads.
+struct PoolDiscovery {
+    drafts: Arc<dyn Discovery>,
+    targets: Arc<dyn Discovery>,
+}
+
+/// Each pool reads its flag's fixed list where it names nodes, else the live discovery; without
+/// either, drafts are empty (target-only still serves) and targets an error.
+fn pool_discovery(
+    config: &CoordinatorConfig,
+    live: Option<Arc<dyn Discovery>>,
+) -> Result<PoolDiscovery, CoordinatorError> {
+    let listed = |addresses: &[String]| -> Vec<String> {
+        addresses
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (drafts, targets) = (listed(&config.draft_nodes), listed(&config.target_nodes));
+    for address in &targets {
+        tonic::transport::Endpoint::from_shared(endpoint_url(address))
+            .map_err(|e| CoordinatorError::Config(format!("--target-node {address}: {e}")))?;
+    }
+    let fixed: Arc<dyn Discovery> = Arc::new(StaticDiscovery::from_addresses(&drafts, &targets));
+    let pick = |listed: &[String]| match &live {
+        Some(live) if listed.is_empty() => live.clone(),
+        _ => fixed.clone(),
+    };
+    if targets.is_empty() && live.is_none() {
+        return Err(CoordinatorError::Config(
+            "--target-node (SCOT_TARGET_NODE) is required without --etcd-endpoints".to_string(),
+        ));
+    }
+    Ok(PoolDiscovery {
+        drafts: pick(&drafts),
+        targets: pick(&targets),
+    })
 }
 
 fn check_config(config: &CoordinatorConfig) -> Result<(), CoordinatorError> {

@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
+use scot_discovery::{Discovery, NodeKind};
+use scot_proto::target_service_server::SERVICE_NAME;
+
 use tonic::Status;
 
 use crate::node_pool::{AcquireError, NodeLease, NodePool, PoolNode, PoolSettings, Unreachable};
-use crate::node_source::NodeSource;
 use crate::placement::{pick_target, Placement};
+use crate::pool_members::PoolMembers;
 use crate::timing::Deadline;
-
-/// The gRPC service name target nodes report in their health checks.
-pub const TARGET_SERVICE_NAME: &str = "scot.v1.TargetService";
 
 /// The target one request runs on; counts as in flight on that node until dropped.
 pub type TargetLease = NodeLease;
@@ -23,14 +23,14 @@ pub struct TargetPool {
 
 impl TargetPool {
     /// `settings.name`/`service` are set here; the rest is the caller's.
-    pub fn new(source: Arc<dyn NodeSource>, settings: PoolSettings) -> Self {
+    pub fn new(discovery: Arc<dyn Discovery>, settings: PoolSettings) -> Self {
         let settings = PoolSettings {
             name: "target",
-            service: TARGET_SERVICE_NAME,
+            service: SERVICE_NAME,
             ..settings
         };
         Self {
-            pool: NodePool::start(source, settings),
+            pool: NodePool::start(PoolMembers::new(discovery, NodeKind::Target), settings),
         }
     }
 

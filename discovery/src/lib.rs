@@ -56,11 +56,11 @@
 //! ## Wiring (for the binaries)
 //!
 //! ```text
-//! coordinator: let discovery: Arc<dyn Discovery> = match args.etcd.config() {   // args.etcd: EtcdArgs
-//!                  Some(config) => Arc::new(EtcdDiscovery::spawn(config)?),
-//!                  None => Arc::new(StaticDiscovery::from_addresses(&draft_addrs, &target_addrs)) };
-//!              let mut rx = discovery.subscribe();
-//!              loop { pools.update(&rx.borrow_and_update()); rx.changed().await? }
+//! coordinator: let live: Option<Arc<dyn Discovery>> = args.etcd.config()           // args.etcd: EtcdArgs
+//!                  .map(|config| Arc::new(EtcdDiscovery::spawn(config)?));
+//!              let fixed = Arc::new(StaticDiscovery::from_addresses(&draft_nodes, &target_nodes));
+//!              // each pool reads its flag's list when it names nodes, else `live`, through
+//!              // discovery.subscribe().borrow().pool(kind) on every routing decision
 //! nodes:       let node = args.registration.node_info(NodeKind::Draft, model_name, capacity, listen)?;
 //!              let registration = args.registration.spawn(node)?;   // after the model is loaded
 //!              ... serve ...;  on SIGTERM: if let Some(r) = registration { r.deregister().await }

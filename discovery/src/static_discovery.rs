@@ -1,4 +1,4 @@
-//! Fixed membership: the one-machine default (`--draft-addr`/`--target-addr` lists).
+//! Fixed membership: the one-machine default (the coordinator's `--draft-nodes`/`--target-node` lists).
 
 use tokio::sync::watch;
 

@@ -284,7 +284,13 @@ mod tests {
         let (mapped, settings) =
             map(r#"{"messages": [{"role": "user", "content": "hi"}]}"#).unwrap();
         assert!(!mapped.stream);
-        assert_eq!(mapped.options, SolveOptions::default());
+        assert_eq!(
+            mapped.options,
+            SolveOptions {
+                mode: SolveMode::Scot as i32,
+                ..SolveOptions::default()
+            }
+        );
         assert_eq!(settings.n, 5);
         assert_eq!(settings.answer_max_tokens, 10240);
         assert_eq!(settings.draft_temperature, 0.6);

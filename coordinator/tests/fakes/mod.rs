@@ -405,7 +405,7 @@ pub async fn serve_coordinator(drafts: &[String], target: &str, extra: &[&str]) 
     }
 }
 
-/// A coordinator whose target pool is `targets` (the flag takes one address; discovery takes many).
+/// A coordinator whose target pool is `targets`, read through a discovery (as etcd's would be).
 pub async fn serve_coordinator_with_targets(
     drafts: &[String],
     targets: &[String],
@@ -421,13 +421,7 @@ pub async fn serve_coordinator_with_targets(
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Cli::parse_from(args).config;
     let discovery = scot_discovery::StaticDiscovery::from_addresses(&[], targets);
-    let nodes = Arc::new(scot_coordinator::DiscoveredNodes::new(Arc::new(discovery)));
-    let built = Built::build_with_sources(
-        &config,
-        None,
-        Some(nodes.pool(scot_discovery::NodeKind::Target)),
-    )
-    .unwrap();
+    let built = Built::build_with_discovery(&config, Arc::new(discovery)).unwrap();
     let solver = built.solver().clone();
     let (address, incoming) = listen().await;
     tokio::spawn(
