@@ -12,6 +12,7 @@
 
 mod admission;
 mod config;
+mod draft_board;
 mod draft_pool;
 mod drafting;
 mod front_door;
@@ -25,8 +26,10 @@ mod selection_policy;
 mod server;
 mod service;
 mod solve;
+mod solve_stats;
 mod solve_task;
 mod straggler;
+mod target_calls;
 mod target_pool;
 mod timing;
 mod validation;

@@ -1,29 +1,28 @@
-//! One Solve request end to end: drafts -> selection -> answer (or the correction / fallback paths),
-//! emitting phase events and collecting the request's stats.
+//! One Solve request end to end, read as its phases: drafts -> selection -> the answer after the
+//! accepted draft, or the target thinking on its own (correction, fallback, target-only). Each phase
+//! returns a value to the next; `StatsRecorder` turns them into the request's stats.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use scot_proto::generate_event::Event as GenerateEventKind;
-use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event as SolveEventKind;
-use scot_proto::target_service_client::TargetServiceClient;
 use scot_proto::{
-    AnswerPath, DraftRequest, FinishReason, GenerateRequest, GenerateResult, SelectRequest,
-    SelectionResult, SolveEvent, SolveResult, SolveStats,
+    AnswerPath, DraftRequest, GeneratePhase, GenerateRequest, GenerateToken, SelectRequest,
+    SelectionResult, SolveEvent, SolveResult,
 };
-use tonic::transport::Channel;
+use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
 use tonic::Status;
 
+use crate::draft_board::{DraftPhase, DraftPhaseError};
 use crate::draft_pool::DraftPool;
-use crate::drafting::{run_drafts, DraftOrder, DraftPhase, DraftPhaseError};
+use crate::drafting::{run_drafts, DraftOrder};
 use crate::selection_policy::offered_drafts;
+use crate::solve_stats::StatsRecorder;
 use crate::straggler::StragglerPolicy;
+use crate::target_calls;
 use crate::target_pool::{TargetLease, TargetPool};
-use crate::timing::{millis, request_with_deadline, Deadline};
+use crate::timing::Deadline;
 use crate::validation::{Mode, SolveSettings};
-use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
 
 pub struct SolveJob {
     pub request_id: String,
@@ -38,21 +37,27 @@ struct Outcome {
     answer: String,
 }
 
+/// How the draft phase ended: drafts to work with, or none (the target answers alone, for this reason).
+enum Drafted {
+    Phase(DraftPhase),
+    Unavailable(String),
+}
+
 pub struct Solver {
-    pool: Arc<DraftPool>,
+    drafts: Arc<DraftPool>,
     targets: Arc<TargetPool>,
 }
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
 
 impl Solver {
-    pub fn new(pool: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
-        Self { pool, targets }
+    pub fn new(drafts: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
+        Self { drafts, targets }
     }
 
     /// The draft pool requests run on (for readiness probes).
     pub fn draft_pool(&self) -> Arc<DraftPool> {
-        self.pool.clone()
+        self.drafts.clone()
     }
 
     /// The target pool requests run on (for readiness probes).
@@ -62,23 +67,26 @@ impl Solver {
 
     pub async fn solve(&self, job: &SolveJob, emit: Emit<'_>) -> Result<SolveResult, Status> {
         let started = Instant::now();
-        let mut stats = SolveStats::default();
-        // One target per request: selection and answer must see the same model.
-        let target = &self.targets.pick(job.deadline).await?;
+        let mut stats = StatsRecorder::default();
         let outcome = match job.settings.mode {
             Mode::TargetOnly => {
-                self.target_alone(job, target, emit, &mut stats, AnswerPath::TargetOnly)
+                let target = self.targets.pick(job.deadline).await?;
+                self.target_thinks(job, &target, emit, &mut stats, AnswerPath::TargetOnly)
                     .await?
             }
-            Mode::DraftOnly => self.draft_only(job, target, emit, &mut stats).await?,
-            Mode::Scot => self.speculative(job, target, emit, &mut stats).await?,
+            Mode::DraftOnly => self.draft_only(job, emit, &mut stats).await?,
+            Mode::Scot => {
+                // One target per request, leased before drafting: selection and answer must see the
+                // same model, and a request no target can serve fails before drafts are written.
+                let target = self.targets.pick(job.deadline).await?;
+                self.speculative(job, &target, emit, &mut stats).await?
+            }
         };
-        stats.total_ms = millis(started.elapsed());
         Ok(SolveResult {
             request_id: job.request_id.clone(),
             reasoning: outcome.reasoning,
             answer: outcome.answer,
-            stats: Some(stats),
+            stats: Some(stats.finish(started.elapsed())),
         })
     }
 
@@ -88,12 +96,11 @@ impl Solver {
         job: &SolveJob,
         target: &TargetLease,
         emit: Emit<'_>,
-        stats: &mut SolveStats,
+        stats: &mut StatsRecorder,
     ) -> Result<Outcome, Status> {
         let s = &job.settings;
-        let draft_started = Instant::now();
         let order = DraftOrder {
-            request: self.draft_request(job, false, s.draft_max_tokens),
+            request: draft_request(job, false, s.draft_max_tokens),
             n: s.n,
             policy: StragglerPolicy {
                 select_after_k: s.select_after_k,
@@ -101,76 +108,129 @@ impl Solver {
             },
             include_texts: s.include_draft_texts,
         };
-        let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
-            Ok(phase) => phase,
-            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => {
-                return Err(status)
-            }
-            Err(DraftPhaseError::Unavailable(reason)) => {
+        let phase = match self.draft_phase(job, order, emit, stats).await? {
+            Drafted::Phase(phase) => phase,
+            Drafted::Unavailable(reason) => {
                 tracing::warn!(request_id = %job.request_id, %reason, "target answers alone");
-                stats.draft_ms = millis(draft_started.elapsed());
-                stats.fallback_reason = reason;
+                stats.note(reason);
                 return self
-                    .target_alone(job, target, emit, stats, AnswerPath::TargetFallback)
+                    .target_thinks(job, target, emit, stats, AnswerPath::TargetFallback)
                     .await;
             }
         };
-        stats.draft_ms = millis(draft_started.elapsed());
-        record_drafts(stats, &phase);
-        let mut notes: Vec<String> = phase.failures.clone();
-        if let Some(cutoff) = &phase.cutoff {
-            notes.push(cutoff.describe());
-        }
-
         let offered = offered_drafts(&phase.drafts, s.drop_capped_drafts);
-        for &position in &offered {
-            if let Some(draft) = phase.drafts.get(position) {
-                if let Some(info) = stats.drafts.iter_mut().find(|i| i.index == draft.index) {
-                    info.offered = true;
-                }
-            }
+        stats.drafts(&phase, &offered, phase.elapsed);
+        for failure in &phase.failures {
+            stats.note(failure.clone());
+        }
+        if let Some(cutoff) = &phase.cutoff {
+            stats.note(cutoff.describe());
         }
         if offered.is_empty() {
-            notes.push("no draft was offered to selection: every draft hit the cap".to_string());
-            stats.fallback_reason = notes.join("; ");
-            return self.correction(job, target, emit, stats).await;
+            stats.note("no draft was offered to selection: every draft hit the cap");
+            return self
+                .target_thinks(job, target, emit, stats, AnswerPath::TargetCorrection)
+                .await;
         }
 
-        stats.selection_policy = s.selection.policy.name().to_string();
+        let decision = self
+            .selection(job, target, &phase, &offered, emit, stats)
+            .await?;
+        match decision {
+            Decision::Accept { option, basis } => {
+                let draft = offered
+                    .get(option as usize - 1)
+                    .and_then(|&p| phase.drafts.get(p))
+                    .ok_or_else(|| Status::internal("selected option has no draft"))?;
+                let text = draft.text.clone().unwrap_or_default();
+                stats.accepted(draft, basis.name());
+                // Stream the accepted draft as the thinking before the answer's tokens.
+                emit(SolveEvent {
+                    event: Some(SolveEventKind::Token(GenerateToken {
+                        text: text.clone(),
+                        phase: GeneratePhase::Thinking as i32,
+                    })),
+                });
+                let result = target_calls::generate(
+                    target,
+                    generate_request(job, Some(text.clone())),
+                    job.deadline,
+                    emit,
+                )
+                .await?;
+                stats.generation(AnswerPath::DraftAccepted, &result);
+                Ok(Outcome {
+                    reasoning: text,
+                    answer: result.answer,
+                })
+            }
+            Decision::Reject(reason) => {
+                stats.note(reason.to_string());
+                self.target_thinks(job, target, emit, stats, AnswerPath::TargetCorrection)
+                    .await
+            }
+        }
+    }
+
+    /// The drafts of `order`; a refusal or a full pool is the client's error, no draft at all lets
+    /// the target answer alone.
+    async fn draft_phase(
+        &self,
+        job: &SolveJob,
+        order: DraftOrder,
+        emit: Emit<'_>,
+        stats: &mut StatsRecorder,
+    ) -> Result<Drafted, Status> {
+        let started = Instant::now();
+        match run_drafts(&self.drafts, order, job.deadline, emit).await {
+            Ok(phase) => Ok(Drafted::Phase(phase)),
+            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => Err(status),
+            Err(DraftPhaseError::Unavailable(reason)) => {
+                stats.drafting_failed(started.elapsed());
+                Ok(Drafted::Unavailable(reason))
+            }
+        }
+    }
+
+    /// The vote among the offered drafts, the target's selection prefill where its verdict can
+    /// change the decision, and the decision; announced to the client as the Selection event.
+    async fn selection(
+        &self,
+        job: &SolveJob,
+        target: &TargetLease,
+        phase: &DraftPhase,
+        offered: &[usize],
+        emit: Emit<'_>,
+        stats: &mut StatsRecorder,
+    ) -> Result<Decision, Status> {
+        let s = &job.settings;
         let answers: Vec<Option<String>> = offered
             .iter()
-            .map(|&p| phase.drafts.get(p).and_then(|d| d.answer.clone()))
+            .map(|&p| {
+                phase
+                    .drafts
+                    .get(p)
+                    .and_then(|d| d.answer().map(str::to_string))
+            })
             .collect();
         let tally = AnswerTally::count(&answers);
-        stats.votes = tally.top_votes();
-        let select_started = Instant::now();
-        let selection = if needs_target(&s.selection, &tally) {
-            let texts: Vec<String> = offered
-                .iter()
-                .filter_map(|&p| phase.drafts.get(p).map(|d| d.text.clone()))
-                .collect();
-            let response = target_client(target)
-                .select(request_with_deadline(
-                    SelectRequest {
-                        request_id: job.request_id.clone(),
-                        problem: job.problem.clone(),
-                        drafts: texts,
-                        template: s.template.clone(),
-                        permutations: s.select_permutations.min(offered.len() as u32),
-                    },
-                    job.deadline,
-                ))
-                .await
-                .map_err(|status| target_status(target, status))?
-                .into_inner();
-            stats.select_ms = millis(select_started.elapsed());
-            stats.target_scored = true;
-            stats.option_probs = response.option_probs.clone();
-            stats.option_logprobs = response.option_logprobs.clone();
-            stats.debiased_probs = response.debiased_probs.clone();
-            stats.target_prompt_tokens += response.prompt_tokens;
+        stats.votes(s.selection.policy, &tally);
+        let target_read = if needs_target(&s.selection, &tally) {
+            let started = Instant::now();
+            let request = SelectRequest {
+                request_id: job.request_id.clone(),
+                problem: job.problem.clone(),
+                drafts: offered
+                    .iter()
+                    .filter_map(|&p| phase.drafts.get(p).and_then(|d| d.text.clone()))
+                    .collect(),
+                template: s.template.clone(),
+                permutations: s.select_permutations.min(offered.len() as u32),
+            };
+            let response = target_calls::select(target, request, job.deadline).await?;
+            stats.target_selection(&response, started.elapsed());
             if s.selection.policy.uses_prior() && response.debiased_probs.is_empty() {
-                notes.push(format!(
+                stats.note(format!(
                     "the target node has no selection prior for {} drafts (template set {:?}): raw probabilities decided",
                     offered.len(),
                     response.template_set
@@ -180,113 +240,61 @@ impl Solver {
         } else {
             None
         };
-        let verdict = selection.as_ref().map(|r| TargetVerdict {
+        let verdict = target_read.as_ref().map(|r| TargetVerdict {
             probs: &r.option_probs,
             debiased: (!r.debiased_probs.is_empty()).then_some(&r.debiased_probs[..]),
         });
         let decision = decide(&s.selection, &tally, verdict.as_ref());
-        let none_option = offered.len() as u32 + 1;
-        stats.chosen = match decision {
-            Decision::Accept { option, .. } => option,
-            Decision::Reject(_) => none_option,
-        };
+        stats.decision(&decision, offered.len());
+        let recorded = stats.stats();
         emit(SolveEvent {
             event: Some(SolveEventKind::Selection(SelectionResult {
-                chosen: selection.as_ref().map_or(0, |r| r.chosen),
+                chosen: target_read.as_ref().map_or(0, |r| r.chosen),
                 none_correct: !matches!(decision, Decision::Accept { .. }),
-                option_probs: stats.option_probs.clone(),
-                elapsed_ms: stats.select_ms,
-                debiased_probs: stats.debiased_probs.clone(),
-                votes: stats.votes,
-                policy: stats.selection_policy.clone(),
+                option_probs: recorded.option_probs.clone(),
+                elapsed_ms: recorded.select_ms,
+                debiased_probs: recorded.debiased_probs.clone(),
+                votes: recorded.votes,
+                policy: recorded.selection_policy.clone(),
                 accepted_option: match decision {
                     Decision::Accept { option, .. } => option,
                     Decision::Reject(_) => 0,
                 },
             })),
         });
-
-        match decision {
-            Decision::Accept { option, basis } => {
-                let draft = offered
-                    .get(option as usize - 1)
-                    .and_then(|&p| phase.drafts.get(p))
-                    .ok_or_else(|| Status::internal("selected option has no draft"))?;
-                stats.chosen_draft = Some(draft.index);
-                stats.accept_basis = basis.name().to_string();
-                stats.answer_from_draft = true;
-                stats.path = AnswerPath::DraftAccepted as i32;
-                stats.fallback_reason = notes.join("; ");
-                // Stream the accepted draft as the thinking before the answer's tokens.
-                emit(SolveEvent {
-                    event: Some(SolveEventKind::Token(scot_proto::GenerateToken {
-                        text: draft.text.clone(),
-                        phase: scot_proto::GeneratePhase::Thinking as i32,
-                    })),
-                });
-                let result = self
-                    .generate(job, target, Some(draft.text.clone()), emit)
-                    .await?;
-                record_generation(stats, &result);
-                Ok(Outcome {
-                    reasoning: draft.text.clone(),
-                    answer: result.answer,
-                })
-            }
-            Decision::Reject(reason) => {
-                notes.push(reason.to_string());
-                stats.fallback_reason = notes.join("; ");
-                self.correction(job, target, emit, stats).await
-            }
-        }
+        Ok(decision)
     }
 
-    /// "All wrong": the target thinks from scratch, then answers.
-    async fn correction(
+    /// The target thinks from scratch, then answers: correction ("all wrong"), fallback (no drafts)
+    /// or target-only.
+    async fn target_thinks(
         &self,
         job: &SolveJob,
         target: &TargetLease,
         emit: Emit<'_>,
-        stats: &mut SolveStats,
-    ) -> Result<Outcome, Status> {
-        stats.path = AnswerPath::TargetCorrection as i32;
-        let result = self.generate(job, target, None, emit).await?;
-        record_generation(stats, &result);
-        Ok(Outcome {
-            reasoning: result.thinking,
-            answer: result.answer,
-        })
-    }
-
-    async fn target_alone(
-        &self,
-        job: &SolveJob,
-        target: &TargetLease,
-        emit: Emit<'_>,
-        stats: &mut SolveStats,
+        stats: &mut StatsRecorder,
         path: AnswerPath,
     ) -> Result<Outcome, Status> {
-        stats.path = path as i32;
-        let result = self.generate(job, target, None, emit).await?;
-        record_generation(stats, &result);
+        let result =
+            target_calls::generate(target, generate_request(job, None), job.deadline, emit).await?;
+        stats.generation(path, &result);
         Ok(Outcome {
             reasoning: result.thinking,
             answer: result.answer,
         })
     }
 
-    /// The draft model alone: one draft that keeps going past the end of thinking into the answer.
+    /// The draft model alone: one draft that keeps going past the end of thinking into the answer. A
+    /// target is leased only when no draft node can write it.
     async fn draft_only(
         &self,
         job: &SolveJob,
-        target: &TargetLease,
         emit: Emit<'_>,
-        stats: &mut SolveStats,
+        stats: &mut StatsRecorder,
     ) -> Result<Outcome, Status> {
         let s = &job.settings;
-        let started = Instant::now();
         let order = DraftOrder {
-            request: self.draft_request(
+            request: draft_request(
                 job,
                 true,
                 s.draft_max_tokens.saturating_add(s.answer_max_tokens),
@@ -295,122 +303,56 @@ impl Solver {
             policy: StragglerPolicy::default(),
             include_texts: s.include_draft_texts,
         };
-        let phase = match run_drafts(&self.pool, order, job.deadline, emit).await {
-            Ok(phase) => phase,
-            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => {
-                return Err(status)
-            }
-            Err(DraftPhaseError::Unavailable(reason)) => {
-                stats.fallback_reason = reason;
+        let phase = match self.draft_phase(job, order, emit, stats).await? {
+            Drafted::Phase(phase) => phase,
+            Drafted::Unavailable(reason) => {
+                stats.note(reason);
+                let target = self.targets.pick(job.deadline).await?;
                 return self
-                    .target_alone(job, target, emit, stats, AnswerPath::TargetFallback)
+                    .target_thinks(job, &target, emit, stats, AnswerPath::TargetFallback)
                     .await;
             }
         };
-        stats.draft_ms = millis(started.elapsed());
-        record_drafts(stats, &phase);
-        stats.path = AnswerPath::DraftOnly as i32;
-        stats.answer_from_draft = true;
-        let draft = phase.drafts.first();
-        stats.answer_finish = draft.map_or(FinishReason::Unspecified, |d| d.finish) as i32;
-        let text = draft.map(|d| d.text.clone()).unwrap_or_default();
+        stats.drafts(&phase, &[], phase.elapsed);
+        let draft = phase.drafts.iter().find(|d| d.is_finished());
+        stats.draft_answer(draft);
+        let text = draft.and_then(|d| d.text.clone()).unwrap_or_default();
         let (reasoning, answer) = split_thinking(&text, &s.think_end);
         Ok(Outcome { reasoning, answer })
     }
+}
 
-    fn draft_request(&self, job: &SolveJob, include_answer: bool, max_tokens: u32) -> DraftRequest {
-        let s = &job.settings;
-        DraftRequest {
-            request_id: job.request_id.clone(),
-            problem: job.problem.clone(),
-            draft_indices: Vec::new(),
-            temperature: s.draft_temperature,
-            top_p: s.draft_top_p,
-            top_k: s.draft_top_k,
-            max_tokens,
-            seed: s.seed,
-            template: s.template.clone(),
-            think_end: s.think_end.clone(),
-            include_answer,
-        }
-    }
-
-    /// Streams the target's thinking (when `accepted` is None) and answer to the client.
-    async fn generate(
-        &self,
-        job: &SolveJob,
-        target: &TargetLease,
-        accepted: Option<String>,
-        emit: Emit<'_>,
-    ) -> Result<GenerateResult, Status> {
-        let s = &job.settings;
-        let request = GenerateRequest {
-            request_id: job.request_id.clone(),
-            problem: job.problem.clone(),
-            accepted_draft: accepted,
-            max_thinking_tokens: s.thinking_max_tokens,
-            max_answer_tokens: s.answer_max_tokens,
-            temperature: 0.0,
-            seed: s.seed,
-            template: s.template.clone(),
-            think_end: s.think_end.clone(),
-        };
-        let mut stream = target_client(target)
-            .generate(request_with_deadline(request, job.deadline))
-            .await
-            .map_err(|status| target_status(target, status))?
-            .into_inner();
-        while let Some(event) = stream.next().await {
-            let event = event.map_err(|status| target_status(target, status))?;
-            match event.event {
-                Some(GenerateEventKind::Token(token)) => emit(SolveEvent {
-                    event: Some(SolveEventKind::Token(token)),
-                }),
-                Some(GenerateEventKind::Result(result)) => return Ok(result),
-                None => {}
-            }
-        }
-        Err(Status::unavailable(format!(
-            "target node {} ended its answer stream without a result",
-            target.address()
-        )))
+fn draft_request(job: &SolveJob, include_answer: bool, max_tokens: u32) -> DraftRequest {
+    let s = &job.settings;
+    DraftRequest {
+        request_id: job.request_id.clone(),
+        problem: job.problem.clone(),
+        draft_indices: Vec::new(),
+        temperature: s.draft_temperature,
+        top_p: s.draft_top_p,
+        top_k: s.draft_top_k,
+        max_tokens,
+        seed: s.seed,
+        template: s.template.clone(),
+        think_end: s.think_end.clone(),
+        include_answer,
     }
 }
 
-fn target_client(target: &TargetLease) -> TargetServiceClient<Channel> {
-    TargetServiceClient::new(target.channel())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-/// The target's error, naming the node; UNAVAILABLE also takes the node out of routing until its
-/// health check says SERVING again.
-fn target_status(target: &TargetLease, status: Status) -> Status {
-    if status.code() == tonic::Code::Unavailable {
-        target.node().mark_down(status.message());
+/// The target's answer, after `accepted` (the chosen draft) or after thinking of its own.
+fn generate_request(job: &SolveJob, accepted: Option<String>) -> GenerateRequest {
+    let s = &job.settings;
+    GenerateRequest {
+        request_id: job.request_id.clone(),
+        problem: job.problem.clone(),
+        accepted_draft: accepted,
+        max_thinking_tokens: s.thinking_max_tokens,
+        max_answer_tokens: s.answer_max_tokens,
+        temperature: 0.0,
+        seed: s.seed,
+        template: s.template.clone(),
+        think_end: s.think_end.clone(),
     }
-    Status::new(
-        status.code(),
-        format!("target node {}: {}", target.address(), status.message()),
-    )
-}
-
-fn record_drafts(stats: &mut SolveStats, phase: &DraftPhase) {
-    stats.drafts = phase.infos.clone();
-    stats.draft_tokens = phase.infos.iter().map(|i| u64::from(i.token_count)).sum();
-    stats.draft_model = phase.model.clone();
-}
-
-fn record_generation(stats: &mut SolveStats, result: &GenerateResult) {
-    stats.target_thinking_ms = result.thinking_ms;
-    stats.answer_ms = result.answer_ms;
-    stats.target_tokens = u64::from(result.thinking_tokens) + u64::from(result.answer_tokens);
-    stats.target_thinking_tokens = result.thinking_tokens;
-    stats.answer_tokens = result.answer_tokens;
-    stats.answer_finish = result.answer_finish;
-    stats.target_prompt_tokens += result.prompt_tokens;
-    stats.prompt_tokens = result.prompt_tokens;
-    stats.target_model = result.model.clone();
 }
 
 /// Splits a draft-only text at the end-of-thinking marker: (thinking, answer). Without the marker the
