@@ -8,7 +8,7 @@ use std::time::Instant;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{
     AnswerPath, DraftRequest, GeneratePhase, GenerateRequest, GenerateToken, SelectRequest,
-    SelectionResult, SolveEvent, SolveResult,
+    SelectionResult, SolveEvent, SolveMode, SolveResult,
 };
 use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
 use tonic::Status;
@@ -22,7 +22,7 @@ use crate::straggler::StragglerPolicy;
 use crate::target_calls;
 use crate::target_pool::{TargetLease, TargetPool};
 use crate::timing::Deadline;
-use crate::validation::{Mode, SolveSettings};
+use crate::validation::SolveSettings;
 
 pub struct SolveJob {
     pub request_id: String,
@@ -69,13 +69,13 @@ impl Solver {
         let started = Instant::now();
         let mut stats = StatsRecorder::default();
         let outcome = match job.settings.mode {
-            Mode::TargetOnly => {
+            SolveMode::TargetOnly => {
                 let target = self.targets.pick(job.deadline).await?;
                 self.target_thinks(job, &target, emit, &mut stats, AnswerPath::TargetOnly)
                     .await?
             }
-            Mode::DraftOnly => self.draft_only(job, emit, &mut stats).await?,
-            Mode::Scot => {
+            SolveMode::DraftOnly => self.draft_only(job, emit, &mut stats).await?,
+            SolveMode::Scot | SolveMode::Unspecified => {
                 // One target per request, leased before drafting: selection and answer must see the
                 // same model, and a request no target can serve fails before drafts are written.
                 let target = self.targets.pick(job.deadline).await?;

@@ -2,7 +2,7 @@
 //! field that is wrong (typed, so each door words it in its own names) and what would be accepted.
 
 use scot_proto::limits::{MAX_DRAFTS, MAX_MARKER_BYTES};
-use scot_proto::{SolveMode, SolveRequest};
+use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 use scot_selection::{InvalidPolicy, PolicyParams, SelectionPolicy};
 
 use crate::config::SolveDefaults;
@@ -14,17 +14,11 @@ pub const MAX_PROBLEM_BYTES: usize = 1 << 20;
 const MAX_TEMPERATURE: f32 = 100.0;
 const MAX_TEMPLATE_NAME: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Scot,
-    TargetOnly,
-    DraftOnly,
-}
-
 /// A request's knobs, all resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SolveSettings {
-    pub mode: Mode,
+    /// Never `Unspecified` (that is SCoT).
+    pub mode: SolveMode,
     pub n: u32,
     pub draft_temperature: f32,
     pub draft_top_p: f32,
@@ -150,13 +144,12 @@ pub fn validate_request(
 
 /// Resolves `SolveOptions` against the defaults (also used to check the defaults at start-up).
 pub fn resolve_options(
-    options: &scot_proto::SolveOptions,
+    options: &SolveOptions,
     defaults: &SolveDefaults,
 ) -> Result<SolveSettings, InvalidRequest> {
     let mode = match SolveMode::try_from(options.mode) {
-        Ok(SolveMode::Unspecified) | Ok(SolveMode::Scot) => Mode::Scot,
-        Ok(SolveMode::TargetOnly) => Mode::TargetOnly,
-        Ok(SolveMode::DraftOnly) => Mode::DraftOnly,
+        Ok(SolveMode::Unspecified) => SolveMode::Scot,
+        Ok(mode) => mode,
         Err(_) => {
             return Err(InvalidRequest::new(
                 Field::Mode,
@@ -168,116 +161,46 @@ pub fn resolve_options(
         }
     };
     let n = options.n.unwrap_or(defaults.n);
-    if n == 0 || n > MAX_DRAFTS {
-        return Err(InvalidRequest::new(
-            Field::N,
-            format!(" = {n}: the number of drafts must be between 1 and {MAX_DRAFTS}"),
-        ));
-    }
-    let draft_temperature = options
-        .draft_temperature
-        .unwrap_or(defaults.draft_temperature);
-    if !draft_temperature.is_finite() || !(0.0..=MAX_TEMPERATURE).contains(&draft_temperature) {
-        return Err(InvalidRequest::new(
-            Field::DraftTemperature,
-            format!(
-                " = {draft_temperature}: must be a number from 0 (greedy) to {MAX_TEMPERATURE}"
-            ),
-        ));
-    }
-    let draft_top_p = options.draft_top_p.unwrap_or(defaults.draft_top_p);
-    if !draft_top_p.is_finite() || draft_top_p <= 0.0 || draft_top_p > 1.0 {
-        return Err(InvalidRequest::new(
-            Field::DraftTopP,
-            format!(" = {draft_top_p}: must be in (0, 1] (1 = off)"),
-        ));
-    }
-    let draft_top_k = options.draft_top_k.unwrap_or(defaults.draft_top_k);
-    let cap = |field: Field, value: u32| -> Result<u32, InvalidRequest> {
-        if value == 0 || value > MAX_TOKEN_CAP {
-            Err(InvalidRequest::new(
-                field,
-                format!(" = {value}: a token cap must be between 1 and {MAX_TOKEN_CAP}"),
-            ))
-        } else {
-            Ok(value)
-        }
-    };
-    let draft_max_tokens = cap(
-        Field::DraftMaxTokens,
-        options
-            .draft_max_tokens
-            .unwrap_or(defaults.draft_max_tokens),
-    )?;
-    let thinking_max_tokens = cap(
-        Field::ThinkingMaxTokens,
-        options
-            .thinking_max_tokens
-            .unwrap_or(defaults.thinking_max_tokens),
-    )?;
-    let answer_max_tokens = cap(
-        Field::AnswerMaxTokens,
-        options
-            .answer_max_tokens
-            .unwrap_or(defaults.answer_max_tokens),
-    )?;
-    let selection = resolve_selection(options, defaults, n)?;
+    ensure((1..=MAX_DRAFTS).contains(&n), Field::N, || {
+        format!(" = {n}: the number of drafts must be between 1 and {MAX_DRAFTS}")
+    })?;
+    let sampling = resolve_sampling(options, defaults)?;
     let select_permutations = options
         .select_permutations
         .unwrap_or(defaults.select_permutations);
-    if select_permutations == 0 || select_permutations > n {
-        return Err(InvalidRequest::new(
-            Field::SelectPermutations,
-            format!(" = {select_permutations}: must be between 1 (the order given) and n = {n}"),
-        ));
-    }
-    let select_after_k = options.select_after_k.or(defaults.select_after_k);
-    if let Some(k) = select_after_k {
-        if k == 0 || k > n {
-            return Err(InvalidRequest::new(
-                Field::SelectAfterK,
-                format!(" = {k}: must be between 1 and n = {n} (unset = wait for all drafts)"),
-            ));
-        }
-    }
-    let straggler_ratio = options.straggler_ratio.or(defaults.straggler_ratio);
-    if let Some(ratio) = straggler_ratio {
-        if !ratio.is_finite() || ratio < 1.0 {
-            return Err(InvalidRequest::new(
-                Field::StragglerRatio,
-                format!(" = {ratio}: must be a number >= 1 (unset = off)"),
-            ));
-        }
-    }
-    let template = if options.template.is_empty() {
-        defaults.template.clone()
-    } else {
-        options.template.clone()
-    };
-    check_template_name(&template)?;
-    let think_end = options
-        .think_end
-        .clone()
-        .unwrap_or_else(|| defaults.think_end.clone());
-    if think_end.trim().is_empty() || think_end.len() > MAX_MARKER_BYTES {
-        return Err(InvalidRequest::new(
-            Field::ThinkEnd,
-            format!(
-                " = {think_end:?}: the end-of-thinking marker must be non-blank and at most {MAX_MARKER_BYTES} bytes"
-            ),
-        ));
-    }
+    ensure(
+        (1..=n).contains(&select_permutations),
+        Field::SelectPermutations,
+        || format!(" = {select_permutations}: must be between 1 (the order given) and n = {n}"),
+    )?;
+    let (select_after_k, straggler_ratio) = resolve_stragglers(options, defaults, n)?;
+    let (template, think_end) = resolve_template(options, defaults)?;
     Ok(SolveSettings {
         mode,
         n,
-        draft_temperature,
-        draft_top_p,
-        draft_top_k,
-        draft_max_tokens,
-        thinking_max_tokens,
-        answer_max_tokens,
+        draft_temperature: sampling.temperature,
+        draft_top_p: sampling.top_p,
+        draft_top_k: options.draft_top_k.unwrap_or(defaults.draft_top_k),
+        draft_max_tokens: token_cap(
+            Field::DraftMaxTokens,
+            options
+                .draft_max_tokens
+                .unwrap_or(defaults.draft_max_tokens),
+        )?,
+        thinking_max_tokens: token_cap(
+            Field::ThinkingMaxTokens,
+            options
+                .thinking_max_tokens
+                .unwrap_or(defaults.thinking_max_tokens),
+        )?,
+        answer_max_tokens: token_cap(
+            Field::AnswerMaxTokens,
+            options
+                .answer_max_tokens
+                .unwrap_or(defaults.answer_max_tokens),
+        )?,
         seed: options.seed.unwrap_or(defaults.seed),
-        selection,
+        selection: resolve_selection(options, defaults, n)?,
         select_permutations,
         include_draft_texts: options.include_draft_texts,
         select_after_k,
@@ -288,9 +211,100 @@ pub fn resolve_options(
     })
 }
 
+/// `Ok` when `ok`, else the refusal of `field` with `detail`.
+fn ensure(ok: bool, field: Field, detail: impl FnOnce() -> String) -> Result<(), InvalidRequest> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidRequest::new(field, detail()))
+    }
+}
+
+fn token_cap(field: Field, value: u32) -> Result<u32, InvalidRequest> {
+    ensure((1..=MAX_TOKEN_CAP).contains(&value), field, || {
+        format!(" = {value}: a token cap must be between 1 and {MAX_TOKEN_CAP}")
+    })?;
+    Ok(value)
+}
+
+struct Sampling {
+    temperature: f32,
+    top_p: f32,
+}
+
+/// The drafts' temperature and top-p.
+fn resolve_sampling(
+    options: &SolveOptions,
+    defaults: &SolveDefaults,
+) -> Result<Sampling, InvalidRequest> {
+    let temperature = options
+        .draft_temperature
+        .unwrap_or(defaults.draft_temperature);
+    ensure(
+        temperature.is_finite() && (0.0..=MAX_TEMPERATURE).contains(&temperature),
+        Field::DraftTemperature,
+        || format!(" = {temperature}: must be a number from 0 (greedy) to {MAX_TEMPERATURE}"),
+    )?;
+    let top_p = options.draft_top_p.unwrap_or(defaults.draft_top_p);
+    ensure(
+        top_p.is_finite() && top_p > 0.0 && top_p <= 1.0,
+        Field::DraftTopP,
+        || format!(" = {top_p}: must be in (0, 1] (1 = off)"),
+    )?;
+    Ok(Sampling { temperature, top_p })
+}
+
+/// The straggler switches (select after k drafts, the straggler ratio); unset is off.
+fn resolve_stragglers(
+    options: &SolveOptions,
+    defaults: &SolveDefaults,
+    n: u32,
+) -> Result<(Option<u32>, Option<f32>), InvalidRequest> {
+    let select_after_k = options.select_after_k.or(defaults.select_after_k);
+    if let Some(k) = select_after_k {
+        ensure((1..=n).contains(&k), Field::SelectAfterK, || {
+            format!(" = {k}: must be between 1 and n = {n} (unset = wait for all drafts)")
+        })?;
+    }
+    let straggler_ratio = options.straggler_ratio.or(defaults.straggler_ratio);
+    if let Some(ratio) = straggler_ratio {
+        ensure(
+            ratio.is_finite() && ratio >= 1.0,
+            Field::StragglerRatio,
+            || format!(" = {ratio}: must be a number >= 1 (unset = off)"),
+        )?;
+    }
+    Ok((select_after_k, straggler_ratio))
+}
+
+/// The template set's name and the end-of-thinking marker.
+fn resolve_template(
+    options: &SolveOptions,
+    defaults: &SolveDefaults,
+) -> Result<(String, String), InvalidRequest> {
+    let template = if options.template.is_empty() {
+        defaults.template.clone()
+    } else {
+        options.template.clone()
+    };
+    check_template_name(&template)?;
+    let think_end = options
+        .think_end
+        .clone()
+        .unwrap_or_else(|| defaults.think_end.clone());
+    ensure(
+        !think_end.trim().is_empty() && think_end.len() <= MAX_MARKER_BYTES,
+        Field::ThinkEnd,
+        || {
+            format!(" = {think_end:?}: the end-of-thinking marker must be non-blank and at most {MAX_MARKER_BYTES} bytes")
+        },
+    )?;
+    Ok((template, think_end))
+}
+
 /// The selection policy and its knobs: the request's, else the server's defaults, else the policy's.
 fn resolve_selection(
-    options: &scot_proto::SolveOptions,
+    options: &SolveOptions,
     defaults: &SolveDefaults,
     n: u32,
 ) -> Result<PolicyParams, InvalidRequest> {
@@ -369,7 +383,7 @@ mod tests {
     #[test]
     fn empty_options_give_the_papers_defaults() {
         let s = check(SolveOptions::default()).unwrap();
-        assert_eq!(s.mode, Mode::Scot);
+        assert_eq!(s.mode, SolveMode::Scot);
         assert_eq!(s.n, 5);
         assert_eq!(s.draft_temperature, 0.6);
         assert_eq!(s.draft_max_tokens, 5000);
@@ -399,7 +413,7 @@ mod tests {
         assert_eq!(s.selection.accept_threshold, Some(1.0));
         assert_eq!(s.select_after_k, Some(2));
         assert_eq!(s.template, "short");
-        assert_eq!(s.mode, Mode::TargetOnly);
+        assert_eq!(s.mode, SolveMode::TargetOnly);
     }
 
     #[test]

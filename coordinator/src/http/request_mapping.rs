@@ -225,7 +225,7 @@ pub fn refusal_error(refused: &Refused) -> ApiError {
 mod tests {
     use super::*;
     use crate::config::SolveDefaults;
-    use crate::validation::{validate_request, Mode, SolveSettings};
+    use crate::validation::{validate_request, SolveSettings};
     use scot_proto::SolveRequest;
 
     /// The mapping, then the front door's checks as the handler sees them.
@@ -264,7 +264,7 @@ mod tests {
         let (mapped, s) = mapped;
         assert_eq!(mapped.problem, "What is 2+3?");
         assert!(mapped.stream && mapped.include_usage);
-        assert_eq!(s.mode, Mode::Scot);
+        assert_eq!(s.mode, SolveMode::Scot);
         assert_eq!(
             (
                 s.n,
@@ -304,7 +304,7 @@ mod tests {
         .unwrap();
         assert_eq!(mapped.problem, "Compute\n1+1");
         assert_eq!(settings.answer_max_tokens, 9);
-        assert_eq!(settings.mode, Mode::TargetOnly);
+        assert_eq!(settings.mode, SolveMode::TargetOnly);
         assert_eq!(settings.n, 3);
     }
 
