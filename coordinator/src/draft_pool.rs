@@ -34,7 +34,7 @@ impl DraftPool {
     /// `settings.name`/`service` are set here; the rest is the caller's.
     pub fn new(discovery: Arc<dyn Discovery>, settings: PoolSettings) -> Self {
         let settings = PoolSettings {
-            name: "draft",
+            name: NodeKind::Draft.as_str(),
             service: SERVICE_NAME,
             ..settings
         };

@@ -1,4 +1,5 @@
-//! `coordinator`: serves the CoordinatorService (Solve) in front of a draft pool and a target node.
+//! `coordinator`: serves the CoordinatorService (Solve, gRPC) and the OpenAI-compatible HTTP API in front of
+//! the draft and target pools.
 
 use anyhow::Context;
 use clap::Parser;

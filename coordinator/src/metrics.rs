@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use scot_discovery::NodeKind;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{AnswerPath, SolveEvent, SolveResult, SolveStats};
 use scot_telemetry::register;
@@ -439,13 +440,13 @@ impl CoordinatorMetrics {
                 .inc_by(ms / 1000.0);
         };
         generated(
-            "draft",
+            NodeKind::Draft.as_str(),
             &stats.draft_model,
             stats.draft_tokens,
             stats.draft_ms,
         );
         generated(
-            "target",
+            NodeKind::Target.as_str(),
             &stats.target_model,
             stats.target_tokens,
             stats.target_thinking_ms + stats.answer_ms,

@@ -25,7 +25,7 @@ impl TargetPool {
     /// `settings.name`/`service` are set here; the rest is the caller's.
     pub fn new(discovery: Arc<dyn Discovery>, settings: PoolSettings) -> Self {
         let settings = PoolSettings {
-            name: "target",
+            name: NodeKind::Target.as_str(),
             service: SERVICE_NAME,
             ..settings
         };
