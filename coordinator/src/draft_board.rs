@@ -116,10 +116,7 @@ impl DraftBoard {
     /// error; anything else is noted and the node's drafts stay lost.
     pub fn call_failed(&mut self, node: &PoolNode, status: Status) -> Result<(), DraftPhaseError> {
         if is_rejection(&status) {
-            return Err(DraftPhaseError::Rejected(node_status(
-                &node.address,
-                status,
-            )));
+            return Err(DraftPhaseError::Rejected(node.named(&status)));
         }
         tracing::warn!(node = %node.address, error = %status, "draft call failed");
         self.note_failure(node, &status);
@@ -137,12 +134,11 @@ impl DraftBoard {
             Some(Ok(DraftEvent { event: Some(event) })) => self.on_event(slot, event, emit),
             Some(Ok(DraftEvent { event: None })) => {}
             Some(Err(status)) => {
-                let address = self.address(slot);
-                if is_rejection(&status) {
-                    return Err(DraftPhaseError::Rejected(node_status(&address, status)));
-                }
-                tracing::warn!(node = %address, error = %status, "draft stream failed");
                 if let Some(node) = self.slots.get(slot).map(|s| s.node.clone()) {
+                    if is_rejection(&status) {
+                        return Err(DraftPhaseError::Rejected(node.named(&status)));
+                    }
+                    tracing::warn!(node = %node.address, error = %status, "draft stream failed");
                     self.note_failure(&node, &status);
                 }
                 self.lose_slot(slot);
@@ -286,7 +282,7 @@ impl DraftBoard {
     }
 
     fn note_failure(&mut self, node: &PoolNode, status: &Status) {
-        mark_down_if_unavailable(node, status);
+        node.call_failed(status);
         self.failures
             .push(format!("{}: {}", node.address, status.message()));
     }
@@ -295,18 +291,4 @@ impl DraftBoard {
 /// Errors that are the request's fault, not the node's: they go back to the client.
 pub fn is_rejection(status: &Status) -> bool {
     matches!(status.code(), Code::InvalidArgument | Code::OutOfRange)
-}
-
-/// UNAVAILABLE from a node (connection refused, shutting down): out of routing until it is healthy.
-pub fn mark_down_if_unavailable(node: &PoolNode, status: &Status) {
-    if status.code() == Code::Unavailable {
-        node.mark_down(status.message());
-    }
-}
-
-fn node_status(address: &str, status: Status) -> Status {
-    Status::new(
-        status.code(),
-        format!("draft node {address}: {}", status.message()),
-    )
 }

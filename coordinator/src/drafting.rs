@@ -12,7 +12,7 @@ use scot_proto::{DraftEvent, DraftRequest, DraftingStarted, SolveEvent};
 use tonic::codec::Streaming;
 use tonic::{Code, Response, Status};
 
-use crate::draft_board::{mark_down_if_unavailable, DraftBoard, DraftPhase, DraftPhaseError};
+use crate::draft_board::{DraftBoard, DraftPhase, DraftPhaseError};
 use crate::draft_pool::{DraftAssignment, DraftPool};
 use crate::node_pool::AcquireError;
 use crate::straggler::StragglerPolicy;
@@ -116,7 +116,7 @@ async fn place_and_call(
                 if let Err(status) = response {
                     let node = assignment.node();
                     tracing::warn!(node = %node.address, error = %status, "draft call failed; placing the drafts again");
-                    mark_down_if_unavailable(node, status);
+                    node.call_failed(status);
                     failures.push(format!("{}: {}", node.address, status.message()));
                 }
             }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 use crate::config::endpoint_url;
 use crate::metrics::{metrics, NodeGauges};
@@ -114,6 +115,22 @@ impl PoolNode {
         }
         *health = Health::CallFailed(format!("call failed: {reason}"));
         self.gauges.up.set(0);
+    }
+
+    /// A call to this node failed: UNAVAILABLE (connection refused, shutting down) takes it out of
+    /// routing until its health check says SERVING again.
+    pub fn call_failed(&self, status: &Status) {
+        if status.code() == Code::Unavailable {
+            self.mark_down(status.message());
+        }
+    }
+
+    /// This node's error as the client sees it: the same code, naming the node.
+    pub fn named(&self, status: &Status) -> Status {
+        Status::new(
+            status.code(),
+            format!("{} node {}: {}", self.pool, self.address, status.message()),
+        )
     }
 
     fn add(&self, work: usize) {

@@ -22,7 +22,7 @@ pub async fn select(
     Ok(client(target)
         .select(request_with_deadline(request, deadline))
         .await
-        .map_err(|status| target_status(target, status))?
+        .map_err(|status| failed(target, status))?
         .into_inner())
 }
 
@@ -36,10 +36,10 @@ pub async fn generate(
     let mut stream = client(target)
         .generate(request_with_deadline(request, deadline))
         .await
-        .map_err(|status| target_status(target, status))?
+        .map_err(|status| failed(target, status))?
         .into_inner();
     while let Some(event) = stream.next().await {
-        let event = event.map_err(|status| target_status(target, status))?;
+        let event = event.map_err(|status| failed(target, status))?;
         match event.event {
             Some(GenerateEventKind::Token(token)) => emit(SolveEvent {
                 event: Some(SolveEventKind::Token(token)),
@@ -60,14 +60,8 @@ fn client(target: &TargetLease) -> TargetServiceClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// The target's error, naming the node; UNAVAILABLE also takes the node out of routing until its
-/// health check says SERVING again.
-fn target_status(target: &TargetLease, status: Status) -> Status {
-    if status.code() == tonic::Code::Unavailable {
-        target.node().mark_down(status.message());
-    }
-    Status::new(
-        status.code(),
-        format!("target node {}: {}", target.address(), status.message()),
-    )
+/// The target's error, naming the node (and taking it out of routing when it is gone).
+fn failed(target: &TargetLease, status: Status) -> Status {
+    target.node().call_failed(&status);
+    target.node().named(&status)
 }
