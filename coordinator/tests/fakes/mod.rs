@@ -391,18 +391,7 @@ pub async fn serve_coordinator(drafts: &[String], target: &str, extra: &[&str]) 
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Cli::parse_from(args).config;
-    let built = Built::build(&config).unwrap();
-    let solver = built.solver().clone();
-    let (address, incoming) = listen().await;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(built.grpc_service())
-            .serve_with_incoming(incoming),
-    );
-    Coordinator {
-        url: format!("http://{address}"),
-        solver,
-    }
+    serve_built(Built::build(&config).unwrap()).await
 }
 
 /// A coordinator whose target pool is `targets`, read through a discovery (as etcd's would be).
@@ -421,7 +410,11 @@ pub async fn serve_coordinator_with_targets(
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Cli::parse_from(args).config;
     let discovery = scot_discovery::StaticDiscovery::from_addresses(&[], targets);
-    let built = Built::build_with_discovery(&config, Arc::new(discovery)).unwrap();
+    serve_built(Built::build_with_discovery(&config, Arc::new(discovery)).unwrap()).await
+}
+
+/// Serves a built coordinator's gRPC door on a fresh loopback port.
+async fn serve_built(built: Built) -> Coordinator {
     let solver = built.solver().clone();
     let (address, incoming) = listen().await;
     tokio::spawn(
