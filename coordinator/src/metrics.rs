@@ -152,6 +152,7 @@ pub struct CoordinatorMetrics {
     paths: Family<PathLabels, Counter>,
     selections: Counter,
     accepted: Counter,
+    target_retries: Counter,
     decisions: Family<DecisionLabels, Counter>,
     drafts_per_request: Histogram,
     generated_tokens: Family<ModelLabels, Counter>,
@@ -181,6 +182,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         paths: Family::default(),
         selections: Counter::default(),
         accepted: Counter::default(),
+        target_retries: Counter::default(),
         decisions: Family::default(),
         drafts_per_request: Histogram::new([
             1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0,
@@ -238,6 +240,11 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         "scot_drafts_accepted",
         "Selections that accepted a draft; acceptance rate = scot_drafts_accepted_total / scot_selections_total",
         m.accepted.clone(),
+    );
+    register(
+        "scot_target_retries",
+        "Target calls made again on another target node after the first failed (UNAVAILABLE) before any output reached the client",
+        m.target_retries.clone(),
     );
     register(
         "scot_selection_decisions",
@@ -389,6 +396,7 @@ impl CoordinatorMetrics {
                 .observe(ms / 1000.0);
         };
         phase("total", stats.total_ms);
+        self.target_retries.inc_by(u64::from(stats.target_retries));
         if stats.draft_ms > 0.0 {
             phase("draft", stats.draft_ms);
         }

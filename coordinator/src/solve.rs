@@ -16,11 +16,11 @@ use tonic::Status;
 use crate::draft_board::{DraftPhase, DraftPhaseError};
 use crate::draft_pool::DraftPool;
 use crate::drafting::{run_drafts, DraftOrder};
+use crate::request_target::RequestTarget;
 use crate::selection_policy::offered_drafts;
 use crate::solve_stats::StatsRecorder;
 use crate::straggler::StragglerPolicy;
-use crate::target_calls;
-use crate::target_pool::{TargetLease, TargetPool};
+use crate::target_pool::TargetPool;
 use crate::timing::Deadline;
 use crate::validation::SolveSettings;
 
@@ -68,20 +68,22 @@ impl Solver {
     pub async fn solve(&self, job: &SolveJob, emit: Emit<'_>) -> Result<SolveResult, Status> {
         let started = Instant::now();
         let mut stats = StatsRecorder::default();
+        let mut target = RequestTarget::new(&self.targets, job.deadline);
         let outcome = match job.settings.mode {
             SolveMode::TargetOnly => {
-                let target = self.targets.pick(job.deadline).await?;
-                self.target_thinks(job, &target, emit, &mut stats, AnswerPath::TargetOnly)
+                target.lease().await?;
+                self.target_thinks(job, &mut target, emit, &mut stats, AnswerPath::TargetOnly)
                     .await?
             }
-            SolveMode::DraftOnly => self.draft_only(job, emit, &mut stats).await?,
+            SolveMode::DraftOnly => self.draft_only(job, &mut target, emit, &mut stats).await?,
             SolveMode::Scot | SolveMode::Unspecified => {
-                // One target per request, leased before drafting: selection and answer must see the
-                // same model, and a request no target can serve fails before drafts are written.
-                let target = self.targets.pick(job.deadline).await?;
-                self.speculative(job, &target, emit, &mut stats).await?
+                // Leased before drafting, so a request no target can serve fails before drafts are
+                // written.
+                target.lease().await?;
+                self.speculative(job, &mut target, emit, &mut stats).await?
             }
         };
+        stats.target_retries(target.retries());
         Ok(SolveResult {
             request_id: job.request_id.clone(),
             reasoning: outcome.reasoning,
@@ -94,7 +96,7 @@ impl Solver {
     async fn speculative(
         &self,
         job: &SolveJob,
-        target: &TargetLease,
+        target: &mut RequestTarget<'_>,
         emit: Emit<'_>,
         stats: &mut StatsRecorder,
     ) -> Result<Outcome, Status> {
@@ -151,13 +153,9 @@ impl Solver {
                         phase: GeneratePhase::Thinking as i32,
                     })),
                 });
-                let result = target_calls::generate(
-                    target,
-                    generate_request(job, Some(text.clone())),
-                    job.deadline,
-                    emit,
-                )
-                .await?;
+                let result = target
+                    .generate(generate_request(job, Some(text.clone())), emit)
+                    .await?;
                 stats.generation(AnswerPath::DraftAccepted, &result);
                 Ok(Outcome {
                     reasoning: text,
@@ -197,7 +195,7 @@ impl Solver {
     async fn selection(
         &self,
         job: &SolveJob,
-        target: &TargetLease,
+        target: &mut RequestTarget<'_>,
         phase: &DraftPhase,
         offered: &[usize],
         emit: Emit<'_>,
@@ -227,7 +225,7 @@ impl Solver {
                 template: s.template.clone(),
                 permutations: s.select_permutations.min(offered.len() as u32),
             };
-            let response = target_calls::select(target, request, job.deadline).await?;
+            let response = target.select(request).await?;
             stats.target_selection(&response, started.elapsed());
             if s.selection.policy.uses_prior() && response.debiased_probs.is_empty() {
                 stats.note(format!(
@@ -270,13 +268,12 @@ impl Solver {
     async fn target_thinks(
         &self,
         job: &SolveJob,
-        target: &TargetLease,
+        target: &mut RequestTarget<'_>,
         emit: Emit<'_>,
         stats: &mut StatsRecorder,
         path: AnswerPath,
     ) -> Result<Outcome, Status> {
-        let result =
-            target_calls::generate(target, generate_request(job, None), job.deadline, emit).await?;
+        let result = target.generate(generate_request(job, None), emit).await?;
         stats.generation(path, &result);
         Ok(Outcome {
             reasoning: result.thinking,
@@ -289,6 +286,7 @@ impl Solver {
     async fn draft_only(
         &self,
         job: &SolveJob,
+        target: &mut RequestTarget<'_>,
         emit: Emit<'_>,
         stats: &mut StatsRecorder,
     ) -> Result<Outcome, Status> {
@@ -307,9 +305,8 @@ impl Solver {
             Drafted::Phase(phase) => phase,
             Drafted::Unavailable(reason) => {
                 stats.note(reason);
-                let target = self.targets.pick(job.deadline).await?;
                 return self
-                    .target_thinks(job, &target, emit, stats, AnswerPath::TargetFallback)
+                    .target_thinks(job, target, emit, stats, AnswerPath::TargetFallback)
                     .await;
             }
         };

@@ -102,6 +102,11 @@ impl StatsRecorder {
         self.stats.answer_finish = draft.map_or(0, |d| d.info.finish_reason);
     }
 
+    /// Target calls made again on another target node after a failure.
+    pub fn target_retries(&mut self, retries: u32) {
+        self.stats.target_retries = retries;
+    }
+
     /// What has been recorded so far (the selection event reads it).
     pub fn stats(&self) -> &SolveStats {
         &self.stats

@@ -1,7 +1,8 @@
 //! The pools' routing against in-process fake nodes (no models) on loopback gRPC: health checks taking
 //! nodes out of routing and back, a node failing UNAVAILABLE dropped at once, spreading when idle and
 //! packing under load, per-node in-flight limits with the queue and its timeout (RESOURCE_EXHAUSTED,
-//! HTTP 429), and the gRPC front door's admission limit.
+//! HTTP 429), the gRPC front door's admission limit, and a target lost before any output replaced by
+//! another (after output, the client's error).
 
 mod common;
 mod fakes;
@@ -483,4 +484,66 @@ async fn a_node_that_came_up_after_its_last_check_is_used_when_nothing_else_is()
         .unwrap();
     assert_eq!(nodes_used(&events), vec![address.clone()]);
     assert_eq!(result.stats.unwrap().drafts.len(), 2);
+}
+
+/// Two targets, one failing UNAVAILABLE; background checks far apart, so routing learns it only from
+/// the failed call.
+async fn coordinator_over(t1: Arc<FakeTarget>, t2: Arc<FakeTarget>) -> fakes::Coordinator {
+    let draft = serve_draft(Arc::new(FakeDraft::default())).await;
+    let (served_1, served_2) = (serve_target(t1).await, serve_target(t2).await);
+    fakes::serve_coordinator_with_targets(
+        std::slice::from_ref(&draft.address),
+        &[served_1.address, served_2.address],
+        &["--health-interval-ms", "600000"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_gone_before_any_output_is_replaced_without_the_client_noticing() {
+    let (gone, healthy) = (
+        Arc::new(FakeTarget::default()),
+        Arc::new(FakeTarget::default()),
+    );
+    gone.unavailable.store(true, Ordering::SeqCst);
+    let coordinator = coordinator_over(gone.clone(), healthy.clone()).await;
+    let mut retries = 0;
+    for _ in 0..3 {
+        // Selection (the paper's policy asks the target) and the answer both go through.
+        let (_, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+            .await
+            .expect("the client sees no failure");
+        let stats = result.stats.unwrap();
+        assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+        assert!(stats.target_scored);
+        retries += stats.target_retries;
+    }
+    // Whichever request met the gone target first moved on, and the node left routing at once.
+    assert_eq!(retries, 1);
+    assert_eq!(healthy.generates.load(Ordering::SeqCst), 3);
+    assert_eq!(healthy.selects.lock().unwrap().len(), 3);
+    assert_eq!(gone.generates.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_dying_after_output_reached_the_client_is_an_error_not_a_repeat() {
+    let (t1, t2) = (
+        Arc::new(FakeTarget::default()),
+        Arc::new(FakeTarget::default()),
+    );
+    t1.dies_mid_answer.store(true, Ordering::SeqCst);
+    t2.dies_mid_answer.store(true, Ordering::SeqCst);
+    let coordinator = coordinator_over(t1.clone(), t2.clone()).await;
+    let error = finish(open(&coordinator.url, request(2)).await.unwrap())
+        .await
+        .expect_err("a target died mid-answer");
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(
+        error.message().contains("target node") && error.message().contains("node died"),
+        "{}",
+        error.message()
+    );
+    // The answer's first token had been streamed: making the call again would repeat it.
+    let generates = t1.generates.load(Ordering::SeqCst) + t2.generates.load(Ordering::SeqCst);
+    assert_eq!(generates, 1);
 }

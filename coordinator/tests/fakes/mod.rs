@@ -201,6 +201,10 @@ impl DraftService for DraftHandle {
 pub struct FakeTarget {
     pub selects: Mutex<Vec<Vec<String>>>,
     pub generates: AtomicUsize,
+    /// Every call fails UNAVAILABLE (a node going away).
+    pub unavailable: AtomicBool,
+    /// Generate streams one answer token, then fails UNAVAILABLE (a node dying mid-answer).
+    pub dies_mid_answer: AtomicBool,
 }
 
 #[tonic::async_trait]
@@ -209,6 +213,9 @@ impl TargetService for TargetHandle {
         &self,
         request: Request<SelectRequest>,
     ) -> Result<Response<SelectResponse>, Status> {
+        if self.0.unavailable.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("going away"));
+        }
         let drafts = request.into_inner().drafts;
         let options = drafts.len() + 1;
         self.0.selects.lock().unwrap().push(drafts);
@@ -231,10 +238,14 @@ impl TargetService for TargetHandle {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
+        if self.0.unavailable.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("going away"));
+        }
         self.0.generates.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let thinks = request.accepted_draft.is_none();
+        let dies = self.0.dies_mid_answer.load(Ordering::SeqCst);
         tokio::spawn(async move {
             let token = GenerateEvent {
                 event: Some(generate_event::Event::Token(GenerateToken {
@@ -243,6 +254,10 @@ impl TargetService for TargetHandle {
                 })),
             };
             let _ = tx.send(Ok(token)).await;
+            if dies {
+                let _ = tx.send(Err(Status::unavailable("node died"))).await;
+                return;
+            }
             let result = GenerateEvent {
                 event: Some(generate_event::Event::Result(GenerateResult {
                     thinking: if thinks {
