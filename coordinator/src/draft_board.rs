@@ -134,7 +134,9 @@ impl DraftBoard {
             Some(Ok(DraftEvent { event: Some(event) })) => self.on_event(slot, event, emit),
             Some(Ok(DraftEvent { event: None })) => {}
             Some(Err(status)) => {
-                if let Some(node) = self.slots.get(slot).map(|s| s.node.clone()) {
+                // A slot already lost (its lease gone) has been noted once.
+                let open = self.slots.get(slot).filter(|s| s.lease.is_some());
+                if let Some(node) = open.map(|s| s.node.clone()) {
                     if is_rejection(&status) {
                         return Err(DraftPhaseError::Rejected(node.named(&status)));
                     }

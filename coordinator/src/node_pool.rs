@@ -35,6 +35,24 @@ pub struct PoolSettings {
     pub queue_timeout: Duration,
 }
 
+/// HTTP/2 ping period on a node's channel when background health checks are off.
+const KEEPALIVE_WITHOUT_CHECKS: Duration = Duration::from_secs(10);
+
+impl PoolSettings {
+    /// A node's channel. HTTP/2 keepalive pings it every health interval, even with calls in flight,
+    /// and close the connection when one goes unanswered for the health timeout: a stalled or
+    /// partitioned node (SIGSTOP, a pulled cable) then fails its open calls instead of hanging them.
+    fn channel(&self, endpoint: Endpoint) -> Channel {
+        endpoint
+            .connect_timeout(self.health_timeout)
+            .http2_keep_alive_interval(self.health_interval.unwrap_or(KEEPALIVE_WITHOUT_CHECKS))
+            .keep_alive_timeout(self.health_timeout)
+            .keep_alive_while_idle(true)
+            .tcp_keepalive(Some(KEEPALIVE_WITHOUT_CHECKS))
+            .connect_lazy()
+    }
+}
+
 /// One node of a pool.
 #[derive(Debug)]
 pub struct PoolNode {
@@ -283,9 +301,7 @@ impl NodePool {
             }
             match Endpoint::from_shared(endpoint_url(&member.address)) {
                 Ok(endpoint) => {
-                    let channel = endpoint
-                        .connect_timeout(self.settings.health_timeout)
-                        .connect_lazy();
+                    let channel = self.settings.channel(endpoint);
                     let node = Arc::new(PoolNode::new(
                         self.settings.name,
                         &member.address,

@@ -547,3 +547,32 @@ async fn a_target_dying_after_output_reached_the_client_is_an_error_not_a_repeat
     let generates = t1.generates.load(Ordering::SeqCst) + t2.generates.load(Ordering::SeqCst);
     assert_eq!(generates, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
+    // A: its drafts never finish, and mid-request it stops answering at all (behind a frozen proxy).
+    let stalled = serve_draft(Arc::new(FakeDraft::paused())).await;
+    let proxy = fakes::FreezableProxy::start(stalled.address.clone()).await;
+    let healthy = serve_draft(Arc::new(FakeDraft::default())).await;
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let drafts = vec![proxy.address.clone(), healthy.address.clone()];
+    let coordinator =
+        serve_coordinator(&drafts, &target.address, &["--health-interval-ms", "200"]).await;
+    let stream = open(&coordinator.url, request(2)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    proxy.freeze();
+    // A slow node still answers HTTP/2 pings and would be waited for; a silent one is dropped after a
+    // ping goes unanswered for the health timeout, and its drafts are lost.
+    let (_, result) = tokio::time::timeout(std::time::Duration::from_secs(10), finish(stream))
+        .await
+        .expect("the request finishes without the stalled node")
+        .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.path, AnswerPath::DraftAccepted as i32);
+    assert!(
+        stats.fallback_reason.contains(&proxy.address),
+        "{}",
+        stats.fallback_reason
+    );
+    assert_eq!(stats.drafts.len(), 1, "only the healthy node's draft");
+}

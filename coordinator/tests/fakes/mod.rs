@@ -510,3 +510,63 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// A TCP proxy in front of `upstream` that can freeze: while frozen it passes no byte either way and
+/// closes nothing, as a SIGSTOP'd or partitioned node looks from the other end.
+pub struct FreezableProxy {
+    pub address: String,
+    frozen: watch::Sender<bool>,
+}
+
+impl FreezableProxy {
+    pub async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let frozen = watch::channel(false).0;
+        let watch = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, watch.subscribe()));
+                tokio::spawn(pipe(server_read, client_write, watch.subscribe()));
+            }
+        });
+        Self { address, frozen }
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => Some(read),
+            _ = frozen.changed() => None,
+        };
+        if *frozen.borrow() {
+            // Frozen: both halves stay open (no FIN, no RST) and silent for good.
+            std::future::pending::<()>().await;
+        }
+        match read {
+            Some(Ok(n)) if n > 0 => {
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+            Some(_) => return,
+            None => {}
+        }
+    }
+}
