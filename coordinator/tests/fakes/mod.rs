@@ -561,9 +561,9 @@ async fn pipe(
         }
         match read {
             Some(Ok(n)) if n > 0 => {
-                if to.write_all(&buffer[..n]).await.is_err() {
+                let Ok(()) = to.write_all(&buffer[..n]).await else {
                     return;
-                }
+                };
             }
             Some(_) => return,
             None => {}
