@@ -55,8 +55,9 @@ pub struct CoordinatorConfig {
     /// it passes again. 0: every node is checked on each request instead.
     #[arg(long, env = "SCOT_HEALTH_INTERVAL_MS", default_value_t = 2000)]
     pub health_interval_ms: u64,
-    /// Deadline of a request that carries none of its own (seconds; 0 = none).
-    #[arg(long, env = "SCOT_REQUEST_TIMEOUT_SECS", default_value_t = 0)]
+    /// Deadline of a request that carries none of its own (seconds; 0 = none). The default bounds a
+    /// request that something upstream forgot, with room for the paper's caps on a slow target.
+    #[arg(long, env = "SCOT_REQUEST_TIMEOUT_SECS", default_value_t = 1800)]
     pub request_timeout_secs: u64,
     #[command(flatten)]
     pub defaults: SolveDefaults,

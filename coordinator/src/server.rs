@@ -204,9 +204,11 @@ pub async fn serve(
     let stop_http = CancellationToken::new();
     let http = start_http(&config, &coordinator, stop_http.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<CoordinatorServiceServer<CoordinatorServiceImpl>>()
-        .await;
+    let readiness = tokio::spawn(track_readiness(
+        health,
+        coordinator.solver().target_pool(),
+        Duration::from_millis(config.health_interval_ms.max(READINESS_MIN_INTERVAL_MS)),
+    ));
     tracing::info!(
         listen = %config.listen,
         target_nodes = ?config.target_nodes,
@@ -219,12 +221,50 @@ pub async fn serve(
         .add_service(coordinator.grpc_service())
         .serve_with_shutdown(config.listen, shutdown)
         .await;
+    readiness.abort();
     stop_http.cancel();
     if let Some(http) = http {
         let _ = http.await;
     }
     served?;
     Ok(())
+}
+
+/// The shortest period of the readiness check (a 0 health interval means "check on every routing
+/// decision", which a timer cannot follow).
+const READINESS_MIN_INTERVAL_MS: u64 = 200;
+
+/// The gRPC health of CoordinatorService (what the k8s readiness probe asks) follows the target pool:
+/// SERVING while some target is in routing, NOT_SERVING otherwise. The server's overall health (""),
+/// the liveness probe's, stays SERVING.
+async fn track_readiness(
+    reporter: tonic_health::server::HealthReporter,
+    targets: Arc<TargetPool>,
+    every: Duration,
+) {
+    let mut serving = None;
+    loop {
+        let (up, down) = targets.reachable().await;
+        let now = !up.is_empty();
+        if serving != Some(now) {
+            if now {
+                reporter
+                    .set_serving::<CoordinatorServiceServer<CoordinatorServiceImpl>>()
+                    .await;
+                tracing::info!(targets = up.len(), "ready: a target node is in routing");
+            } else {
+                reporter
+                    .set_not_serving::<CoordinatorServiceServer<CoordinatorServiceImpl>>()
+                    .await;
+                tracing::warn!(
+                    unreachable = down.len(),
+                    "not ready: no target node in routing"
+                );
+            }
+            serving = Some(now);
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Binds `--http-listen` (when set) and serves the HTTP door on a background task.

@@ -576,3 +576,50 @@ async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
     );
     assert_eq!(stats.drafts.len(), 1, "only the healthy node's draft");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_is_ready_only_while_a_target_is_in_routing() {
+    use tonic_health::pb::health_check_response::ServingStatus::{NotServing, Serving};
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let config = fakes::config(&[
+        "--listen",
+        &listen,
+        "--target-node",
+        &target.address,
+        "--health-interval-ms",
+        "100",
+        "--health-timeout-ms",
+        "300",
+    ]);
+    let stop = CancellationToken::new();
+    tokio::spawn(scot_coordinator::serve(
+        config,
+        stop.clone().cancelled_owned(),
+    ));
+    let url = format!("http://{listen}");
+    let readiness = || fakes::health_of(&url, fakes::COORDINATOR_SERVICE);
+    eventually("ready with a target", || async {
+        readiness().await == Some(Serving)
+    })
+    .await;
+
+    target.set_serving(false).await;
+    eventually("not ready without one", || async {
+        readiness().await == Some(NotServing)
+    })
+    .await;
+    // Liveness (the whole server) is not readiness: the process is fine.
+    assert_eq!(fakes::health_of(&url, "").await, Some(Serving));
+
+    target.set_serving(true).await;
+    eventually("ready again", || async {
+        readiness().await == Some(Serving)
+    })
+    .await;
+    stop.cancel();
+}

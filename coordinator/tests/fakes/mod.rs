@@ -23,6 +23,7 @@ use tonic_health::ServingStatus;
 
 pub const DRAFT_SERVICE: &str = "scot.v1.DraftService";
 pub const TARGET_SERVICE: &str = "scot.v1.TargetService";
+pub const COORDINATOR_SERVICE: &str = "scot.v1.CoordinatorService";
 
 /// Draft i takes (i + 1) x 40 ms and (i + 1) x 10 tokens; draft 1 hits the cap (LENGTH).
 pub struct FakeDraft {
@@ -284,6 +285,34 @@ impl TargetService for TargetHandle {
 struct Cli {
     #[command(flatten)]
     config: CoordinatorConfig,
+}
+
+/// A coordinator configuration from command-line arguments (after the program name).
+pub fn config(args: &[&str]) -> CoordinatorConfig {
+    Cli::parse_from(std::iter::once("coordinator").chain(args.iter().copied())).config
+}
+
+/// The gRPC health of `service` at `url` ("" is the whole server); None when it cannot be asked.
+pub async fn health_of(
+    url: &str,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(response.into_inner().status).ok()
 }
 
 async fn listen() -> (String, TcpListenerStream) {
