@@ -30,6 +30,11 @@ impl Admission {
         self.limit
     }
 
+    /// Requests admitted and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
     /// The semaphore itself (tests fill it to see the refusals).
     pub fn permits(&self) -> Arc<Semaphore> {
         self.permits.clone()

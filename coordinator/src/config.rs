@@ -59,6 +59,10 @@ pub struct CoordinatorConfig {
     /// request that something upstream forgot, with room for the paper's caps on a slow target.
     #[arg(long, env = "SCOT_REQUEST_TIMEOUT_SECS", default_value_t = 1800)]
     pub request_timeout_secs: u64,
+    /// On SIGTERM, how long requests in flight may take to finish (seconds) after both doors stopped
+    /// taking new ones; then the coordinator exits. Keep k8s' terminationGracePeriodSeconds above it.
+    #[arg(long, env = "SCOT_DRAIN_TIMEOUT_SECS", default_value_t = 100)]
+    pub drain_timeout_secs: u64,
     #[command(flatten)]
     pub defaults: SolveDefaults,
     #[command(flatten)]

@@ -195,17 +195,18 @@ fn check_config(config: &CoordinatorConfig) -> Result<(), CoordinatorError> {
 }
 
 /// Serves the gRPC door (with gRPC health) on `config.listen`, and the HTTP door on `--http-listen`
-/// when set, until `shutdown` resolves.
+/// when set, until `shutdown` resolves; then drains: readiness turns NOT_SERVING, both doors stop
+/// taking requests at once, and the requests in flight get `--drain-timeout-secs` to finish.
 pub async fn serve(
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoordinatorError> {
     let coordinator = Coordinator::build(&config)?;
-    let stop_http = CancellationToken::new();
-    let http = start_http(&config, &coordinator, stop_http.clone()).await?;
+    let stop = CancellationToken::new();
+    let http = start_http(&config, &coordinator, stop.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     let readiness = tokio::spawn(track_readiness(
-        health,
+        health.clone(),
         coordinator.solver().target_pool(),
         Duration::from_millis(config.health_interval_ms.max(READINESS_MIN_INTERVAL_MS)),
     ));
@@ -215,17 +216,49 @@ pub async fn serve(
         draft_nodes = ?config.draft_nodes,
         "coordinator serving"
     );
-    let served = Server::builder()
+    let grpc = Server::builder()
         .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
         .add_service(coordinator.grpc_service())
-        .serve_with_shutdown(config.listen, shutdown)
-        .await;
+        .serve_with_shutdown(config.listen, stop.clone().cancelled_owned());
+    tokio::pin!(grpc, shutdown);
+    let served = tokio::select! {
+        // The server ended on its own (it could not serve).
+        served = &mut grpc => served,
+        () = &mut shutdown => {
+            readiness.abort();
+            health
+                .set_not_serving::<CoordinatorServiceServer<CoordinatorServiceImpl>>()
+                .await;
+            let grace = Duration::from_secs(config.drain_timeout_secs);
+            tracing::info!(
+                in_flight = coordinator.admission().in_flight(),
+                grace_secs = grace.as_secs(),
+                "draining: no new requests; waiting for those in flight"
+            );
+            stop.cancel();
+            let drained = tokio::time::timeout(grace, async {
+                let served = (&mut grpc).await;
+                if let Some(http) = http {
+                    let _ = http.await;
+                }
+                served
+            })
+            .await;
+            match drained {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(
+                        in_flight = coordinator.admission().in_flight(),
+                        "drain timeout: exiting with requests still in flight"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
     readiness.abort();
-    stop_http.cancel();
-    if let Some(http) = http {
-        let _ = http.await;
-    }
+    stop.cancel();
     served?;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The pools' routing against in-process fake nodes (no models) on loopback gRPC: health checks taking
 //! nodes out of routing and back, a node failing UNAVAILABLE dropped at once, spreading when idle and
 //! packing under load, per-node in-flight limits with the queue and its timeout (RESOURCE_EXHAUSTED,
-//! HTTP 429), the gRPC front door's admission limit, and a target lost before any output replaced by
-//! another (after output, the client's error).
+//! HTTP 429), the gRPC front door's admission limit, a target lost before any output replaced by
+//! another (after output, the client's error), a stalled node's calls failed by keepalive, readiness
+//! following the target pool, and the drain on shutdown.
 
 mod common;
 mod fakes;
@@ -577,15 +578,17 @@ async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
     assert_eq!(stats.drafts.len(), 1, "only the healthy node's draft");
 }
 
+/// A free loopback address for a coordinator's `--listen`.
+fn free_listen() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_is_ready_only_while_a_target_is_in_routing() {
     use tonic_health::pb::health_check_response::ServingStatus::{NotServing, Serving};
     let target = serve_target(Arc::new(FakeTarget::default())).await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen();
     let config = fakes::config(&[
         "--listen",
         &listen,
@@ -622,4 +625,63 @@ async fn the_coordinator_is_ready_only_while_a_target_is_in_routing() {
     })
     .await;
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_flight() {
+    let draft = Arc::new(FakeDraft::paused());
+    let drafts = vec![serve_draft(draft.clone()).await.address];
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let (listen, http_listen) = (free_listen(), free_listen());
+    let config = fakes::config(&[
+        "--listen",
+        &listen,
+        "--http-listen",
+        &http_listen,
+        "--target-node",
+        &target.address,
+        "--draft-nodes",
+        &drafts[0],
+        "--drain-timeout-secs",
+        "20",
+    ]);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(scot_coordinator::serve(
+        config,
+        shutdown.clone().cancelled_owned(),
+    ));
+    let url = format!("http://{listen}");
+    eventually("serving", || async {
+        fakes::health_of(&url, "").await.is_some()
+    })
+    .await;
+    // One request in flight (its drafts wait on the paused node).
+    let in_flight = open(&url, request(1)).await.unwrap();
+    eventually("the drafts started", || async { draft.call_count() == 1 }).await;
+
+    shutdown.cancel();
+    // Both doors stop taking requests at once.
+    eventually("gRPC refuses new connections", || async {
+        fakes::health_of(&url, "").await.is_none()
+    })
+    .await;
+    eventually("HTTP refuses new connections", || async {
+        tokio::net::TcpStream::connect(&http_listen).await.is_err()
+    })
+    .await;
+    assert!(
+        !server.is_finished(),
+        "the server waits for the request in flight"
+    );
+
+    draft.resume();
+    let (_, result) = finish(in_flight)
+        .await
+        .expect("the request in flight completes");
+    assert_eq!(result.stats.unwrap().path, AnswerPath::DraftAccepted as i32);
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the coordinator exits once drained")
+        .unwrap()
+        .unwrap();
 }
