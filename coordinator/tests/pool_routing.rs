@@ -630,7 +630,7 @@ async fn the_coordinator_is_ready_only_while_a_target_is_in_routing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_flight() {
     let draft = Arc::new(FakeDraft::paused());
-    let drafts = vec![serve_draft(draft.clone()).await.address];
+    let draft_address = serve_draft(draft.clone()).await.address;
     let target = serve_target(Arc::new(FakeTarget::default())).await;
     let (listen, http_listen) = (free_listen(), free_listen());
     let config = fakes::config(&[
@@ -641,7 +641,7 @@ async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_
         "--target-node",
         &target.address,
         "--draft-nodes",
-        &drafts[0],
+        &draft_address,
         "--drain-timeout-secs",
         "20",
     ]);
