@@ -49,6 +49,8 @@ pub struct DraftPhase {
     pub failures: Vec<String>,
     /// From placing the drafts to the last one read.
     pub elapsed: Duration,
+    /// Drafts lost with their node mid-stream and placed again on another.
+    pub replaced: u32,
 }
 
 #[derive(Debug)]
@@ -82,6 +84,9 @@ pub struct DraftBoard {
     model: String,
     failures: Vec<String>,
     include_texts: bool,
+    /// Drafts lost mid-stream since the last `take_lost`.
+    lost: Vec<u32>,
+    replaced: u32,
 }
 
 impl DraftBoard {
@@ -94,7 +99,24 @@ impl DraftBoard {
             model: String::new(),
             failures,
             include_texts,
+            lost: Vec::new(),
+            replaced: 0,
         }
+    }
+
+    /// The drafts lost with their node since the last call (to place again).
+    pub fn take_lost(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Nodes given up on while placing drafts again.
+    pub fn add_failures(&mut self, failures: Vec<String>) {
+        self.failures.extend(failures);
+    }
+
+    /// Drafts placed again after their node was lost.
+    pub fn count_replaced(&mut self, drafts: usize) {
+        self.replaced += drafts as u32;
     }
 
     /// A node slot whose call was answered: its drafts are running. Returns the slot's number.
@@ -261,6 +283,7 @@ impl DraftBoard {
             cutoff,
             failures: self.failures,
             elapsed,
+            replaced: self.replaced,
         })
     }
 
@@ -273,9 +296,10 @@ impl DraftBoard {
 
     /// The drafts still running on a slot whose stream ended are lost, and its lease goes.
     fn lose_slot(&mut self, slot: usize) {
-        for state in self.states.iter_mut() {
+        for (index, state) in self.states.iter_mut().enumerate() {
             if matches!(state, DraftState::Running { slot: s, .. } if *s == slot) {
                 *state = DraftState::Lost;
+                self.lost.push(index as u32);
             }
         }
         if let Some(s) = self.slots.get_mut(slot) {

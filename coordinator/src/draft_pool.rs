@@ -59,24 +59,30 @@ impl DraftPool {
         (up, down)
     }
 
-    /// Places draft indices 0..n (waiting while the pool is full). Which node writes which index does
-    /// not change the drafts: index i is sampled with seed + i.
+    /// Places the draft `indices` (waiting while the pool is full, until `deadline`). Which node writes
+    /// which index does not change the drafts: index i is sampled with seed + i.
     pub async fn reserve(
         &self,
-        n: u32,
+        indices: &[u32],
         deadline: Deadline,
     ) -> Result<Vec<DraftAssignment>, AcquireError> {
         let leases = self
             .pool
             .acquire(deadline, |loads, start| {
-                plan_drafts(n as usize, loads, start)
+                plan_drafts(indices.len(), loads, start)
             })
             .await?;
         let counts: Vec<usize> = leases.iter().map(NodeLease::remaining).collect();
         Ok(leases
             .into_iter()
             .zip(deal_indices(&counts))
-            .map(|(lease, indices)| DraftAssignment { indices, lease })
+            .map(|(lease, positions)| DraftAssignment {
+                indices: positions
+                    .into_iter()
+                    .filter_map(|p| indices.get(p as usize).copied())
+                    .collect(),
+                lease,
+            })
             .collect())
     }
 }

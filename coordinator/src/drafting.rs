@@ -43,7 +43,8 @@ pub async fn run_drafts(
 ) -> Result<DraftPhase, DraftPhaseError> {
     let started = Instant::now();
     let mut failures = Vec::new();
-    let calls = place_and_call(pool, &order, deadline, &mut failures).await?;
+    let all: Vec<u32> = (0..order.n).collect();
+    let calls = place_and_call(pool, &order, &all, deadline, &mut failures).await?;
     emit(SolveEvent {
         event: Some(scot_proto::solve_event::Event::DraftingStarted(
             DraftingStarted {
@@ -58,6 +59,33 @@ pub async fn run_drafts(
 
     let mut board = DraftBoard::new(order.n, order.include_texts, failures);
     let mut streams: SelectAll<BoxStream<'static, SlotEvent>> = SelectAll::new();
+    start_streams(&mut board, &mut streams, calls)?;
+    let mut placements = 1;
+    let mut cutoff = None;
+    while let Some((slot, item)) = streams.next().await {
+        board.on_item(slot, item, emit)?;
+        let lost = board.take_lost();
+        if !lost.is_empty() && placements < MAX_PLACEMENTS {
+            placements += 1;
+            replace(pool, &order, &lost, &mut board, &mut streams).await?;
+        }
+        cutoff = board.cutoff(&order.policy);
+        if let Some(cutoff) = &cutoff {
+            tracing::info!(reason = %cutoff.describe(), "selecting early");
+            break;
+        }
+    }
+    drop(streams); // cancels whatever is still running on the nodes
+    board.finish(cutoff, started.elapsed())
+}
+
+/// The answered calls' drafts are running on the board, their streams merged; a refused call is the
+/// client's error, a failed one a lost node.
+fn start_streams(
+    board: &mut DraftBoard,
+    streams: &mut SelectAll<BoxStream<'static, SlotEvent>>,
+    calls: Vec<(DraftAssignment, DraftCall)>,
+) -> Result<(), DraftPhaseError> {
     for (assignment, call) in calls {
         let node = assignment.node().clone();
         match call {
@@ -72,33 +100,56 @@ pub async fn run_drafts(
             Err(status) => board.call_failed(&node, status)?,
         }
     }
-
-    let mut cutoff = None;
-    while let Some((slot, item)) = streams.next().await {
-        board.on_item(slot, item, emit)?;
-        cutoff = board.cutoff(&order.policy);
-        if let Some(cutoff) = &cutoff {
-            tracing::info!(reason = %cutoff.describe(), "selecting early");
-            break;
-        }
-    }
-    drop(streams); // cancels whatever is still running on the nodes
-    board.finish(cutoff, started.elapsed())
+    Ok(())
 }
 
-/// Places the drafts and calls each node with its indices; when every node of a placement turns out
-/// gone (UNAVAILABLE) they are out of routing now, so the drafts are placed again on the others (none
-/// left: the target answers alone, naming them).
+/// Drafts lost with their node mid-stream are placed again on the nodes left, with the same indices
+/// (so the same seeds), where there is room now; without room or nodes, selection goes on with the
+/// drafts that finish.
+async fn replace(
+    pool: &DraftPool,
+    order: &DraftOrder,
+    lost: &[u32],
+    board: &mut DraftBoard,
+    streams: &mut SelectAll<BoxStream<'static, SlotEvent>>,
+) -> Result<(), DraftPhaseError> {
+    let mut failures = Vec::new();
+    // No wait for room: the drafts still running should not stall behind a full pool.
+    let now = Some(Instant::now());
+    let placed = place_and_call(pool, order, lost, now, &mut failures).await;
+    board.add_failures(failures);
+    match placed {
+        Ok(calls) => {
+            tracing::info!(drafts = ?lost, "drafts lost with their node: placing them again");
+            board.count_replaced(lost.len());
+            start_streams(board, streams, calls)
+        }
+        Err(DraftPhaseError::Rejected(status)) => Err(DraftPhaseError::Rejected(status)),
+        Err(DraftPhaseError::Unavailable(reason)) => {
+            tracing::warn!(drafts = ?lost, %reason, "lost drafts not placed again");
+            Ok(())
+        }
+        Err(DraftPhaseError::Busy(status)) => {
+            tracing::warn!(drafts = ?lost, error = %status.message(), "lost drafts not placed again");
+            Ok(())
+        }
+    }
+}
+
+/// Places the draft `indices` and calls each node with its share; when every node of a placement
+/// turns out gone (UNAVAILABLE) they are out of routing now, so the drafts are placed again on the
+/// others (none left: no draft node reachable, naming them).
 async fn place_and_call(
     pool: &DraftPool,
     order: &DraftOrder,
+    indices: &[u32],
     deadline: Deadline,
     failures: &mut Vec<String>,
 ) -> Result<Vec<(DraftAssignment, DraftCall)>, DraftPhaseError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let assignments = place(pool, order, deadline).await?;
+        let assignments = place(pool, indices, deadline).await?;
         let calls = assignments.iter().map(|assignment| {
             let mut client = DraftServiceClient::new(assignment.node().channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -129,10 +180,10 @@ async fn place_and_call(
 /// Reserves room for the drafts on the pool: each node with its indices and its lease.
 async fn place(
     pool: &DraftPool,
-    order: &DraftOrder,
+    indices: &[u32],
     deadline: Deadline,
 ) -> Result<Vec<DraftAssignment>, DraftPhaseError> {
-    pool.reserve(order.n, deadline).await.map_err(|error| match error {
+    pool.reserve(indices, deadline).await.map_err(|error| match error {
         AcquireError::NoNodes(reason) => {
             DraftPhaseError::Unavailable(format!("no draft node reachable: {reason}"))
         }
@@ -140,11 +191,11 @@ async fn place(
             "every draft node is at its in-flight limit ({} drafts per node slot, --draft-node-capacity); waited {} ms for room for {} drafts (--queue-timeout-ms); retry later",
             pool.settings().capacity_per_slot,
             waited.as_millis(),
-            order.n
+            indices.len()
         ))),
         AcquireError::TooLarge { capacity } => DraftPhaseError::Busy(Status::resource_exhausted(format!(
             "n = {} drafts exceed what the draft pool may have in flight ({capacity} drafts over its nodes in routing, --draft-node-capacity per node slot); ask for fewer drafts",
-            order.n
+            indices.len()
         ))),
     })
 }

@@ -153,6 +153,7 @@ pub struct CoordinatorMetrics {
     selections: Counter,
     accepted: Counter,
     target_retries: Counter,
+    drafts_replaced: Counter,
     decisions: Family<DecisionLabels, Counter>,
     drafts_per_request: Histogram,
     generated_tokens: Family<ModelLabels, Counter>,
@@ -183,6 +184,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         selections: Counter::default(),
         accepted: Counter::default(),
         target_retries: Counter::default(),
+        drafts_replaced: Counter::default(),
         decisions: Family::default(),
         drafts_per_request: Histogram::new([
             1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0,
@@ -245,6 +247,11 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         "scot_target_retries",
         "Target calls made again on another target node after the first failed (UNAVAILABLE) before any output reached the client",
         m.target_retries.clone(),
+    );
+    register(
+        "scot_drafts_replaced",
+        "Drafts lost with their draft node mid-stream and placed again on another",
+        m.drafts_replaced.clone(),
     );
     register(
         "scot_selection_decisions",
@@ -397,6 +404,8 @@ impl CoordinatorMetrics {
         };
         phase("total", stats.total_ms);
         self.target_retries.inc_by(u64::from(stats.target_retries));
+        self.drafts_replaced
+            .inc_by(u64::from(stats.drafts_replaced));
         if stats.draft_ms > 0.0 {
             phase("draft", stats.draft_ms);
         }

@@ -42,6 +42,7 @@ impl StatsRecorder {
             .map(|d| u64::from(d.info.token_count))
             .sum();
         self.stats.draft_model = phase.model.clone();
+        self.stats.drafts_replaced = phase.replaced;
     }
 
     /// Drafting ended without drafts after `elapsed`.

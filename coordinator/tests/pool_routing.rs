@@ -563,7 +563,7 @@ async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     proxy.freeze();
     // A slow node still answers HTTP/2 pings and would be waited for; a silent one is dropped after a
-    // ping goes unanswered for the health timeout, and its drafts are lost.
+    // ping goes unanswered for the health timeout, and its drafts are written elsewhere.
     let (_, result) = tokio::time::timeout(std::time::Duration::from_secs(10), finish(stream))
         .await
         .expect("the request finishes without the stalled node")
@@ -575,7 +575,10 @@ async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
         "{}",
         stats.fallback_reason
     );
-    assert_eq!(stats.drafts.len(), 1, "only the healthy node's draft");
+    // Its draft was placed again on the healthy node.
+    assert_eq!(stats.drafts_replaced, 1);
+    assert!(stats.drafts.iter().all(|d| d.node == healthy.address));
+    assert_eq!(stats.drafts.len(), 2);
 }
 
 /// A free loopback address for a coordinator's `--listen`.
@@ -684,4 +687,42 @@ async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_
         .expect("the coordinator exits once drained")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_lost_mid_stream_are_placed_again_on_the_nodes_left() {
+    let (dying, healthy) = (
+        Arc::new(FakeDraft::default()),
+        Arc::new(FakeDraft::default()),
+    );
+    dying.dies_mid_stream.store(true, Ordering::SeqCst);
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let drafts = vec![
+        serve_draft(dying.clone()).await.address,
+        serve_draft(healthy.clone()).await.address,
+    ];
+    let coordinator = serve_coordinator(
+        &drafts,
+        &target.address,
+        &["--health-interval-ms", "600000"],
+    )
+    .await;
+    let (_, result) = finish(open(&coordinator.url, request(4)).await.unwrap())
+        .await
+        .unwrap();
+    let stats = result.stats.unwrap();
+    // Spread over both nodes at first; the dying node's two drafts are written again by the other,
+    // with the same indices (so the same seeds).
+    assert_eq!(stats.drafts_replaced, 2, "{}", stats.fallback_reason);
+    let indices: Vec<u32> = stats.drafts.iter().map(|d| d.index).collect();
+    assert_eq!(indices, vec![0, 1, 2, 3]);
+    assert!(stats.drafts.iter().all(|d| d.node == drafts[1]));
+    assert!(
+        stats.fallback_reason.contains("node died"),
+        "{}",
+        stats.fallback_reason
+    );
+    let mut replaced: Vec<u32> = healthy.calls.lock().unwrap()[1..].concat();
+    replaced.sort_unstable();
+    assert_eq!(replaced, dying.calls.lock().unwrap().concat());
 }

@@ -38,6 +38,8 @@ pub struct FakeDraft {
     pub unavailable: AtomicBool,
     /// Draft i answers 5 + i (no two agree) instead of all answering 5.
     pub disagree: AtomicBool,
+    /// Each stream sends one progress event, then fails UNAVAILABLE (a node dying mid-stream).
+    pub dies_mid_stream: AtomicBool,
 }
 
 impl Default for FakeDraft {
@@ -50,6 +52,7 @@ impl Default for FakeDraft {
             open: watch::channel(true).0,
             unavailable: AtomicBool::new(false),
             disagree: AtomicBool::new(false),
+            dies_mid_stream: AtomicBool::new(false),
         }
     }
 }
@@ -137,6 +140,7 @@ impl DraftService for DraftHandle {
         let (tx, rx) = mpsc::channel(16);
         let cancelled = node.cancelled.clone();
         let disagree = node.disagree.load(Ordering::SeqCst);
+        let dies = node.dies_mid_stream.load(Ordering::SeqCst);
         let mut open = node.open.subscribe();
         let mut in_flight = InFlight::new(node, request.draft_indices.len());
         tokio::spawn(async move {
@@ -159,6 +163,10 @@ impl DraftService for DraftHandle {
                     };
                     if tx.send(Ok(progress)).await.is_err() {
                         cancelled.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    if dies {
+                        let _ = tx.send(Err(Status::unavailable("node died"))).await;
                         return;
                     }
                 }
