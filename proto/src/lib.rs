@@ -7,6 +7,7 @@ pub mod v1 {
 
 pub mod deadline;
 pub mod limits;
+pub mod methods;
 mod names;
 pub mod paper_defaults;
 pub mod request_checks;

@@ -109,7 +109,8 @@ where
             rpc.method = %method,
         );
         set_parent_from_headers(&span, request.headers());
-        let call = CallRecord::start(method);
+        // Labels only from routed methods: a caller must not grow the label set with made-up paths.
+        let call = CallRecord::start(scot_proto::methods::method_label(&method).to_string());
         let response = self.inner.call(request).instrument(span.clone());
         Box::pin(async move {
             let response = response.await?;
