@@ -119,6 +119,10 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
             "accept_basis": (!stats.accept_basis.is_empty()).then_some(&stats.accept_basis),
         },
         "fallback_reason": stats.fallback_reason,
+        "recovery": {
+            "target_retries": stats.target_retries,
+            "drafts_replaced": stats.drafts_replaced,
+        },
         "timings_ms": {
             "total": stats.total_ms,
             "draft": stats.draft_ms,
