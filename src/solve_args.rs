@@ -1,19 +1,18 @@
-//! The request flags of `scot run` and `scot solve`: mode, seed and deadline here, the SCoT knobs
-//! shared with `scot eval` in [`SolveKnobs`].
+//! The request flags of `scot run` and `scot solve`: the mode and the SCoT knobs ([`SolveKnobs`],
+//! shared with `scot eval`), then this command's seed and deadline, both unset by default.
 
-use scot_eval::{Mode, SolveKnobs};
+use std::time::Duration;
+
+use scot_client::SolveKnobs;
 use scot_proto::SolveOptions;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SolveArgs {
-    /// scot (drafts + selection), target-only or draft-only.
-    #[arg(long, value_enum, default_value = "scot")]
-    pub mode: Mode,
+    #[command(flatten)]
+    pub knobs: SolveKnobs,
     /// Sampling seed; draft i uses seed + i.
     #[arg(long)]
     pub seed: Option<u64>,
-    #[command(flatten)]
-    pub knobs: SolveKnobs,
     /// Request deadline in seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
@@ -21,10 +20,10 @@ pub struct SolveArgs {
 
 impl SolveArgs {
     pub fn options(&self) -> SolveOptions {
-        SolveOptions {
-            mode: self.mode.proto() as i32,
-            seed: self.seed,
-            ..self.knobs.options()
-        }
+        self.knobs.options(self.seed)
+    }
+
+    pub fn deadline(&self) -> Option<Duration> {
+        self.timeout_secs.map(Duration::from_secs)
     }
 }

@@ -103,7 +103,9 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_coordinator_is_a_clear_error() {
-        let err = SolveClient::connect("http://127.0.0.1:1").await.unwrap_err();
+        let err = SolveClient::connect("http://127.0.0.1:1")
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with("cannot connect to the coordinator at http://127.0.0.1:1: "),
