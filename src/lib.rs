@@ -1,8 +1,7 @@
 //! The `scot` command line's library: a local cluster of real node processes on loopback (what
-//! `scot run` / `scot up` start, and what the integration tests use), the default models, the Solve
-//! client and the report printed after a solve.
+//! `scot run` / `scot up` start, and what the integration tests use), the default models, the
+//! request flags and the report printed after a solve (the Solve client is `scot_client`).
 
-pub mod client;
 pub mod cluster;
 pub mod models;
 pub mod report;

@@ -268,16 +268,17 @@ async fn solve_once(
         problem,
         options: Some(args.options()),
     };
-    let timeout = args.timeout_secs.map(Duration::from_secs);
-    let result = scot::client::solve(coordinator, request, timeout, |event| {
-        if !quiet {
-            if let Some(line) = describe_event(event) {
-                eprintln!("scot: {line}");
+    let client = scot_client::SolveClient::connect(coordinator).await?;
+    let result = client
+        .solve(request, args.deadline(), |event| {
+            if !quiet {
+                if let Some(line) = describe_event(event) {
+                    eprintln!("scot: {line}");
+                }
             }
-        }
-    })
-    .await
-    .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?;
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!(scot_client::status_text(&status)))?;
     print!("{}", render(&result));
     Ok(())
 }

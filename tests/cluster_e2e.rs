@@ -50,13 +50,10 @@ async fn solve(
         problem: problem.to_string(),
         options: Some(options),
     };
-    scot::client::solve(
-        cluster.coordinator_url(),
-        request,
-        Some(REQUEST_TIMEOUT),
-        |_| {},
-    )
-    .await
+    scot_client::SolveClient::connect(cluster.coordinator_url())
+        .await?
+        .solve(request, Some(REQUEST_TIMEOUT), |_| {})
+        .await
 }
 
 fn small_options() -> SolveOptions {
@@ -304,7 +301,6 @@ async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &Loca
         std::fs::write(&data, format!("{problem}\n")).unwrap();
         let args = scot_eval::EvalArgs {
             data,
-            mode: scot_eval::Mode::Scot,
             coordinator: cluster.coordinator_url().to_string(),
             out: Some(out.clone()),
             dataset_name: Some("toy".into()),
@@ -313,7 +309,8 @@ async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &Loca
             concurrency: 1,
             seed: VOTE_SEED,
             timeout_secs: REQUEST_TIMEOUT.as_secs(),
-            knobs: scot_eval::SolveKnobs {
+            knobs: scot_client::SolveKnobs {
+                mode: scot_client::Mode::Scot,
                 n: Some(3),
                 draft_temperature: Some(temperature),
                 draft_max_tokens: Some(96),

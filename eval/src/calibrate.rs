@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
+use scot_client::Mode;
 use scot_proto::draft_event::Event as DraftEventKind;
 use scot_proto::draft_service_client::DraftServiceClient;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
@@ -182,7 +183,7 @@ fn stored_samples(args: &CalibrateArgs) -> Result<(Vec<Sample>, usize), EvalErro
     let mut skipped = 0;
     for path in &args.drafts {
         for line in read_lines(path)? {
-            if line.mode != "scot" || !line.succeeded() || line.drafts.is_empty() {
+            if !line.is_mode(Mode::Scot) || !line.succeeded() || line.drafts.is_empty() {
                 continue;
             }
             let drafts: Vec<String> = line

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use scot_proto::SolveOptions;
+use scot_client::{SolveClient, SolveKnobs};
 use serde::Serialize;
 
 use crate::dataset::{dataset_name, load_problems, select_window};
 use crate::error::EvalError;
+use crate::report::ReportSummary;
 use crate::results::{completed_ids, ResultWriter};
-use crate::runner::{connect, solve_one, Mode, RequestTemplate};
-use crate::solve_knobs::SolveKnobs;
+use crate::runner::{solve_one, RequestTemplate};
 
 /// Send a data set through a running cluster and append one graded JSON line per problem.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,9 +21,6 @@ pub struct EvalArgs {
     /// JSONL data set with `id`, `problem`, `answer` per line (e.g. ../shared/data/gsm8k.jsonl).
     #[arg(long)]
     pub data: PathBuf,
-    /// Which system answers.
-    #[arg(long, value_enum, default_value = "scot")]
-    pub mode: Mode,
     /// Coordinator gRPC endpoint.
     #[arg(
         long,
@@ -53,6 +50,7 @@ pub struct EvalArgs {
     /// Per-request deadline in seconds; a problem past it gets an error line (retried on a rerun).
     #[arg(long, default_value_t = 1800)]
     pub timeout_secs: u64,
+    // --mode (which system answers) and the knobs every request carries.
     #[command(flatten)]
     pub knobs: SolveKnobs,
     /// No progress bar (logs only).
@@ -94,10 +92,12 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
     if problems.is_empty() {
         return Err(EvalError::EmptyDataset { path: args.data });
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("results/{dataset}-{}.jsonl", args.mode.name())));
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "results/{dataset}-{}.jsonl",
+            args.knobs.mode.name()
+        ))
+    });
     let done = completed_ids(&out)?;
     let selected = problems.len();
     let todo: Vec<_> = problems
@@ -106,7 +106,7 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
         .collect();
     let mut summary = EvalSummary {
         dataset: dataset.clone(),
-        mode: args.mode.name().to_string(),
+        mode: args.knobs.mode.name().to_string(),
         out: out.clone(),
         selected,
         skipped: selected - todo.len(),
@@ -121,19 +121,19 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
         return Ok(summary);
     }
 
-    let client = connect(&args.coordinator).await?;
+    let client = SolveClient::connect(&args.coordinator).await?;
     let mut writer = ResultWriter::open(&out)?;
     let template = RequestTemplate {
         dataset,
-        mode: args.mode,
-        options: solve_options(&args),
+        mode: args.knobs.mode,
+        options: args.knobs.options(Some(args.seed)),
         deadline: Duration::from_secs(args.timeout_secs.max(1)),
     };
     let bar = progress_bar(todo.len(), args.no_progress);
     let mut latency_sum = 0.0;
     let mut answered = 0usize;
     let mut results = futures::stream::iter(todo.iter())
-        .map(|problem| solve_one(client.clone(), &template, problem))
+        .map(|problem| solve_one(&client, &template, problem))
         .buffer_unordered(args.concurrency);
     while let Some(line) = results.next().await {
         writer.append(&line)?;
@@ -163,13 +163,6 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
     }
     bar.finish();
     Ok(summary)
-}
-
-fn solve_options(args: &EvalArgs) -> SolveOptions {
-    SolveOptions {
-        seed: Some(args.seed),
-        ..args.knobs.options()
-    }
 }
 
 fn progress_bar(len: usize, hidden: bool) -> ProgressBar {
@@ -212,15 +205,6 @@ pub struct ReportArgs {
     /// Selection prior files (`scot calibrate`) to debias lines whose target had none.
     #[arg(long = "prior", requires = "replay")]
     pub priors: Vec<PathBuf>,
-}
-
-/// What `scot report` wrote.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReportSummary {
-    pub markdown: PathBuf,
-    pub plots: Vec<PathBuf>,
-    /// The markdown text (also written to `markdown`).
-    pub text: String,
 }
 
 /// Runs `scot report`.

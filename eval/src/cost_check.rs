@@ -49,7 +49,7 @@ pub struct MeasuredRun {
 
 /// Mean of `values`, 0 when there are none (every caller has at least one paired problem).
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    crate::report::mean(values).unwrap_or(0.0)
+    crate::stats::mean(values).unwrap_or(0.0)
 }
 
 /// Pairs `scot` and `target_only` lines by id (answered ones only) and measures them; None when
@@ -241,6 +241,9 @@ fn what_ifs_markdown(costs: &MeasuredCosts, run: &MeasuredRun) -> String {
 
 #[cfg(test)]
 mod tests {
+    use scot_client::Mode;
+    use scot_proto::{AnswerPath, FinishReason};
+
     use super::*;
     use crate::results::DraftRecord;
 
@@ -248,7 +251,7 @@ mod tests {
         DraftRecord {
             index: 0,
             tokens,
-            finish: "eos".into(),
+            finish: FinishReason::Eos.label().into(),
             elapsed_ms: 0.0,
             offered: true,
             node: String::new(),
@@ -256,28 +259,20 @@ mod tests {
         }
     }
 
-    fn scot(id: &str, path: &str, drafts: &[u32], select_prompt: u32) -> ResultLine {
+    fn scot(id: &str, path: AnswerPath, drafts: &[u32], select_prompt: u32) -> ResultLine {
+        let corrected = path == AnswerPath::TargetCorrection;
         ResultLine {
             id: id.into(),
-            mode: "scot".into(),
-            path: path.into(),
+            mode: Mode::Scot.name().into(),
+            path: path.label().into(),
             drafts: drafts.iter().map(|&t| draft(t)).collect(),
             target_prompt_tokens: select_prompt,
             answer_tokens: 10,
             draft_ms: 20_000.0,
             select_ms: 8_000.0,
-            target_thinking_ms: if path == "target_correction" {
-                16_000.0
-            } else {
-                0.0
-            },
+            target_thinking_ms: if corrected { 16_000.0 } else { 0.0 },
             answer_ms: 2_000.0,
-            total_ms: 30_000.0
-                + if path == "target_correction" {
-                    16_000.0
-                } else {
-                    0.0
-                },
+            total_ms: 30_000.0 + if corrected { 16_000.0 } else { 0.0 },
             ..Default::default()
         }
     }
@@ -285,8 +280,8 @@ mod tests {
     fn target(id: &str, thinking: u32) -> ResultLine {
         ResultLine {
             id: id.into(),
-            mode: "target-only".into(),
-            path: "target_only".into(),
+            mode: Mode::TargetOnly.name().into(),
+            path: AnswerPath::TargetOnly.label().into(),
             target_prompt_tokens: 100,
             target_thinking_tokens: thinking,
             answer_tokens: 20,
@@ -323,10 +318,10 @@ mod tests {
     #[test]
     fn workload_and_phases_come_from_paired_problems() {
         let scot_lines = vec![
-            scot("a", "draft_accepted", &[100, 200, 300], 800),
-            scot("b", "target_correction", &[200, 200, 200], 900),
+            scot("a", AnswerPath::DraftAccepted, &[100, 200, 300], 800),
+            scot("b", AnswerPath::TargetCorrection, &[200, 200, 200], 900),
             // No target-only twin: left out.
-            scot("c", "draft_accepted", &[1000, 1000, 1000], 5000),
+            scot("c", AnswerPath::DraftAccepted, &[1000, 1000, 1000], 5000),
         ];
         let target_lines = vec![
             target("a", 200),
@@ -360,7 +355,7 @@ mod tests {
     #[test]
     fn markdown_sets_prediction_beside_measurement() {
         let run = measure_run(
-            &[scot("a", "draft_accepted", &[100, 200, 300], 800)],
+            &[scot("a", AnswerPath::DraftAccepted, &[100, 200, 300], 800)],
             &[target("a", 200)],
         )
         .unwrap();
@@ -379,7 +374,7 @@ mod tests {
     #[test]
     fn none_without_paired_problems() {
         assert!(measure_run(&[], &[target("a", 10)]).is_none());
-        assert!(measure_run(&[scot("a", "draft_accepted", &[1], 10)], &[]).is_none());
+        assert!(measure_run(&[scot("a", AnswerPath::DraftAccepted, &[1], 10)], &[]).is_none());
     }
 
     #[test]

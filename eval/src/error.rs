@@ -23,8 +23,8 @@ pub enum EvalError {
     },
     #[error("{path}: no problems to run (offset/limit past the end, or an empty file)")]
     EmptyDataset { path: PathBuf },
-    #[error("cannot connect to the coordinator at {endpoint}: {message}")]
-    Connect { endpoint: String, message: String },
+    #[error(transparent)]
+    Connect(#[from] scot_client::ConnectError),
     #[error("cannot connect to the node at {endpoint}: {message}")]
     NodeConnect { endpoint: String, message: String },
     #[error("no result lines found in {0:?}")]

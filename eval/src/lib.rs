@@ -9,12 +9,12 @@
 //! - grading is `scot_answers` (`is_correct`, `extract_answer`, `answers_equal`), shared with the
 //!   coordinator's vote.
 //! - [`dataset`]: JSONL data sets (`id`, `problem`, `answer`).
-//! - [`runner`]: the CoordinatorService client and per-problem grading.
+//! - [`runner`]: one problem through the coordinator (the client is `scot_client`) and its grading.
 //! - [`results`]: the append-only, resumable result file.
-//! - [`report`] + [`plots`]: markdown tables and PNG plots from result files.
+//! - [`report`]: `scot report`'s markdown and plots from result files; [`mode_stats`] its per-mode
+//!   tables, [`plots`] its PNGs, [`stats`] the mean and percentiles.
 //! - [`replay`]: `scot report --replay`, stored problems re-decided under selection policies.
 //! - [`calibrate`]: `scot calibrate`, the target's selection prior from cyclic orders of drafts.
-//! - [`solve_knobs`]: the per-request knobs (`--n`, caps, straggler switches) shared with `scot run`.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 //! - [`cost_check`]: that prediction against a measured run (`scot report --costs`).
 
@@ -24,15 +24,15 @@ pub mod cost_check;
 pub mod cost_model;
 pub mod dataset;
 pub mod error;
+pub mod mode_stats;
 pub mod plots;
 pub mod replay;
 pub mod report;
 pub mod results;
 pub mod runner;
-pub mod solve_knobs;
+pub mod stats;
 
 pub use calibrate::{run_calibrate, CalibrateArgs, CalibrateSummary};
-pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs, ReportSummary};
+pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs};
 pub use error::EvalError;
-pub use runner::Mode;
-pub use solve_knobs::SolveKnobs;
+pub use report::ReportSummary;

@@ -3,16 +3,16 @@
 //! settings. Drawn with plotters' bitmap backend and a TrueType file
 //! registered through ab_glyph, so no fontconfig/freetype is needed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use scot_client::Mode;
 
 use crate::error::EvalError;
-use crate::report::ModeStats;
-use crate::results::ResultLine;
+use crate::mode_stats::ModeStats;
+use crate::results::ModeGroups;
 
 /// Debian fonts-dejavu-core.
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
@@ -39,19 +39,20 @@ fn register_font(path: &Path) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// A mode's colour in every plot (a result line's mode is [`Mode::name`]; grey for unknown names).
 fn mode_color(mode: &str) -> RGBColor {
-    match mode {
-        "scot" => RGBColor(0x1f, 0x77, 0xb4),
-        "target-only" => RGBColor(0xd6, 0x27, 0x28),
-        "draft-only" => RGBColor(0x2c, 0xa0, 0x2c),
-        _ => RGBColor(0x7f, 0x7f, 0x7f),
+    match Mode::from_name(mode) {
+        Some(Mode::Scot) => RGBColor(0x1f, 0x77, 0xb4),
+        Some(Mode::TargetOnly) => RGBColor(0xd6, 0x27, 0x28),
+        Some(Mode::DraftOnly) => RGBColor(0x2c, 0xa0, 0x2c),
+        None => RGBColor(0x7f, 0x7f, 0x7f),
     }
 }
 
 /// Draws both plots for every data set; returns the PNG paths.
 pub fn draw_all(
     stats: &[ModeStats],
-    groups: &BTreeMap<(String, String), Vec<ResultLine>>,
+    groups: &ModeGroups,
     out_dir: &Path,
     font: &Path,
 ) -> Result<Vec<PathBuf>, EvalError> {
@@ -222,7 +223,7 @@ fn draw_frontier(
             frontier.push(p);
         }
     }
-    let blue = mode_color("scot");
+    let blue = mode_color(Mode::Scot.name());
     chart
         .draw_series(LineSeries::new(
             frontier.iter().map(|(_, acc, x)| (*x, *acc)),
@@ -246,7 +247,7 @@ fn draw_frontier(
             .map_err(|e| e.to_string())?;
     }
     if let Some((target, latency)) = target {
-        let red = mode_color("target-only");
+        let red = mode_color(Mode::TargetOnly.name());
         if let Some(x) = latency.filter(|_| x_is_latency) {
             chart
                 .draw_series(std::iter::once(Circle::new((x, target), 8, red.filled())))

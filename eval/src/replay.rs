@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use scot_answers::answers_equal;
+use scot_client::Mode;
+use scot_proto::{AnswerPath, FinishReason};
 use scot_selection::{
     decide, draft_answer, needs_target, AnswerTally, Decision, PolicyParams, SelectionPolicy,
     SelectionPrior, TargetVerdict,
@@ -25,7 +27,7 @@ use serde::Serialize;
 use crate::cost_check::MeasuredCosts;
 use crate::cost_model::{predict, Workload};
 use crate::error::EvalError;
-use crate::results::{DraftRecord, ResultLine};
+use crate::results::{mode_group, DraftRecord, ModeGroups, ResultLine};
 
 /// One policy with its knobs, as `--replay-setting` spells it: `hybrid:min_votes=3:tau=0.5:prior=off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,7 +182,7 @@ struct Replayed {
 
 /// Whether a draft ended on its own (end of thinking or of sequence), not at its cap.
 fn ended_on_its_own(draft: &DraftRecord) -> bool {
-    matches!(draft.finish.as_str(), "think_end" | "eos")
+    draft.finished_by(FinishReason::ThinkEnd) || draft.finished_by(FinishReason::Eos)
 }
 
 /// Whether an extracted answer is the gold one.
@@ -227,7 +229,7 @@ fn live_accepted_draft(
     line: &ResultLine,
     drafts: &[(&DraftRecord, Option<String>)],
 ) -> Option<u32> {
-    if line.path != "draft_accepted" {
+    if !line.took(AnswerPath::DraftAccepted) {
         return None;
     }
     line.chosen_draft.or_else(|| {
@@ -297,10 +299,10 @@ fn replay_one(
         Decision::Reject(_) => {
             let correct = match target_only {
                 Some(t) => t.correct,
-                None if line.path == "target_correction" => line.correct,
+                None if line.took(AnswerPath::TargetCorrection) => line.correct,
                 None => return None,
             };
-            (false, correct, line.path == "target_correction")
+            (false, correct, line.took(AnswerPath::TargetCorrection))
         }
     };
     let prediction = costs.and_then(|costs| {
@@ -356,18 +358,17 @@ fn share(part: usize, whole: usize) -> Option<f64> {
 /// Replays `settings` on every data set's latest scot lines (`groups` as `latest_successful` gives
 /// them, keyed by (data set, mode)).
 pub fn replay(
-    groups: &BTreeMap<(String, String), Vec<ResultLine>>,
+    groups: &ModeGroups,
     settings: &[ReplaySetting],
     priors: &[SelectionPrior],
     costs: Option<&MeasuredCosts>,
 ) -> Vec<ReplayRow> {
     let mut rows = Vec::new();
     for ((dataset, mode), scot) in groups {
-        if mode != "scot" {
+        if mode != Mode::Scot.name() {
             continue;
         }
-        let baseline: HashMap<&str, &ResultLine> = groups
-            .get(&(dataset.clone(), "target-only".to_string()))
+        let baseline: HashMap<&str, &ResultLine> = mode_group(groups, dataset, Mode::TargetOnly)
             .map(|lines| lines.iter().map(|l| (l.id.as_str(), l)).collect())
             .unwrap_or_default();
         for setting in settings {
@@ -532,10 +533,7 @@ fn draft_facts_markdown(f: &DraftFacts) -> String {
 }
 
 /// Markdown: one table per data set, one row per setting, target-only's accuracy above it.
-pub fn replay_markdown(
-    rows: &[ReplayRow],
-    groups: &BTreeMap<(String, String), Vec<ResultLine>>,
-) -> String {
+pub fn replay_markdown(rows: &[ReplayRow], groups: &ModeGroups) -> String {
     let mut out =
         String::from("## Replay: every stored problem re-decided per selection setting\n\n");
     let mut by_dataset: BTreeMap<&str, Vec<&ReplayRow>> = BTreeMap::new();
@@ -547,10 +545,10 @@ pub fn replay_markdown(
     }
     for (dataset, rows) in by_dataset {
         let _ = writeln!(out, "### {dataset}\n");
-        for mode in ["target-only", "draft-only", "scot"] {
-            if let Some(lines) = groups.get(&(dataset.to_string(), mode.to_string())) {
+        for mode in [Mode::TargetOnly, Mode::DraftOnly, Mode::Scot] {
+            if let Some(lines) = mode_group(groups, dataset, mode) {
                 let correct = lines.iter().filter(|l| l.correct).count();
-                let live = if mode == "scot" {
+                let live = if mode == Mode::Scot {
                     lines
                         .first()
                         .map(|l| match l.selection_policy.as_str() {
@@ -564,13 +562,14 @@ pub fn replay_markdown(
                 };
                 let _ = writeln!(
                     out,
-                    "- {mode} (live): {:.1}% of {} problems{live}",
+                    "- {} (live): {:.1}% of {} problems{live}",
+                    mode.name(),
                     100.0 * correct as f64 / lines.len().max(1) as f64,
                     lines.len()
                 );
             }
         }
-        if let Some(lines) = groups.get(&(dataset.to_string(), "scot".to_string())) {
+        if let Some(lines) = mode_group(groups, dataset, Mode::Scot) {
             out.push_str(&draft_facts_markdown(&draft_facts(lines)));
         }
         out.push_str("\n| setting | problems | skipped | accuracy | acceptance | accepted correct | selection accuracy | none when none | target scores | predicted CoT s | predicted r | same as live |\n");

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use scot_client::Mode;
+use scot_proto::{AnswerPath, FinishReason};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
@@ -27,6 +29,13 @@ pub struct DraftRecord {
     pub text: String,
 }
 
+impl DraftRecord {
+    /// Whether the draft ended for `reason` (`finish` holds [`FinishReason::label`]).
+    pub fn finished_by(&self, reason: FinishReason) -> bool {
+        self.finish == reason.label()
+    }
+}
+
 /// One line of the result file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ResultLine {
@@ -35,7 +44,7 @@ pub struct ResultLine {
     /// The problem as sent (kept for calibration and offline replay).
     #[serde(default)]
     pub problem: String,
-    /// `scot`, `target-only` or `draft-only`.
+    /// [`Mode::name`]: `scot`, `target-only` or `draft-only`.
     pub mode: String,
     pub gold: String,
     /// The extracted final answer (None when nothing could be extracted or the request failed).
@@ -44,8 +53,8 @@ pub struct ResultLine {
     /// The final answer text the model wrote.
     #[serde(default)]
     pub answer_text: String,
-    /// Which path produced the answer: draft_accepted, target_correction, target_fallback,
-    /// target_only, draft_only.
+    /// Which path produced the answer ([`AnswerPath::label`]): draft_accepted, target_correction,
+    /// target_fallback, target_only, draft_only.
     #[serde(default)]
     pub path: String,
     #[serde(default)]
@@ -115,9 +124,19 @@ impl ResultLine {
         self.error.is_none()
     }
 
+    /// Whether `mode` answered this line.
+    pub fn is_mode(&self, mode: Mode) -> bool {
+        self.mode == mode.name()
+    }
+
+    /// Whether the answer came by `path`.
+    pub fn took(&self, path: AnswerPath) -> bool {
+        self.path == path.label()
+    }
+
     /// Whether selection ran: a draft was accepted or the target thought again.
     pub fn selection_ran(&self) -> bool {
-        matches!(self.path.as_str(), "draft_accepted" | "target_correction")
+        self.took(AnswerPath::DraftAccepted) || self.took(AnswerPath::TargetCorrection)
     }
 
     /// Whether the target scored the drafts in a selection prefill (lines written before selection
@@ -133,7 +152,7 @@ pub fn acceptance_rate<'a>(lines: impl IntoIterator<Item = &'a ResultLine>) -> O
         .into_iter()
         .filter(|l| l.selection_ran())
         .fold((0usize, 0usize), |(n, a), l| {
-            (n + 1, a + usize::from(l.path == "draft_accepted"))
+            (n + 1, a + usize::from(l.took(AnswerPath::DraftAccepted)))
         });
     (selected > 0).then(|| accepted as f64 / selected as f64)
 }
@@ -246,8 +265,22 @@ pub fn collect_result_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, EvalErro
     Ok(files)
 }
 
+/// Result lines grouped by (data set, mode name).
+pub type ModeGroups = BTreeMap<(String, String), Vec<ResultLine>>;
+
+/// One data set's lines of one mode.
+pub fn mode_group<'a>(
+    groups: &'a ModeGroups,
+    dataset: &str,
+    mode: Mode,
+) -> Option<&'a [ResultLine]> {
+    groups
+        .get(&(dataset.to_string(), mode.name().to_string()))
+        .map(Vec::as_slice)
+}
+
 /// The latest successful line per (dataset, mode, id), grouped by (dataset, mode).
-pub fn latest_successful(lines: Vec<ResultLine>) -> BTreeMap<(String, String), Vec<ResultLine>> {
+pub fn latest_successful(lines: Vec<ResultLine>) -> ModeGroups {
     let mut latest: BTreeMap<(String, String, String), ResultLine> = BTreeMap::new();
     for line in lines.into_iter().filter(ResultLine::succeeded) {
         latest.insert(
@@ -255,7 +288,7 @@ pub fn latest_successful(lines: Vec<ResultLine>) -> BTreeMap<(String, String), V
             line,
         );
     }
-    let mut groups: BTreeMap<(String, String), Vec<ResultLine>> = BTreeMap::new();
+    let mut groups = ModeGroups::new();
     for ((dataset, mode, _), line) in latest {
         groups.entry((dataset, mode)).or_default().push(line);
     }

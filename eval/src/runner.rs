@@ -3,63 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use scot_proto::coordinator_service_client::CoordinatorServiceClient;
-use scot_proto::limits::MAX_MESSAGE_BYTES;
-use scot_proto::{solve_event, AnswerPath, FinishReason, SolveMode, SolveOptions, SolveRequest};
-use tonic::transport::{Channel, Endpoint};
+use scot_client::{status_text, Mode, SolveClient};
+use scot_proto::{AnswerPath, FinishReason, SolveOptions, SolveRequest};
 
 use crate::dataset::Problem;
-use crate::error::EvalError;
 use crate::results::{DraftRecord, ResultLine};
 use scot_answers::{answers_equal, extract_answer};
-
-/// Which system answers: the full SCoT pipeline or one of the two models alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Mode {
-    Scot,
-    TargetOnly,
-    DraftOnly,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Scot => "scot",
-            Mode::TargetOnly => "target-only",
-            Mode::DraftOnly => "draft-only",
-        }
-    }
-
-    pub fn proto(self) -> SolveMode {
-        match self {
-            Mode::Scot => SolveMode::Scot,
-            Mode::TargetOnly => SolveMode::TargetOnly,
-            Mode::DraftOnly => SolveMode::DraftOnly,
-        }
-    }
-}
-
-/// Connects to the coordinator (fails fast when nothing listens there).
-pub async fn connect(endpoint: &str) -> Result<CoordinatorServiceClient<Channel>, EvalError> {
-    let connect_err = |message: String| EvalError::Connect {
-        endpoint: endpoint.to_string(),
-        message,
-    };
-    let channel = Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| connect_err(e.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| connect_err(format!("{e:?}")))?;
-    // Drafts and reasoning can be long: lift the 4 MiB default decoding cap.
-    Ok(CoordinatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
-}
 
 /// What every request of a run shares.
 #[derive(Debug, Clone)]
 pub struct RequestTemplate {
     pub dataset: String,
+    /// Also in `options`; the result lines and request ids name it.
     pub mode: Mode,
     pub options: SolveOptions,
     pub deadline: Duration,
@@ -68,7 +23,6 @@ pub struct RequestTemplate {
 impl RequestTemplate {
     fn options(&self) -> SolveOptions {
         SolveOptions {
-            mode: self.mode.proto() as i32,
             // Result lines keep the drafts' texts so `scot report --replay` can re-decide offline.
             include_draft_texts: true,
             ..self.options.clone()
@@ -78,7 +32,7 @@ impl RequestTemplate {
 
 /// Solves one problem; a failure is recorded in the line's `error`, never returned.
 pub async fn solve_one(
-    mut client: CoordinatorServiceClient<Channel>,
+    client: &SolveClient,
     template: &RequestTemplate,
     problem: &Problem,
 ) -> ResultLine {
@@ -91,28 +45,7 @@ pub async fn solve_one(
         seed: template.options.seed.unwrap_or(0),
         ..Default::default()
     };
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        template.deadline,
-        request(&mut client, template, problem, &mut line),
-    )
-    .await;
-    line.client_ms = started.elapsed().as_secs_f64() * 1e3;
-    match outcome {
-        Ok(Ok(())) => grade(&mut line),
-        Ok(Err(message)) => line.error = Some(message),
-        Err(_) => line.error = Some(format!("deadline of {:?} exceeded", template.deadline)),
-    }
-    line
-}
-
-async fn request(
-    client: &mut CoordinatorServiceClient<Channel>,
-    template: &RequestTemplate,
-    problem: &Problem,
-    line: &mut ResultLine,
-) -> Result<(), String> {
-    let mut request = tonic::Request::new(SolveRequest {
+    let request = SolveRequest {
         request_id: format!(
             "eval-{}-{}-{}",
             template.dataset,
@@ -121,29 +54,31 @@ async fn request(
         ),
         problem: problem.problem.clone(),
         options: Some(template.options()),
-    });
-    request.set_timeout(template.deadline);
-    let mut stream = client
-        .solve(request)
-        .await
-        .map_err(|s| status_message(&s, template.deadline))?
-        .into_inner();
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(|s| status_message(&s, template.deadline))?;
-        if let Some(solve_event::Event::Result(result)) = event.event {
+    };
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        template.deadline,
+        client.solve(request, Some(template.deadline), |_| {}),
+    )
+    .await;
+    line.client_ms = started.elapsed().as_secs_f64() * 1e3;
+    match outcome {
+        Ok(Ok(result)) => {
             line.answer_text = result.answer;
             if let Some(stats) = result.stats {
-                fill_stats(line, stats);
+                fill_stats(&mut line, stats);
             }
-            return Ok(());
+            grade(&mut line);
         }
+        Ok(Err(status)) => line.error = Some(status_message(&status, template.deadline)),
+        Err(_) => line.error = Some(format!("deadline of {:?} exceeded", template.deadline)),
     }
-    Err("stream ended without a SolveResult".to_string())
+    line
 }
 
 /// The status as text; tonic reports its own grpc-timeout as `Cancelled: Timeout expired`.
 fn status_message(status: &tonic::Status, deadline: Duration) -> String {
-    let text = format!("{:?}: {}", status.code(), status.message());
+    let text = status_text(status);
     let timed_out = status.code() == tonic::Code::DeadlineExceeded
         || status.message().contains("Timeout expired");
     if timed_out {
@@ -220,14 +155,5 @@ mod tests {
         line.answer_text = "I am not sure.".into();
         grade(&mut line);
         assert!(!line.correct && line.prediction.is_none());
-    }
-
-    #[tokio::test]
-    async fn unreachable_coordinator_is_a_clear_error() {
-        let err = connect("http://127.0.0.1:1").await.unwrap_err().to_string();
-        assert!(
-            err.contains("cannot connect to the coordinator at http://127.0.0.1:1"),
-            "{err}"
-        );
     }
 }

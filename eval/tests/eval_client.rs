@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scot_client::{Mode, SolveKnobs};
 use scot_eval::results::read_lines;
-use scot_eval::{run_eval, EvalArgs, Mode, SolveKnobs};
+use scot_eval::{run_eval, EvalArgs};
 use scot_proto::coordinator_service_server::{CoordinatorService, CoordinatorServiceServer};
 use scot_proto::{
     solve_event, AnswerPath, DraftInfo, SolveEvent, SolveMode, SolveRequest, SolveResult,
@@ -110,7 +111,6 @@ async fn start() -> (String, Arc<AddingCoordinator>) {
 fn args(data: &std::path::Path, out: &std::path::Path, endpoint: &str, mode: Mode) -> EvalArgs {
     EvalArgs {
         data: data.to_path_buf(),
-        mode,
         coordinator: endpoint.to_string(),
         out: Some(out.to_path_buf()),
         dataset_name: None,
@@ -120,6 +120,7 @@ fn args(data: &std::path::Path, out: &std::path::Path, endpoint: &str, mode: Mod
         seed: 7,
         timeout_secs: 1,
         knobs: SolveKnobs {
+            mode,
             n: Some(5),
             ..SolveKnobs::default()
         },

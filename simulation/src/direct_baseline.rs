@@ -12,12 +12,13 @@ use scot_proto::draft_service_client::DraftServiceClient;
 use scot_proto::generate_event::Event as GenerateEventKind;
 use scot_proto::target_service_client::TargetServiceClient;
 // The knobs the coordinator would send: the paper's defaults.
+use scot_client::status_text;
 use scot_proto::paper_defaults as paper;
 use scot_proto::{AnswerPath, DraftRequest, GenerateRequest, SelectRequest};
 use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::load_driver::SolveOutcome;
+use crate::solve_outcome::SolveOutcome;
 
 /// One request straight against the nodes: request `i` of the run.
 pub async fn solve_direct(
@@ -30,7 +31,7 @@ pub async fn solve_direct(
 ) -> SolveOutcome {
     let mut outcome = SolveOutcome::started(request_id.clone());
     let run = run_direct(drafts, targets, i, &request_id, &problem, n, &mut outcome).await;
-    outcome.result = run.map_err(|status| format!("{:?}: {}", status.code(), status.message()));
+    outcome.result = run.map_err(|status| status_text(&status));
     outcome.end = Instant::now();
     outcome
 }

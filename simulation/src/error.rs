@@ -23,6 +23,8 @@ pub enum SimulationError {
     Discovery(#[from] scot_discovery::DiscoveryError),
     #[error("gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Connect(#[from] scot_client::ConnectError),
 }
 
 impl SimulationError {

@@ -31,6 +31,7 @@ pub mod load_driver;
 pub mod node_server;
 pub mod report_table;
 pub mod scale_run;
+pub mod solve_outcome;
 pub mod synthetic_text;
 pub mod target_node;
 

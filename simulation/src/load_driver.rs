@@ -6,16 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use scot_proto::coordinator_service_client::CoordinatorServiceClient;
-use scot_proto::limits::MAX_MESSAGE_BYTES;
+use scot_client::{status_text, SolveClient};
 use scot_proto::solve_event::Event;
 use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 use tokio::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::direct_baseline::solve_direct;
 use crate::error::Result;
+use crate::solve_outcome::SolveOutcome;
 use crate::synthetic_text::filler_text;
 
 #[derive(Debug, Clone)]
@@ -30,41 +29,6 @@ pub struct LoadPlan {
     pub problem_tokens: usize,
 }
 
-/// One request as the client saw it.
-#[derive(Debug, Clone)]
-pub struct SolveOutcome {
-    pub request_id: String,
-    pub start: Instant,
-    pub end: Instant,
-    /// Err(message) when the call or its stream failed or ended without a result.
-    pub result: std::result::Result<(), String>,
-    /// `AnswerPath` as i32 (0 when no result).
-    pub path: i32,
-    /// Drafts in the result's stats.
-    pub drafts: usize,
-    /// Draft nodes the request's drafts were spread over (DraftingStarted).
-    pub draft_nodes: usize,
-    /// Target tokens streamed to the client.
-    pub streamed_tokens: usize,
-}
-
-impl SolveOutcome {
-    /// A request starting now, with no result yet.
-    pub fn started(request_id: String) -> Self {
-        let start = Instant::now();
-        Self {
-            request_id,
-            start,
-            end: start,
-            result: Err("no result".to_string()),
-            path: 0,
-            drafts: 0,
-            draft_nodes: 0,
-            streamed_tokens: 0,
-        }
-    }
-}
-
 /// The problem text of request `i`: about `tokens` words, distinct per request.
 pub fn simulated_problem(i: usize, tokens: usize) -> String {
     format!(
@@ -73,24 +37,22 @@ pub fn simulated_problem(i: usize, tokens: usize) -> String {
     )
 }
 
-/// Connects `connections` channels to the coordinator.
-pub async fn connect(url: &str, connections: usize) -> Result<Vec<Channel>> {
-    let mut channels = Vec::new();
+/// Opens `connections` connections to the coordinator, one client each.
+pub async fn connect(url: &str, connections: usize) -> Result<Vec<SolveClient>> {
+    let mut clients = Vec::new();
     for _ in 0..connections.max(1) {
-        channels.push(Endpoint::from_shared(url.to_string())?.connect().await?);
+        clients.push(SolveClient::connect(url).await?);
     }
-    Ok(channels)
+    Ok(clients)
 }
 
 pub async fn solve_one(
-    channel: Channel,
+    client: &SolveClient,
     request_id: String,
     problem: String,
     n: u32,
 ) -> SolveOutcome {
     let mut outcome = SolveOutcome::started(request_id.clone());
-    let mut client =
-        CoordinatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = SolveRequest {
         request_id,
         problem,
@@ -103,35 +65,27 @@ pub async fn solve_one(
             ..Default::default()
         }),
     };
-    match client.solve(request).await {
-        Err(status) => outcome.result = Err(format!("{:?}: {}", status.code(), status.message())),
-        Ok(response) => {
-            let mut stream = response.into_inner();
-            while let Some(item) = stream.next().await {
-                match item {
-                    Err(status) => {
-                        outcome.result = Err(format!("{:?}: {}", status.code(), status.message()));
-                        break;
-                    }
-                    Ok(event) => match event.event {
-                        Some(Event::DraftingStarted(started)) => {
-                            outcome.draft_nodes = started.nodes.len()
-                        }
-                        Some(Event::Token(_)) => outcome.streamed_tokens += 1,
-                        Some(Event::Result(result)) => {
-                            if let Some(stats) = result.stats {
-                                outcome.path = stats.path;
-                                outcome.drafts = stats.drafts.len();
-                            }
-                            outcome.result = Ok(());
-                        }
-                        _ => {}
-                    },
-                }
-            }
-        }
-    }
+    let (mut draft_nodes, mut streamed_tokens) = (0, 0);
+    let result = client
+        .solve(request, None, |event| match event {
+            Event::DraftingStarted(started) => draft_nodes = started.nodes.len(),
+            Event::Token(_) => streamed_tokens += 1,
+            _ => {}
+        })
+        .await;
     outcome.end = Instant::now();
+    outcome.draft_nodes = draft_nodes;
+    outcome.streamed_tokens = streamed_tokens;
+    outcome.result = match result {
+        Ok(result) => {
+            if let Some(stats) = result.stats {
+                outcome.path = stats.path;
+                outcome.drafts = stats.drafts.len();
+            }
+            Ok(())
+        }
+        Err(status) => Err(status_text(&status)),
+    };
     outcome
 }
 
@@ -139,7 +93,7 @@ pub async fn solve_one(
 #[derive(Debug, Clone)]
 pub enum SolveFront {
     /// The coordinator's gRPC Solve, over these connections.
-    Coordinator(Vec<Channel>),
+    Coordinator(Vec<SolveClient>),
     /// No coordinator: the driver calls the simulated nodes itself (`direct_baseline`).
     Direct {
         drafts: Vec<Channel>,
@@ -149,8 +103,8 @@ pub enum SolveFront {
 
 /// Runs the plan to completion; outcomes in request order.
 pub async fn drive_solves(front: &SolveFront, plan: &LoadPlan) -> Vec<SolveOutcome> {
-    if let SolveFront::Coordinator(channels) = front {
-        if channels.is_empty() {
+    if let SolveFront::Coordinator(clients) = front {
+        if clients.is_empty() {
             return Vec::new();
         }
     }
@@ -171,9 +125,9 @@ pub async fn drive_solves(front: &SolveFront, plan: &LoadPlan) -> Vec<SolveOutco
                 let request_id = format!("{}-{i}", plan.id_prefix);
                 let problem = simulated_problem(i, plan.problem_tokens);
                 let outcome = match &front {
-                    SolveFront::Coordinator(channels) => {
-                        let channel = channels[worker % channels.len()].clone();
-                        solve_one(channel, request_id, problem, plan.n).await
+                    SolveFront::Coordinator(clients) => {
+                        let client = &clients[worker % clients.len()];
+                        solve_one(client, request_id, problem, plan.n).await
                     }
                     SolveFront::Direct { drafts, targets } => {
                         solve_direct(drafts, targets, i, request_id, problem, plan.n).await

@@ -20,11 +20,12 @@ use crate::draft_node::SimulatedDraftNode;
 use crate::error::{Result, SimulationError};
 use crate::etcd_membership::{SimulatedEtcd, SIMULATED_ETCD_PREFIX};
 use crate::load_driver::{
-    connect, drive_solves, simulated_problem, solve_one, LoadPlan, SolveFront, SolveOutcome,
+    connect, drive_solves, simulated_problem, solve_one, LoadPlan, SolveFront,
 };
 use crate::node_server::{
     serve_simulated_draft_node, serve_simulated_target_node, SimulatedNodeServer,
 };
+use crate::solve_outcome::SolveOutcome;
 use crate::target_node::SimulatedTargetNode;
 
 #[derive(Debug, Clone)]
@@ -254,7 +255,7 @@ async fn start_cluster(
 /// Sends warm-up requests until `count` of them succeed (etcd membership reaching the coordinator,
 /// channels connecting), giving up after 60 s.
 async fn warm_up(url: &str, count: usize, n: u32, problem_tokens: usize) -> Result<()> {
-    let channels = connect(url, 1).await?;
+    let clients = connect(url, 1).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut done = 0;
     let mut attempt = 0;
@@ -269,7 +270,7 @@ async fn warm_up(url: &str, count: usize, n: u32, problem_tokens: usize) -> Resu
             .map(|_| {
                 attempt += 1;
                 solve_one(
-                    channels[0].clone(),
+                    &clients[0],
                     format!("warmup-{attempt}"),
                     simulated_problem(1_000_000 + attempt, problem_tokens),
                     n,
