@@ -8,7 +8,7 @@
 //! words; [`request_id`] names the call in the logs. Serving: [`serve_node`] runs the gRPC server and
 //! health (NOT_SERVING once a tensor-parallel rank failed, see [`NodeFailure`]); [`serve_registered`]
 //! announces the node in etcd. Processes: [`run_node_process`] is a node binary's process (telemetry,
-//! metrics, etcd, bounded runtime shutdown); [`shutdown_signal`] stops it.
+//! metrics, etcd), on [`run_server_process`], which any scot server process shares.
 
 mod discovery_registration;
 mod engine_chat;
@@ -35,5 +35,5 @@ pub use node_failure::{NodeFailure, RankFailure};
 pub use node_model::{FittedPrompt, NodeModel, NodePrompts};
 pub use node_process::{run_node_process, NodeProcessArgs, NodeProcessError};
 pub use request_id::request_id;
-pub use runtime::shutdown_signal;
+pub use runtime::{run_server_process, shutdown_signal, ProcessError};
 pub use status::{engine_status, template_status};
