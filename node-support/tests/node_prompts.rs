@@ -3,44 +3,19 @@
 //! left after it, and a prompt that leaves less than the room asked for is refused with the caller's
 //! message.
 
-use std::path::PathBuf;
+#[path = "shared/models.rs"]
+mod models;
 
-use scot_node_support::{ModelArgs, NodeModel, ThinkingPrompt};
+use scot_node_support::NodeModel;
 use tonic::Code;
 
 const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
 const CONTEXT: usize = 256;
 
-/// `$SCOT_MODEL_DIR/<file>`, else `~/.cache/scot/models/<file>`; a missing model fails the test.
-fn model_path(file: &str) -> PathBuf {
-    let dir = std::env::var_os("SCOT_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/scot/models")
-        });
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-models.sh first (or set SCOT_MODEL_DIR)",
-        path.display()
-    );
-    path
-}
-
 fn load() -> NodeModel {
-    ModelArgs {
-        model: model_path(SMOL),
-        lora: None,
-        device: scot_engine::DeviceSpec::Cpu,
-        max_context: Some(CONTEXT),
-        templates_dir: None,
-        thinking_prompt: ThinkingPrompt::Auto,
-        max_concurrent: 1,
-        tensor_parallel: 1,
-        fault_inject_rank_failure: None,
-    }
-    .load()
-    .expect("model loads")
+    models::model_args(SMOL, CONTEXT)
+        .load()
+        .expect("model loads")
 }
 
 #[test]

@@ -4,26 +4,15 @@
 
 mod common;
 
-use scot_node_support::{ModelArgs, NodeModel, ThinkingPrompt};
+use scot_node_support::NodeModel;
 use scot_proto::{generate_event, GenerateRequest, SelectRequest};
 use scot_selection::{rotate, SelectionPrior, PRIOR_FORMAT};
 use scot_target_node::{generate_job, select_job, SelectionPriors};
 
 fn load() -> NodeModel {
-    let model = common::model_path(common::QWEN);
-    ModelArgs {
-        model,
-        lora: None,
-        device: scot_engine::DeviceSpec::Cpu,
-        max_context: Some(4096),
-        templates_dir: None,
-        thinking_prompt: ThinkingPrompt::Auto,
-        max_concurrent: 1,
-        tensor_parallel: 1,
-        fault_inject_rank_failure: None,
-    }
-    .load()
-    .expect("model loads")
+    common::models::model_args(common::QWEN, 4096)
+        .load()
+        .expect("model loads")
 }
 
 #[test]
