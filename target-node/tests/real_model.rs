@@ -119,6 +119,38 @@ fn selection_and_answer_on_a_real_model() {
             .code(),
         tonic::Code::InvalidArgument
     );
+    // A problem longer than the context: refused before any engine work, with the remedy.
+    let long_problem = "seven ".repeat(5000);
+    let long_select = SelectRequest {
+        problem: long_problem.clone(),
+        drafts: vec!["a".into()],
+        ..request_for_select()
+    };
+    let status = select_job::prepare(&node, &none, &long_select)
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("the selection prompt is ")
+            && status
+                .message()
+                .contains("but the target's context is 4096"),
+        "{status:?}"
+    );
+    let long_generate = GenerateRequest {
+        problem: long_problem,
+        accepted_draft: None,
+        max_thinking_tokens: 100,
+        ..request.clone()
+    };
+    let status = generate_job::prepare(&node, &long_generate).err().unwrap();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("the problem is too long for the target model: the prompt is "),
+        "{status:?}"
+    );
     let too_many_orders = SelectRequest {
         drafts: vec!["a".into(), "b".into()],
         permutations: 3,
