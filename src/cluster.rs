@@ -1,6 +1,7 @@
-//! A coordinator, draft node(s) and a target node as child processes on free loopback ports. The node
-//! binaries are found in one folder (next to the `scot` executable); the cluster waits for each node's
-//! gRPC health to say SERVING and kills every child when dropped.
+//! A coordinator, draft node(s) and a target node as child processes on free loopback ports. The server
+//! binaries are found in one folder (next to the `scot` executable); one that is missing runs as the
+//! `scot` subcommand of its name, which starts the same way. The cluster waits for each node's gRPC
+//! health to say SERVING and kills every child when dropped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //!   scot eval / scot report            evaluation harness (scot-eval)
 //!   scot calibrate                     the target's selection prior (for the debiased/hybrid policies)
 
-mod node_command;
+mod server_command;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,16 @@ use scot_proto::SolveRequest;
 #[command(name = "scot", version, about = "Speculative Chain-of-Thought serving")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    invocation: Invocation,
+}
+
+/// The tools run in one runtime with logs on stderr; a server runs as its own binary would.
+#[derive(Subcommand)]
+enum Invocation {
+    #[command(flatten)]
+    Tool(Command),
+    #[command(flatten)]
+    Server(server_command::ServerCommand),
 }
 
 #[derive(Subcommand)]
@@ -66,15 +75,6 @@ enum Command {
     /// Measure a target node's prior over option positions and write it as a selection prior file
     /// (load it with `target-node --selection-prior`, or `scot up --selection-prior`).
     Calibrate(scot_eval::CalibrateArgs),
-    /// A draft node in this process (what `run`/`up` start when no draft-node binary sits next to scot).
-    #[command(name = "draft-node", hide = true)]
-    DraftNode(node_command::DraftNodeCommand),
-    /// A target node in this process.
-    #[command(name = "target-node", hide = true)]
-    TargetNode(node_command::TargetNodeCommand),
-    /// A coordinator in this process.
-    #[command(name = "coordinator", hide = true)]
-    Coordinator(scot_coordinator::CoordinatorConfig),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -144,15 +144,21 @@ impl ClusterArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().invocation {
+        Invocation::Server(server) => server.run(),
+        Invocation::Tool(command) => tokio::runtime::Runtime::new()?.block_on(run_tool(command)),
+    }
+}
+
+async fn run_tool(command: Command) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match command {
         Command::Run {
             cluster,
             solve,
@@ -180,13 +186,6 @@ async fn main() -> anyhow::Result<()> {
             let summary = scot_eval::run_calibrate(args).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
-        }
-        Command::DraftNode(command) => node_command::run_draft_node(command).await,
-        Command::TargetNode(command) => node_command::run_target_node(command).await,
-        Command::Coordinator(config) => {
-            scot_coordinator::serve(config, scot_node_support::shutdown_signal())
-                .await
-                .context("coordinator failed")
         }
     }
 }

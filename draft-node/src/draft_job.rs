@@ -3,15 +3,11 @@
 
 use std::time::Instant;
 
-use scot_engine::{
-    BatchEvent, CancelToken, FinishReason as EngineFinish, Model, SamplingParams, StopCriteria,
-};
-use scot_node_support::engine_job::JobSender;
-use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_engine::{BatchEvent, CancelToken, Model, SamplingParams, StopCriteria};
+use scot_node_support::{engine_status, finish_reason, template_status, JobSender, NodeModel};
 use scot_proto::draft_event::Event;
 use scot_proto::request_checks::check_draft_request;
-use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary, FinishReason};
-use scot_templates::{Prompts, ThinkMarkers};
+use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary};
 use tonic::Status;
 
 /// A progress message goes out every this many tokens of a draft.
@@ -49,37 +45,25 @@ pub fn sampling_for(request: &DraftRequest) -> Vec<SamplingParams> {
 /// model's context).
 pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Status> {
     check_draft_request(request)?;
-    let set = node
-        .templates
-        .get(&request.template)
-        .map_err(template_status)?;
-    let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
-    let chat = EngineChat::new(&node.model);
-    let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
+    let prompts = node.prompts(&request.template, &request.think_end)?;
     let text = prompts
+        .layout()
         .draft_prompt(&request.problem)
         .map_err(template_status)?;
-    let prompt = node
-        .model
-        .tokenizer()
-        .encode(&text, false)
-        .map_err(engine_status)?;
-    let context = node.model.info().context_length;
-    if prompt.len() >= context {
-        return Err(Status::invalid_argument(format!(
-            "the problem is too long for the draft model: the prompt is {} tokens and the context is {context}; shorten the problem",
-            prompt.len()
-        )));
-    }
-    let max_new_tokens = (request.max_tokens as usize).min(context - prompt.len());
+    let prompt = prompts.fit(&text, 1, |tokens, context| {
+        format!(
+            "the problem is too long for the draft model: the prompt is {tokens} tokens and the context is {context}; shorten the problem"
+        )
+    })?;
+    let max_new_tokens = (request.max_tokens as usize).min(prompt.room);
     let stop_strings = if request.include_answer {
         Vec::new()
     } else {
-        vec![markers.end]
+        vec![prompts.markers().end.clone()]
     };
     Ok(DraftJob {
         indices: request.draft_indices.clone(),
-        prompt,
+        prompt: prompt.tokens,
         sampling: sampling_for(request),
         stop: StopCriteria {
             max_new_tokens,
@@ -87,15 +71,6 @@ pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Sta
             stop_at_eos: true,
         },
     })
-}
-
-pub fn finish_reason(reason: &EngineFinish) -> FinishReason {
-    match reason {
-        EngineFinish::StopString(_) => FinishReason::ThinkEnd,
-        EngineFinish::Eos => FinishReason::Eos,
-        EngineFinish::Length => FinishReason::Length,
-        EngineFinish::Cancelled => FinishReason::Cancelled,
-    }
 }
 
 /// Decodes the drafts as one batch, streaming progress, drafts and the summary.

@@ -1,5 +1,6 @@
-//! scot's draft node: serves the small model. One Draft call prefills the draft prompt once and
-//! decodes the requested draft indices together as one batch, streaming progress and each draft.
+//! scot's draft node (the `draft-node` binary, or `scot draft-node`): serves the small model. One Draft
+//! call prefills the draft prompt once and decodes the requested draft indices together as one batch,
+//! streaming progress and each draft.
 
 pub mod draft_job;
 pub mod service;
@@ -8,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel};
+use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError};
 use scot_proto::draft_service_server::DraftServiceServer;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 
@@ -22,6 +23,23 @@ pub struct DraftNodeConfig {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// Everything a draft-node process takes: the node's flags and the process flags every node takes.
+/// The `draft-node` binary and `scot draft-node` both parse exactly this.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DraftNodeArgs {
+    #[command(flatten)]
+    pub config: DraftNodeConfig,
+    #[command(flatten)]
+    pub process: NodeProcessArgs,
+}
+
+/// Runs a draft-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
+pub fn run_process(args: DraftNodeArgs) -> Result<(), NodeProcessError> {
+    let (model, listen) = (args.config.model.clone(), args.config.listen);
+    let serve = serve(args.config, scot_node_support::shutdown_signal());
+    scot_node_support::run_node_process(NodeKind::Draft, &args.process, &model, listen, serve)
 }
 
 /// Loads the model, then serves the DraftService and gRPC health until `shutdown` resolves.

@@ -1,9 +1,7 @@
 //! `draft-node`: serves the draft model over gRPC (DraftService + health).
 
 use clap::Parser;
-use scot_discovery::NodeKind;
-use scot_draft_node::DraftNodeConfig;
-use scot_node_support::NodeProcessArgs;
+use scot_draft_node::DraftNodeArgs;
 
 #[derive(Parser)]
 #[command(
@@ -13,15 +11,10 @@ use scot_node_support::NodeProcessArgs;
 )]
 struct Cli {
     #[command(flatten)]
-    config: DraftNodeConfig,
-    #[command(flatten)]
-    process: NodeProcessArgs,
+    args: DraftNodeArgs,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let (model, listen) = (cli.config.model.clone(), cli.config.listen);
-    let serve = scot_draft_node::serve(cli.config, scot_node_support::shutdown_signal());
-    scot_node_support::run_node_process(NodeKind::Draft, &cli.process, &model, listen, serve)?;
+    scot_draft_node::run_process(Cli::parse().args)?;
     Ok(())
 }

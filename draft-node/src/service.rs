@@ -1,7 +1,7 @@
 //! The DraftService: each call becomes one engine job on a blocking thread; dropping the stream or
 //! passing the deadline cancels it.
 
-use scot_node_support::{spawn_engine_stream, NodeModel};
+use scot_node_support::{request_id, spawn_engine_stream, NodeModel};
 use scot_proto::draft_service_server::DraftService;
 use scot_proto::{DraftEvent, DraftRequest};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -30,12 +30,7 @@ impl DraftService for DraftNodeService {
     ) -> Result<Response<Self::DraftStream>, Status> {
         let deadline = scot_proto::deadline::grpc_timeout(request.metadata());
         let request = request.into_inner();
-        let request_id = if request.request_id.is_empty() {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            request.request_id.clone()
-        };
-        let span = tracing::info_span!("draft", request_id = %request_id);
+        let span = tracing::info_span!("draft", request_id = %request_id(&request.request_id));
         let node = self.node.clone();
         async move {
             let job = draft_job::prepare(&node, &request)?;

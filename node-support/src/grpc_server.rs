@@ -17,8 +17,9 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::model_args::{LoadError, NodeModel};
+use crate::model_args::LoadError;
 use crate::node_failure::RankFailure;
+use crate::node_model::NodeModel;
 
 /// After a rank failure, how long requests already answered get to flush before the server is
 /// dropped (long-lived streams such as health Watch would otherwise hold a graceful shutdown open).

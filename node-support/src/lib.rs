@@ -1,26 +1,39 @@
-//! What scot's draft and target nodes share: model flags and loading, the model's chat format for the
-//! prompt templates, engine jobs run off the async runtime (with cancellation and deadlines), the
-//! model's fingerprint, the mapping of engine errors to gRPC statuses, the gRPC server and its health (NOT_SERVING once a
-//! tensor-parallel rank failed), the binaries' process bootstrap, and logging/shutdown.
+//! scot-node-support: the node runtime scot's draft and target nodes share.
+//!
+//! Loading: the model flags ([`ModelArgs`]) load a [`NodeModel`] (model, template sets, engine gate)
+//! with the model's [fingerprint](model_fingerprint). Requests: [`NodeModel::prompts`] builds one
+//! request's prompts with the model's chat format and fits them to its context; engine work runs off
+//! the async runtime ([`spawn_engine_stream`], [`run_engine_job`]) with cancellation and deadlines;
+//! [`finish_reason`], [`engine_status`] and [`template_status`] put engine results in the contract's
+//! words; [`request_id`] names the call in the logs. Serving: [`serve_node`] runs the gRPC server and
+//! health (NOT_SERVING once a tensor-parallel rank failed, see [`NodeFailure`]); [`serve_registered`]
+//! announces the node in etcd. Processes: [`run_node_process`] is a node binary's process (telemetry,
+//! metrics, etcd), on [`run_server_process`], which any scot server process shares.
 
-pub mod discovery_registration;
-pub mod engine_chat;
-pub mod engine_job;
-pub mod grpc_server;
-pub mod model_args;
-pub mod model_identity;
-pub mod node_failure;
-pub mod node_process;
-pub mod runtime;
-pub mod status;
+mod discovery_registration;
+mod engine_chat;
+mod engine_job;
+mod finish_reason;
+mod grpc_server;
+mod model_args;
+mod model_identity;
+mod node_failure;
+mod node_model;
+mod node_process;
+mod request_id;
+mod runtime;
+mod status;
 
 pub use discovery_registration::serve_registered;
-pub use engine_chat::{EngineChat, ThinkingPrompt};
-pub use engine_job::{run_engine_job, spawn_engine_stream, EngineGate};
+pub use engine_chat::ThinkingPrompt;
+pub use engine_job::{run_engine_job, spawn_engine_stream, EngineGate, JobSender};
+pub use finish_reason::finish_reason;
 pub use grpc_server::{serve_node, NodeError};
-pub use model_args::{parse_device, ModelArgs, NodeModel, RankFault};
+pub use model_args::{parse_device, LoadError, ModelArgs, RankFault};
 pub use model_identity::{model_fingerprint, FingerprintError};
 pub use node_failure::{NodeFailure, RankFailure};
+pub use node_model::{FittedPrompt, NodeModel, NodePrompts};
 pub use node_process::{run_node_process, NodeProcessArgs, NodeProcessError};
-pub use runtime::{init_tracing, shutdown_signal};
+pub use request_id::request_id;
+pub use runtime::{run_server_process, shutdown_signal, ProcessError};
 pub use status::{engine_status, template_status};

@@ -8,6 +8,7 @@ use scot_templates::TemplateLibrary;
 
 use crate::engine_chat::ThinkingPrompt;
 use crate::engine_job::EngineGate;
+use crate::node_model::NodeModel;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -105,19 +106,6 @@ pub enum LoadError {
     Thread(String),
     #[error(transparent)]
     Fingerprint(#[from] crate::model_identity::FingerprintError),
-}
-
-/// A loaded node: model, templates, and the gate its engine jobs pass through.
-#[derive(Clone)]
-pub struct NodeModel {
-    pub model: Arc<Model>,
-    /// The weights' and adapter's fingerprint ([`crate::model_fingerprint`]).
-    pub fingerprint: String,
-    /// Tensor-parallel ranks the model runs on (1 = unsharded).
-    pub tensor_parallel: usize,
-    pub templates: TemplateLibrary,
-    pub native_thinking: bool,
-    pub gate: EngineGate,
 }
 
 impl ModelArgs {

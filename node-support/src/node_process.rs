@@ -1,19 +1,16 @@
-//! A node binary's process around its server: flags beside the node's own (metrics, etcd
-//! registration), telemetry, the runtime, and a bounded runtime shutdown so a failed node exits
-//! instead of waiting on engine threads.
+//! A node's process around its server (the node binaries and `scot draft-node`/`scot target-node`):
+//! flags beside the node's own (metrics, etcd registration), and the server process of
+//! [`run_server_process`] under the name `scot-<kind>-node`.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use scot_discovery::{DiscoveryError, NodeKind, RegistrationArgs};
 
 use crate::discovery_registration::serve_registered;
 use crate::grpc_server::NodeError;
 use crate::model_args::ModelArgs;
-
-/// How long engine threads still running after the server stopped may hold up the exit.
-const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+use crate::runtime::{run_server_process, ProcessError};
 
 /// Process flags every node binary takes besides its node config.
 #[derive(clap::Args, Debug, Clone)]
@@ -28,10 +25,8 @@ pub struct NodeProcessArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeProcessError {
-    #[error("starting the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-    #[error("telemetry")]
-    Telemetry(#[source] scot_telemetry::TelemetryError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     #[error("--metrics-listen")]
     MetricsListen(#[source] std::io::Error),
     #[error("etcd registration")]
@@ -44,7 +39,7 @@ pub enum NodeProcessError {
     },
 }
 
-/// Runs a node binary: starts the runtime and telemetry (service `scot-<kind>-node`), the metrics
+/// Runs a node process: the runtime and telemetry (service `scot-<kind>-node`), the metrics
 /// endpoint, then `serve` (the node's load-then-serve future), registered in etcd when configured.
 pub fn run_node_process(
     kind: NodeKind,
@@ -53,14 +48,8 @@ pub fn run_node_process(
     listen: SocketAddr,
     serve: impl Future<Output = Result<(), NodeError>>,
 ) -> Result<(), NodeProcessError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(NodeProcessError::Runtime)?;
-    let result = runtime.block_on(async {
-        let service_name = format!("scot-{}-node", kind.as_str());
-        let _telemetry =
-            scot_telemetry::init(&service_name).map_err(NodeProcessError::Telemetry)?;
+    let service_name = format!("scot-{}-node", kind.as_str());
+    run_server_process(&service_name, async {
         scot_telemetry::spawn_metrics_server(process.metrics_listen)
             .await
             .map_err(NodeProcessError::MetricsListen)?;
@@ -71,7 +60,5 @@ pub fn run_node_process(
                 kind: kind.as_str(),
                 source,
             })
-    });
-    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-    result
+    })
 }

@@ -1,13 +1,40 @@
-//! Logging to stderr and graceful shutdown, the same for every scot binary.
+//! The process around any scot server (node or coordinator): its async runtime, telemetry, the stop
+//! signal, and a bounded runtime shutdown so a stopped server exits instead of waiting on engine threads.
 
-/// tracing to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+use std::future::Future;
+use std::time::Duration;
 
 pub use scot_telemetry::shutdown_signal;
+
+/// How long blocking work still running after the server stopped (engine threads) may hold up the exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// What can stop a server process before its server runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("telemetry")]
+    Telemetry(#[source] scot_telemetry::TelemetryError),
+}
+
+/// Runs `serve` in a multi-threaded runtime with telemetry as `service_name` (logs to stderr, traces
+/// over OTLP when configured; flushed when `serve` ends), then gives the runtime a bounded shutdown.
+pub fn run_server_process<E>(
+    service_name: &str,
+    serve: impl Future<Output = Result<(), E>>,
+) -> Result<(), E>
+where
+    E: From<ProcessError>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ProcessError::Runtime)?;
+    let result = runtime.block_on(async {
+        let _telemetry = scot_telemetry::init(service_name).map_err(ProcessError::Telemetry)?;
+        serve.await
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result
+}

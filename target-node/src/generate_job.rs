@@ -9,14 +9,12 @@ use scot_engine::{
     CancelToken, FinishReason as EngineFinish, Model, SamplingParams, SequenceOutput, StopCriteria,
     TokenEvent,
 };
-use scot_node_support::engine_job::JobSender;
-use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_node_support::{engine_status, finish_reason, template_status, JobSender, NodeModel};
 use scot_proto::generate_event::Event;
 use scot_proto::request_checks::check_generate_request;
 use scot_proto::{
     FinishReason, GenerateEvent, GeneratePhase, GenerateRequest, GenerateResult, GenerateToken,
 };
-use scot_templates::{Prompts, ThinkMarkers};
 use tonic::Status;
 
 /// Context kept free for the answer when the target thinks first (at most the answer cap).
@@ -38,49 +36,32 @@ pub struct GenerateJob {
 
 pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJob, Status> {
     check_generate_request(request)?;
-    let set = node
-        .templates
-        .get(&request.template)
-        .map_err(template_status)?;
-    let markers = ThinkMarkers::from_end(&request.think_end).map_err(template_status)?;
-    let chat = EngineChat::new(&node.model);
-    let prompts = Prompts::new(&set, &chat, node.native_thinking, markers.clone());
+    let prompts = node.prompts(&request.template, &request.think_end)?;
+    let layout = prompts.layout();
     let text = match &request.accepted_draft {
-        Some(draft) => prompts.answer_after_draft(&request.problem, draft),
-        None => prompts.reasoning_prompt(&request.problem),
+        Some(draft) => layout.answer_after_draft(&request.problem, draft),
+        None => layout.reasoning_prompt(&request.problem),
     }
     .map_err(template_status)?;
-    let tokenizer = node.model.tokenizer();
-    let encode = |text: &str| tokenizer.encode(text, false).map_err(engine_status);
-    let prompt = encode(&text)?;
-    let answer_start = prompts.answer_start().to_string();
-    let close_written = encode(&format!("{}{answer_start}", prompts.close_thinking(true)))?;
-    let close_missing = encode(&format!("{}{answer_start}", prompts.close_thinking(false)))?;
-    let context = node.model.info().context_length;
-    let too_long = || {
-        Status::invalid_argument(format!(
-            "the problem is too long for the target model: the prompt is {} tokens and the context is {context}; shorten the problem",
-            prompt.len()
-        ))
-    };
-    let room = context
-        .checked_sub(prompt.len())
-        .filter(|&r| r > 0)
-        .ok_or_else(too_long)?;
+    let answer_start = layout.answer_start().to_string();
+    let close_written =
+        prompts.encode(&format!("{}{answer_start}", layout.close_thinking(true)))?;
+    let close_missing =
+        prompts.encode(&format!("{}{answer_start}", layout.close_thinking(false)))?;
     let answer_cap = request.max_answer_tokens as usize;
-    let thinking_cap = match request.accepted_draft {
+    // Thinking first needs room to close the thinking and start the answer, and a token to think.
+    let reserve = match request.accepted_draft {
         Some(_) => None,
-        None => {
-            let reserve = close_missing.len() + answer_cap.min(ANSWER_RESERVE);
-            let cap = room
-                .checked_sub(reserve)
-                .filter(|&c| c > 0)
-                .ok_or_else(too_long)?;
-            Some(cap.min(request.max_thinking_tokens as usize))
-        }
+        None => Some(close_missing.len() + answer_cap.min(ANSWER_RESERVE)),
     };
+    let prompt = prompts.fit(&text, reserve.map_or(1, |r| r + 1), |tokens, context| {
+        format!(
+            "the problem is too long for the target model: the prompt is {tokens} tokens and the context is {context}; shorten the problem"
+        )
+    })?;
+    let thinking_cap = reserve.map(|r| (prompt.room - r).min(request.max_thinking_tokens as usize));
     Ok(GenerateJob {
-        prompt,
+        prompt: prompt.tokens,
         thinking_cap,
         answer_cap,
         sampling: SamplingParams {
@@ -89,20 +70,11 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
             top_k: 0,
             seed: request.seed,
         },
-        think_end: markers.end,
+        think_end: prompts.markers().end.clone(),
         close_written,
         close_missing,
         answer_start,
     })
-}
-
-fn finish_reason(reason: &EngineFinish) -> FinishReason {
-    match reason {
-        EngineFinish::StopString(_) => FinishReason::ThinkEnd,
-        EngineFinish::Eos => FinishReason::Eos,
-        EngineFinish::Length => FinishReason::Length,
-        EngineFinish::Cancelled => FinishReason::Cancelled,
-    }
 }
 
 pub fn run(

@@ -1,6 +1,6 @@
-//! scot's target node: serves the big model. Select reads the chosen option from one prefill of the
-//! selection prompt; Generate writes the answer after an accepted draft, or thinks from scratch and
-//! then answers, in one session.
+//! scot's target node (the `target-node` binary, or `scot target-node`): serves the big model. Select
+//! reads the chosen option from one prefill of the selection prompt; Generate writes the answer after
+//! an accepted draft, or thinks from scratch and then answers, in one session.
 
 pub mod generate_job;
 pub mod select_job;
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel};
+use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError};
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
 
@@ -33,6 +33,23 @@ pub struct TargetNodeConfig {
     /// `hybrid` policies; a file made for another model or selection prompt is refused at start-up.
     #[arg(long, env = "SCOT_SELECTION_PRIOR", value_delimiter = ',')]
     pub selection_prior: Vec<PathBuf>,
+}
+
+/// Everything a target-node process takes: the node's flags and the process flags every node takes.
+/// The `target-node` binary and `scot target-node` both parse exactly this.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetNodeArgs {
+    #[command(flatten)]
+    pub config: TargetNodeConfig,
+    #[command(flatten)]
+    pub process: NodeProcessArgs,
+}
+
+/// Runs a target-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
+pub fn run_process(args: TargetNodeArgs) -> Result<(), NodeProcessError> {
+    let (model, listen) = (args.config.model.clone(), args.config.listen);
+    let serve = serve(args.config, scot_node_support::shutdown_signal());
+    scot_node_support::run_node_process(NodeKind::Target, &args.process, &model, listen, serve)
 }
 
 /// Loads the model, then serves the TargetService and gRPC health until `shutdown` resolves, or until

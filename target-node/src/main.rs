@@ -1,9 +1,7 @@
 //! `target-node`: serves the target model over gRPC (TargetService + health).
 
 use clap::Parser;
-use scot_discovery::NodeKind;
-use scot_node_support::NodeProcessArgs;
-use scot_target_node::TargetNodeConfig;
+use scot_target_node::TargetNodeArgs;
 
 #[derive(Parser)]
 #[command(
@@ -13,15 +11,10 @@ use scot_target_node::TargetNodeConfig;
 )]
 struct Cli {
     #[command(flatten)]
-    config: TargetNodeConfig,
-    #[command(flatten)]
-    process: NodeProcessArgs,
+    args: TargetNodeArgs,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let (model, listen) = (cli.config.model.clone(), cli.config.listen);
-    let serve = scot_target_node::serve(cli.config, scot_node_support::shutdown_signal());
-    scot_node_support::run_node_process(NodeKind::Target, &cli.process, &model, listen, serve)?;
+    scot_target_node::run_process(Cli::parse().args)?;
     Ok(())
 }

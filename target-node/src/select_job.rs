@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scot_engine::{Model, Session};
-use scot_node_support::{engine_status, status::template_status, EngineChat, NodeModel};
+use scot_node_support::{engine_status, template_status, NodeModel, NodePrompts};
 use scot_proto::request_checks::check_select_request;
 use scot_proto::{SelectRequest, SelectResponse};
 use scot_selection::{rotate, SelectionPrior};
-use scot_templates::{Prompts, TemplateSet, ThinkMarkers};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
@@ -47,32 +46,27 @@ pub fn prepare(
 ) -> Result<SelectJob, Status> {
     check_select_request(request)?;
     let n = request.drafts.len();
-    let set = node
-        .templates
-        .get(&request.template)
-        .map_err(template_status)?;
-    let tokenizer = node.model.tokenizer();
-    let context = node.model.info().context_length;
+    // The selection prompt opens no thinking, so Select carries no end marker.
+    let prompts = node.prompts(&request.template, "")?;
     let mut orders = Vec::new();
     for shift in shifts(n, request.permutations as usize) {
-        let text = select_prompt(
-            node,
-            &set,
-            &request.problem,
-            &rotate(&request.drafts, shift),
-        )?;
-        let prompt = tokenizer.encode(&text, false).map_err(engine_status)?;
-        if prompt.len() + 2 > context {
-            return Err(Status::invalid_argument(format!(
-                "the selection prompt is {} tokens but the target's context is {context}: shorten the problem or the drafts (fewer drafts, lower draft_max_tokens)",
-                prompt.len()
-            )));
-        }
-        orders.push(Ordering { shift, prompt });
+        let text = prompts
+            .layout()
+            .select_prompt(&request.problem, &rotate(&request.drafts, shift))
+            .map_err(template_status)?;
+        let prompt = prompts.fit(&text, 2, |tokens, context| {
+            format!(
+                "the selection prompt is {tokens} tokens but the target's context is {context}: shorten the problem or the drafts (fewer drafts, lower draft_max_tokens)"
+            )
+        })?;
+        orders.push(Ordering {
+            shift,
+            prompt: prompt.tokens,
+        });
     }
     let mut options = Vec::new();
     for label in option_labels(n + 1) {
-        let tokens = tokenizer.encode(&label, false).map_err(engine_status)?;
+        let tokens = prompts.encode(&label)?;
         if tokens.is_empty() {
             return Err(Status::internal(format!(
                 "the tokenizer encodes option {label} to no tokens"
@@ -80,34 +74,25 @@ pub fn prepare(
         }
         options.push(tokens);
     }
+    let set = prompts.set().name();
     Ok(SelectJob {
         orders,
         options,
-        prior: priors.get(set.name(), n),
+        prior: priors.get(set, n),
         model_fingerprint: node.fingerprint.clone(),
-        prompt_digest: prompt_digest(node, &set, n)?,
-        template_set: set.name().to_string(),
+        prompt_digest: prompt_digest(&prompts, n)?,
+        template_set: set.to_string(),
     })
 }
 
-fn select_prompt(
-    node: &NodeModel,
-    set: &TemplateSet,
-    problem: &str,
-    drafts: &[String],
-) -> Result<String, Status> {
-    let chat = EngineChat::new(&node.model);
-    let prompts = Prompts::new(set, &chat, node.native_thinking, ThinkMarkers::default());
-    prompts
-        .select_prompt(problem, drafts)
-        .map_err(template_status)
-}
-
-/// Digest of the selection prompt `set` renders for n drafts on this node (chat template and
-/// system prompt included): a selection prior is only valid for the prompt it was measured on.
-pub fn prompt_digest(node: &NodeModel, set: &TemplateSet, n: usize) -> Result<String, Status> {
+/// Digest of the selection prompt these prompts render for n drafts (chat template and system
+/// prompt included): a selection prior is only valid for the prompt it was measured on.
+pub fn prompt_digest(prompts: &NodePrompts, n: usize) -> Result<String, Status> {
     let drafts: Vec<String> = (1..=n).map(|i| format!("Reasoning {i}.")).collect();
-    let text = select_prompt(node, set, "Question.", &drafts)?;
+    let text = prompts
+        .layout()
+        .select_prompt("Question.", &drafts)
+        .map_err(template_status)?;
     let digest = Sha256::digest(text.as_bytes());
     Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -31,21 +31,23 @@ impl SelectionPriors {
         let mut priors = Self::default();
         for path in paths {
             let prior = SelectionPrior::load(path)?;
-            let set =
-                node.templates
-                    .get(&prior.template_set)
-                    .map_err(|e| PriorLoadError::Node {
+            let prompts =
+                node.prompts(&prior.template_set, "")
+                    .map_err(|status| PriorLoadError::Node {
                         path: path.clone(),
-                        message: format!("its template set is not on this node: {e}"),
+                        message: format!(
+                            "its template set is not on this node: {}",
+                            status.message()
+                        ),
                     })?;
-            let digest = prompt_digest(node, &set, prior.n as usize).map_err(|status| {
+            let digest = prompt_digest(&prompts, prior.n as usize).map_err(|status| {
                 PriorLoadError::Node {
                     path: path.clone(),
                     message: status.message().to_string(),
                 }
             })?;
             prior.check_for(path, &node.fingerprint, &digest)?;
-            let key = (set.name().to_string(), prior.n as usize);
+            let key = (prompts.set().name().to_string(), prior.n as usize);
             if priors.by_set_and_n.contains_key(&key) {
                 return Err(PriorLoadError::Node {
                     path: path.clone(),

@@ -1,7 +1,7 @@
 //! The TargetService: Select (unary, one prefill) and Generate (streamed), each one engine job on a
 //! blocking thread.
 
-use scot_node_support::{run_engine_job, spawn_engine_stream, NodeModel};
+use scot_node_support::{request_id, run_engine_job, spawn_engine_stream, NodeModel};
 use scot_proto::target_service_server::TargetService;
 use scot_proto::{GenerateEvent, GenerateRequest, SelectRequest, SelectResponse};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -24,14 +24,6 @@ impl TargetNodeService {
             node,
             priors: Arc::new(priors),
         }
-    }
-}
-
-fn request_id(given: &str) -> String {
-    if given.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        given.to_string()
     }
 }
 

@@ -4,26 +4,15 @@
 
 mod common;
 
-use scot_node_support::{ModelArgs, NodeModel, ThinkingPrompt};
+use scot_node_support::NodeModel;
 use scot_proto::{generate_event, GenerateRequest, SelectRequest};
 use scot_selection::{rotate, SelectionPrior, PRIOR_FORMAT};
 use scot_target_node::{generate_job, select_job, SelectionPriors};
 
 fn load() -> NodeModel {
-    let model = common::model_path(common::QWEN);
-    ModelArgs {
-        model,
-        lora: None,
-        device: scot_engine::DeviceSpec::Cpu,
-        max_context: Some(4096),
-        templates_dir: None,
-        thinking_prompt: ThinkingPrompt::Auto,
-        max_concurrent: 1,
-        tensor_parallel: 1,
-        fault_inject_rank_failure: None,
-    }
-    .load()
-    .expect("model loads")
+    common::models::model_args(common::QWEN, 4096)
+        .load()
+        .expect("model loads")
 }
 
 #[test]
@@ -129,6 +118,38 @@ fn selection_and_answer_on_a_real_model() {
             .unwrap()
             .code(),
         tonic::Code::InvalidArgument
+    );
+    // A problem longer than the context: refused before any engine work, with the remedy.
+    let long_problem = "seven ".repeat(5000);
+    let long_select = SelectRequest {
+        problem: long_problem.clone(),
+        drafts: vec!["a".into()],
+        ..request_for_select()
+    };
+    let status = select_job::prepare(&node, &none, &long_select)
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("the selection prompt is ")
+            && status
+                .message()
+                .contains("but the target's context is 4096"),
+        "{status:?}"
+    );
+    let long_generate = GenerateRequest {
+        problem: long_problem,
+        accepted_draft: None,
+        max_thinking_tokens: 100,
+        ..request.clone()
+    };
+    let status = generate_job::prepare(&node, &long_generate).err().unwrap();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("the problem is too long for the target model: the prompt is "),
+        "{status:?}"
     );
     let too_many_orders = SelectRequest {
         drafts: vec!["a".into(), "b".into()],

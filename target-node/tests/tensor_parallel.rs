@@ -228,7 +228,7 @@ async fn tensor_parallel_rank_failure_turns_health_not_serving_and_ends_the_node
 
 #[test]
 fn tensor_parallel_beyond_the_heads_is_a_clear_startup_error() {
-    let model = common::model_path(SMOL);
+    let model = common::models::model_path(SMOL);
     let run = |extra: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_target-node"))
             .args(["--listen", "127.0.0.1:0", "--model"])

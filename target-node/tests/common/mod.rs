@@ -1,10 +1,9 @@
-//! Shared by the target node's process tests: cached model paths, and a `target-node` child process
-//! on a free port whose stderr is kept for assertions.
+//! Shared by the target node's tests: cached models and their flags (node-support's shared
+//! `models.rs`), and a `target-node` child process on a free port whose stderr is kept for assertions.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,21 +25,10 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// `$SCOT_MODEL_DIR/<file>`, else `~/.cache/scot/models/<file>`; a missing model fails the test.
-pub fn model_path(file: &str) -> PathBuf {
-    let dir = std::env::var_os("SCOT_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/scot/models")
-        });
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-models.sh first (or set SCOT_MODEL_DIR)",
-        path.display()
-    );
-    path
-}
+#[path = "../../../node-support/tests/shared/models.rs"]
+pub mod models;
+
+use models::model_path;
 
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
