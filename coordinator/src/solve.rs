@@ -113,11 +113,7 @@ impl Solver {
         let phase = match self.draft_phase(job, order, emit, stats).await? {
             Drafted::Phase(phase) => phase,
             Drafted::Unavailable(reason) => {
-                tracing::warn!(request_id = %job.request_id, %reason, "target answers alone");
-                stats.note(reason);
-                return self
-                    .target_thinks(job, target, emit, stats, AnswerPath::TargetFallback)
-                    .await;
+                return self.fallback(job, target, emit, stats, reason).await
             }
         };
         let offered = offered_drafts(&phase.drafts, s.drop_capped_drafts);
@@ -263,6 +259,21 @@ impl Solver {
         Ok(decision)
     }
 
+    /// No draft could be written: the target answers alone, saying why.
+    async fn fallback(
+        &self,
+        job: &SolveJob,
+        target: &mut RequestTarget<'_>,
+        emit: Emit<'_>,
+        stats: &mut StatsRecorder,
+        reason: String,
+    ) -> Result<Outcome, Status> {
+        tracing::warn!(request_id = %job.request_id, %reason, "target answers alone");
+        stats.note(reason);
+        self.target_thinks(job, target, emit, stats, AnswerPath::TargetFallback)
+            .await
+    }
+
     /// The target thinks from scratch, then answers: correction ("all wrong"), fallback (no drafts)
     /// or target-only.
     async fn target_thinks(
@@ -304,10 +315,7 @@ impl Solver {
         let phase = match self.draft_phase(job, order, emit, stats).await? {
             Drafted::Phase(phase) => phase,
             Drafted::Unavailable(reason) => {
-                stats.note(reason);
-                return self
-                    .target_thinks(job, target, emit, stats, AnswerPath::TargetFallback)
-                    .await;
+                return self.fallback(job, target, emit, stats, reason).await
             }
         };
         stats.drafts(&phase, &[], phase.elapsed);

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scot_engine::{Model, Session};
-use scot_node_support::{engine_status, template_status, NodeModel, NodePrompts};
+use scot_node_support::{engine_status, template_status, NodeModel};
 use scot_proto::request_checks::check_select_request;
 use scot_proto::{SelectRequest, SelectResponse};
 use scot_selection::{rotate, SelectionPrior};
-use sha2::{Digest, Sha256};
 use tonic::Status;
 
 use crate::selection::{option_labels, score_options, OptionScorer};
-use crate::selection_prior::SelectionPriors;
+use crate::selection_prior::{prompt_digest, SelectionPriors};
 
 /// The prompt of one cyclic order: position i shows draft (i + shift) mod n.
 pub struct Ordering {
@@ -83,18 +82,6 @@ pub fn prepare(
         prompt_digest: prompt_digest(&prompts, n)?,
         template_set: set.to_string(),
     })
-}
-
-/// Digest of the selection prompt these prompts render for n drafts (chat template and system
-/// prompt included): a selection prior is only valid for the prompt it was measured on.
-pub fn prompt_digest(prompts: &NodePrompts, n: usize) -> Result<String, Status> {
-    let drafts: Vec<String> = (1..=n).map(|i| format!("Reasoning {i}.")).collect();
-    let text = prompts
-        .layout()
-        .select_prompt("Question.", &drafts)
-        .map_err(template_status)?;
-    let digest = Sha256::digest(text.as_bytes());
-    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The prefilled selection prompt; forks for options that extend others.

@@ -6,10 +6,22 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use scot_node_support::NodeModel;
+use scot_node_support::{template_status, NodeModel, NodePrompts};
 use scot_selection::{PriorError, SelectionPrior};
+use sha2::{Digest, Sha256};
+use tonic::Status;
 
-use crate::select_job::prompt_digest;
+/// Digest of the selection prompt these prompts render for n drafts (chat template and system
+/// prompt included): a selection prior is only valid for the prompt it was measured on.
+pub fn prompt_digest(prompts: &NodePrompts, n: usize) -> Result<String, Status> {
+    let drafts: Vec<String> = (1..=n).map(|i| format!("Reasoning {i}.")).collect();
+    let text = prompts
+        .layout()
+        .select_prompt("Question.", &drafts)
+        .map_err(template_status)?;
+    let digest = Sha256::digest(text.as_bytes());
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
 
 #[derive(Debug, Default)]
 pub struct SelectionPriors {
