@@ -4,8 +4,9 @@
 //! - wiring: `config` (flags) → `server` (pools, Solver, front door; serves both doors)
 //! - doors: `service` (gRPC Solve), `http` (OpenAI-compatible API, probes, metrics) → `front_door`
 //!   (admission, `validation`, request id) → `solve_task` (one request on its own task)
-//! - one request: `solve` (the phases) → `drafting` (the draft phase) → `selection_policy`,
-//!   `straggler`; then selection and the answer on a target
+//! - one request: `solve` (the phases, recorded by `solve_stats`) → `drafting` (places the drafts and
+//!   reads their streams onto the `draft_board`; `straggler`) → `selection_policy` → `request_target`
+//!   (selection and the answer on a target, made again on another when one fails before any output)
 //! - pools: `draft_pool` / `target_pool` over `node_pool` (members from a discovery through
 //!   `pool_members`; `node_health`, `wait_queue`, `placement`)
 //! - `metrics`, `timing`
