@@ -42,12 +42,11 @@ impl<'a> RequestTarget<'a> {
 
     /// Leases a target now if the request has none (UNAVAILABLE / RESOURCE_EXHAUSTED when none can be).
     pub async fn lease(&mut self) -> Result<&TargetLease, Status> {
-        if self.lease.is_none() {
-            self.lease = Some(self.pool.pick(self.deadline).await?);
-        }
-        self.lease
-            .as_ref()
-            .ok_or_else(|| Status::internal("target lease missing"))
+        let lease = match self.lease.take() {
+            Some(lease) => lease,
+            None => self.pool.pick(self.deadline).await?,
+        };
+        Ok(self.lease.insert(lease))
     }
 
     /// Calls made again on another target after a failure.

@@ -117,7 +117,7 @@ impl Solver {
             }
         };
         let offered = offered_drafts(&phase.drafts, s.drop_capped_drafts);
-        stats.drafts(&phase, &offered, phase.elapsed);
+        stats.drafts(&phase, &offered);
         for failure in &phase.failures {
             stats.note(failure.clone());
         }
@@ -318,7 +318,7 @@ impl Solver {
                 return self.fallback(job, target, emit, stats, reason).await
             }
         };
-        stats.drafts(&phase, &[], phase.elapsed);
+        stats.drafts(&phase, &[]);
         let draft = phase.drafts.iter().find(|d| d.is_finished());
         stats.draft_answer(draft);
         let text = draft.and_then(|d| d.text.clone()).unwrap_or_default();

@@ -23,9 +23,9 @@ impl StatsRecorder {
         self.notes.push(note.into());
     }
 
-    /// The draft phase: every draft (`offered` marked), their tokens and the draft model.
-    pub fn drafts(&mut self, phase: &DraftPhase, offered: &[usize], elapsed: Duration) {
-        self.stats.draft_ms = millis(elapsed);
+    /// The draft phase: its time, every draft (`offered` marked), their tokens and the draft model.
+    pub fn drafts(&mut self, phase: &DraftPhase, offered: &[usize]) {
+        self.stats.draft_ms = millis(phase.elapsed);
         self.stats.drafts = phase
             .drafts
             .iter()
