@@ -1,4 +1,4 @@
-//! A coordinator, draft node(s) and a target node as child processes on free loopback ports. The server
+//! A coordinator, draft node(s) and target node(s) as child processes on free loopback ports. The server
 //! binaries are found in one folder (next to the `scot` executable); one that is missing runs as the
 //! `scot` subcommand of its name, which starts the same way. The cluster waits for each node's gRPC
 //! health to say SERVING and kills every child when dropped.
@@ -25,6 +25,9 @@ pub struct ClusterSpec {
     pub draft_model: PathBuf,
     pub target_model: PathBuf,
     pub draft_nodes: usize,
+    pub target_nodes: usize,
+    /// Extra flags for every node (e.g. `--max-concurrent 2`).
+    pub node_args: Vec<String>,
     /// cpu, cuda or cuda:N, for both models.
     pub device: String,
     pub templates_dir: Option<PathBuf>,
@@ -52,6 +55,8 @@ impl ClusterSpec {
             draft_model,
             target_model,
             draft_nodes: 1,
+            target_nodes: 1,
+            node_args: Vec::new(),
             device: "cpu".to_string(),
             templates_dir: None,
             max_context: None,
@@ -110,6 +115,49 @@ impl NodeProcess {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
+
+    /// The process id while the process is ours to signal.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (a `kill -s` name: TERM, KILL, STOP, CONT) to the process.
+    pub fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let Some(pid) = self.pid() else {
+            return Err(std::io::Error::other(format!(
+                "{} is not running",
+                self.name
+            )));
+        };
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "kill -s {signal} {pid} ({}) failed: {status}",
+                self.name
+            )))
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or None if it still
+    /// runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for NodeProcess {
@@ -121,7 +169,7 @@ impl Drop for NodeProcess {
 #[derive(Debug)]
 pub struct LocalCluster {
     pub coordinator: NodeProcess,
-    pub target: NodeProcess,
+    pub targets: Vec<NodeProcess>,
     pub drafts: Vec<NodeProcess>,
 }
 
@@ -143,6 +191,7 @@ impl LocalCluster {
             let mut command = draft_bin.command();
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
             model_flags(&mut command, spec, &spec.draft_model);
+            command.args(&spec.node_args);
             drafts.push(spawn(
                 format!("draft-node {i}"),
                 command,
@@ -151,40 +200,43 @@ impl LocalCluster {
                 spec,
             )?);
         }
-        let target_port = free_port()?;
-        let mut command = target_bin.command();
-        command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{target_port}"));
-        model_flags(&mut command, spec, &spec.target_model);
-        for prior in &spec.selection_priors {
-            command.arg("--selection-prior").arg(prior);
+        let mut targets = Vec::new();
+        for i in 0..spec.target_nodes.max(1) {
+            let port = free_port()?;
+            let mut command = target_bin.command();
+            command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+            model_flags(&mut command, spec, &spec.target_model);
+            command.args(&spec.node_args);
+            for prior in &spec.selection_priors {
+                command.arg("--selection-prior").arg(prior);
+            }
+            let name = match spec.target_nodes {
+                0 | 1 => "target-node".to_string(),
+                _ => format!("target-node {i}"),
+            };
+            targets.push(spawn(name, command, port, TARGET_SERVICE, spec)?);
         }
-        let target = spawn(
-            "target-node".into(),
-            command,
-            target_port,
-            TARGET_SERVICE,
-            spec,
-        )?;
 
         let coordinator_port = if spec.coordinator_port == 0 {
             free_port()?
         } else {
             spec.coordinator_port
         };
-        let draft_list: Vec<String> = drafts
-            .iter()
-            .map(|d| d.url.trim_start_matches("http://").to_string())
-            .collect();
+        let addresses = |nodes: &[NodeProcess]| {
+            nodes
+                .iter()
+                .map(|n| n.url.trim_start_matches("http://").to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let mut command = coordinator_bin.command();
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{coordinator_port}"))
             .arg("--target-node")
-            .arg(target.url.trim_start_matches("http://"))
+            .arg(addresses(&targets))
             .arg("--draft-nodes")
-            .arg(draft_list.join(","))
+            .arg(addresses(&drafts))
             .args(&spec.coordinator_args);
         let coordinator = spawn(
             "coordinator".into(),
@@ -196,7 +248,7 @@ impl LocalCluster {
 
         let mut cluster = Self {
             coordinator,
-            target,
+            targets,
             drafts,
         };
         let deadline = Instant::now() + spec.startup_timeout;
@@ -204,7 +256,9 @@ impl LocalCluster {
         for draft in cluster.drafts.iter_mut() {
             wait_serving(draft, deadline, spec.startup_timeout).await?;
         }
-        wait_serving(&mut cluster.target, deadline, spec.startup_timeout).await?;
+        for target in cluster.targets.iter_mut() {
+            wait_serving(target, deadline, spec.startup_timeout).await?;
+        }
         Ok(cluster)
     }
 
@@ -222,7 +276,7 @@ impl LocalCluster {
     /// Whether every process still runs.
     pub fn all_running(&mut self) -> bool {
         self.coordinator.is_running()
-            && self.target.is_running()
+            && self.targets.iter_mut().all(|t| t.is_running())
             && self.drafts.iter_mut().all(|d| d.is_running())
     }
 }

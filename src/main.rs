@@ -88,6 +88,12 @@ struct ClusterArgs {
     /// How many draft node processes to start.
     #[arg(long, default_value_t = 1)]
     draft_nodes: usize,
+    /// How many target node processes to start (a target lost mid-answer hands it to another).
+    #[arg(long, default_value_t = 1)]
+    target_nodes: usize,
+    /// Extra flags for every node, e.g. `--node-arg=--max-concurrent=2`.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    node_args: Vec<String>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -130,6 +136,8 @@ impl ClusterArgs {
         let mut spec = ClusterSpec::new(bin_dir, draft, target);
         spec.fallback_exe = Some(exe.clone());
         spec.draft_nodes = self.draft_nodes;
+        spec.target_nodes = self.target_nodes;
+        spec.node_args = self.node_args.clone();
         spec.device = self.device.clone();
         spec.templates_dir = self.templates_dir.clone();
         spec.max_context = self.max_context;
@@ -193,9 +201,10 @@ async fn run_tool(command: Command) -> anyhow::Result<()> {
 async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<LocalCluster> {
     let spec = args.spec(default_log)?;
     eprintln!(
-        "scot: starting coordinator, {} draft node(s) ({}) and a target node ({}) ...",
+        "scot: starting coordinator, {} draft node(s) ({}) and {} target node(s) ({}) ...",
         spec.draft_nodes,
         spec.draft_model.display(),
+        spec.target_nodes,
         spec.target_model.display()
     );
     let cluster = tokio::select! {
@@ -203,9 +212,14 @@ async fn start_cluster(args: &ClusterArgs, default_log: &str) -> anyhow::Result<
         _ = scot_node_support::shutdown_signal() => bail!("interrupted during start-up"),
     };
     eprintln!(
-        "scot: cluster up; coordinator at {} (target node {}, draft nodes {})",
+        "scot: cluster up; coordinator at {} (target nodes {}, draft nodes {})",
         cluster.coordinator_url(),
-        cluster.target.url,
+        cluster
+            .targets
+            .iter()
+            .map(|t| t.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         cluster
             .drafts
             .iter()

@@ -181,7 +181,7 @@ async fn bad_input_is_rejected_and_nodes_stay_healthy(cluster: &mut LocalCluster
     assert!(cluster.all_running(), "a node died on bad input");
     for (url, service) in [
         (cluster.coordinator.url.clone(), cluster.coordinator.service),
-        (cluster.target.url.clone(), cluster.target.service),
+        (cluster.targets[0].url.clone(), cluster.targets[0].service),
         (cluster.drafts[0].url.clone(), cluster.drafts[0].service),
     ] {
         assert_eq!(

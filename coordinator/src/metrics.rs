@@ -153,6 +153,7 @@ pub struct CoordinatorMetrics {
     selections: Counter,
     accepted: Counter,
     target_retries: Counter,
+    target_migrations: Counter,
     drafts_replaced: Counter,
     decisions: Family<DecisionLabels, Counter>,
     drafts_per_request: Histogram,
@@ -184,6 +185,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
         selections: Counter::default(),
         accepted: Counter::default(),
         target_retries: Counter::default(),
+        target_migrations: Counter::default(),
         drafts_replaced: Counter::default(),
         decisions: Family::default(),
         drafts_per_request: Histogram::new([
@@ -245,8 +247,13 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
     );
     register(
         "scot_target_retries",
-        "Target calls made again on another target node after the first failed (UNAVAILABLE) before any output reached the client",
+        "Target calls made again on another target node after the first failed (UNAVAILABLE, RESOURCE_EXHAUSTED, a broken connection) before any output reached the client",
         m.target_retries.clone(),
+    );
+    register(
+        "scot_target_migrations",
+        "Answers moved to another target node after the first failed mid-stream (the next prefilled the tokens already streamed and went on)",
+        m.target_migrations.clone(),
     );
     register(
         "scot_drafts_replaced",
@@ -404,6 +411,8 @@ impl CoordinatorMetrics {
         };
         phase("total", stats.total_ms);
         self.target_retries.inc_by(u64::from(stats.target_retries));
+        self.target_migrations
+            .inc_by(u64::from(stats.target_migrations));
         self.drafts_replaced
             .inc_by(u64::from(stats.drafts_replaced));
         if stats.draft_ms > 0.0 {

@@ -1,33 +1,40 @@
-//! A request's target node: the lease and the calls made on it (selection, generation). A call that
-//! fails UNAVAILABLE before any of its output reached the client (the node died or is going away) takes
-//! the node out of routing and is made again on another target, so the client does not notice;
-//! after output was streamed the error is the client's (migration is not built yet).
+//! A request's target node: the lease and the calls made on it (selection, generation). When a target
+//! fails — it died, stalled past its keepalive, is draining (UNAVAILABLE; it leaves routing) or its
+//! line is full (RESOURCE_EXHAUSTED) — the call is made again on another target: before any of its
+//! output reached the client, from scratch, so the client does not notice; after, as a migration: the
+//! next target prefills the tokens already streamed and goes on, so the client's stream has nothing
+//! repeated and nothing missing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use futures::StreamExt;
 use scot_proto::generate_event::Event as GenerateEventKind;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::target_service_client::TargetServiceClient;
-use scot_proto::{GenerateRequest, GenerateResult, SelectRequest, SelectResponse, SolveEvent};
+use scot_proto::{
+    GeneratePhase, GenerateRequest, GenerateResult, GenerateResume, GenerateToken, SelectRequest,
+    SelectResponse, SolveEvent,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::target_pool::{TargetLease, TargetPool};
 use crate::timing::{request_with_deadline, Deadline};
 
-/// Target nodes one request may go through after its first: enough to ride out a node or two lost
-/// mid-load, bounded so a pool that fails everything answers quickly.
+/// Target nodes one request may go through after its first (retries and migrations together): enough
+/// to ride out a node or two lost mid-load, bounded so a pool that fails everything answers quickly.
 const MAX_TARGET_RETRIES: u32 = 2;
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
+type EmitToken<'a> = &'a (dyn Fn(GenerateToken) + Send + Sync);
 
 pub struct RequestTarget<'a> {
     pool: &'a TargetPool,
     deadline: Deadline,
     lease: Option<TargetLease>,
     retries: u32,
+    migrations: u32,
 }
 
 impl<'a> RequestTarget<'a> {
@@ -37,6 +44,7 @@ impl<'a> RequestTarget<'a> {
             deadline,
             lease: None,
             retries: 0,
+            migrations: 0,
         }
     }
 
@@ -49,9 +57,14 @@ impl<'a> RequestTarget<'a> {
         Ok(self.lease.insert(lease))
     }
 
-    /// Calls made again on another target after a failure.
+    /// Calls made again on another target after a failure before any output.
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// Answers moved to another target after output had been streamed.
+    pub fn migrations(&self) -> u32 {
+        self.migrations
     }
 
     /// The selection prefill over `request`'s drafts.
@@ -72,38 +85,130 @@ impl<'a> RequestTarget<'a> {
     /// Streams the target's thinking (when it has no accepted draft) and answer to the client as tokens.
     pub async fn generate(
         &mut self,
-        request: GenerateRequest,
+        mut request: GenerateRequest,
         emit: Emit<'_>,
     ) -> Result<GenerateResult, Status> {
+        // What reached the client so far, over every target this answer went through.
+        let streamed = Mutex::new(Streamed::default());
+        let forward = |mut token: GenerateToken| {
+            record(
+                &mut streamed.lock().unwrap_or_else(PoisonError::into_inner),
+                &token,
+            );
+            // The ids are for a migration, not for the client.
+            token.token_ids.clear();
+            emit(SolveEvent {
+                event: Some(SolveEventKind::Token(token)),
+            });
+        };
         loop {
             let deadline = self.deadline;
-            let streamed = AtomicBool::new(false);
-            let forward = |event: SolveEvent| {
-                streamed.store(true, Ordering::Relaxed);
-                emit(event);
-            };
             let target = self.lease().await?;
             match generate(target, request.clone(), deadline, &forward).await {
                 Ok(result) => return Ok(result),
-                Err(status) => self.failed(status, streamed.load(Ordering::Relaxed))?,
+                Err(status) => {
+                    let streamed = streamed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    if streamed.began && !streamed.resumable {
+                        // Repeating the call would repeat text the client has.
+                        return Err(self.give_up(status));
+                    }
+                    self.failed(status, streamed.began)?;
+                    if streamed.began {
+                        request.resume = Some(streamed.resume);
+                    }
+                }
             }
         }
     }
 
-    /// After a failed call: `Ok` to make it again on another target, else the error for the client
-    /// (naming the node). The node is out of routing when it is gone.
-    fn failed(&mut self, status: Status, streamed: bool) -> Result<(), Status> {
+    /// After a failed call: `Ok` to make it again on another target (`migrate`: continuing the output
+    /// already streamed), else the error for the client (naming the node). The node is out of routing
+    /// when it is gone.
+    fn failed(&mut self, status: Status, migrate: bool) -> Result<(), Status> {
+        if !another_target_may_help(status.code())
+            || self.retries + self.migrations >= MAX_TARGET_RETRIES
+        {
+            return Err(self.give_up(status));
+        }
         let Some(target) = self.lease.take() else {
             return Err(status);
         };
         target.node().call_failed(&status);
-        let named = target.node().named(&status);
-        if status.code() != Code::Unavailable || streamed || self.retries >= MAX_TARGET_RETRIES {
-            return Err(named);
+        if migrate {
+            self.migrations += 1;
+            tracing::warn!(node = %target.address(), error = %status, "target failed mid-answer; migrating the answer to another target");
+        } else {
+            self.retries += 1;
+            tracing::warn!(node = %target.address(), error = %status, retry = self.retries, "target call failed before any output; trying another target");
         }
-        self.retries += 1;
-        tracing::warn!(node = %target.address(), error = %status, retry = self.retries, "target call failed before any output; trying another target");
         Ok(())
+    }
+}
+
+impl RequestTarget<'_> {
+    /// The client's error for a failed call (naming the node), the node out of routing when gone.
+    fn give_up(&mut self, status: Status) -> Status {
+        match self.lease.take() {
+            Some(target) => {
+                target.node().call_failed(&status);
+                target.node().named(&status)
+            }
+            None => status,
+        }
+    }
+}
+
+/// Failures of the node rather than of the request: the node went away (UNAVAILABLE, or a broken
+/// connection's UNKNOWN / INTERNAL / ABORTED) or its line is full (RESOURCE_EXHAUSTED).
+fn another_target_may_help(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::Unknown
+            | Code::Internal
+            | Code::Aborted
+    )
+}
+
+/// What of an answer reached the client, and whether a migration can continue it exactly.
+#[derive(Debug, Clone)]
+struct Streamed {
+    resume: GenerateResume,
+    /// Some text reached the client.
+    began: bool,
+    /// Every streamed text came with its token ids (the answer's start, which the target adds
+    /// itself, needs none); a target that sends none cannot be continued without repeating text.
+    resumable: bool,
+}
+
+impl Default for Streamed {
+    fn default() -> Self {
+        Self {
+            resume: GenerateResume::default(),
+            began: false,
+            resumable: true,
+        }
+    }
+}
+
+/// Adds a streamed token to what a migration resumes from.
+fn record(streamed: &mut Streamed, token: &GenerateToken) {
+    streamed.began = true;
+    let resume = &mut streamed.resume;
+    let answer = token.phase == GeneratePhase::Answer as i32;
+    let answer_start = answer && !resume.answer_started;
+    if token.token_ids.is_empty() && !token.text.is_empty() && !answer_start {
+        streamed.resumable = false;
+    }
+    if answer {
+        resume.answer_started = true;
+        resume.answer_tokens.extend(&token.token_ids);
+    } else {
+        resume.thinking_tokens.extend(&token.token_ids);
     }
 }
 
@@ -111,7 +216,7 @@ async fn generate(
     target: &TargetLease,
     request: GenerateRequest,
     deadline: Deadline,
-    emit: Emit<'_>,
+    emit: EmitToken<'_>,
 ) -> Result<GenerateResult, Status> {
     let mut stream = client(target)
         .generate(request_with_deadline(request, deadline))
@@ -119,9 +224,7 @@ async fn generate(
         .into_inner();
     while let Some(event) = stream.next().await {
         match event?.event {
-            Some(GenerateEventKind::Token(token)) => emit(SolveEvent {
-                event: Some(SolveEventKind::Token(token)),
-            }),
+            Some(GenerateEventKind::Token(token)) => emit(token),
             Some(GenerateEventKind::Result(result)) => return Ok(result),
             None => {}
         }

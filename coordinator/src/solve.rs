@@ -83,7 +83,7 @@ impl Solver {
                 self.speculative(job, &mut target, emit, &mut stats).await?
             }
         };
-        stats.target_retries(target.retries());
+        stats.target_failovers(target.retries(), target.migrations());
         Ok(SolveResult {
             request_id: job.request_id.clone(),
             reasoning: outcome.reasoning,
@@ -147,6 +147,7 @@ impl Solver {
                     event: Some(SolveEventKind::Token(GenerateToken {
                         text: text.clone(),
                         phase: GeneratePhase::Thinking as i32,
+                        token_ids: Vec::new(),
                     })),
                 });
                 let result = target
@@ -357,6 +358,7 @@ fn generate_request(job: &SolveJob, accepted: Option<String>) -> GenerateRequest
         seed: s.seed,
         template: s.template.clone(),
         think_end: s.think_end.clone(),
+        resume: None,
     }
 }
 

@@ -103,9 +103,11 @@ impl StatsRecorder {
         self.stats.answer_finish = draft.map_or(0, |d| d.info.finish_reason);
     }
 
-    /// Target calls made again on another target node after a failure.
-    pub fn target_retries(&mut self, retries: u32) {
+    /// Target calls made again on another target node after a failure before any output
+    /// (`retries`), and answers moved to another after output was streamed (`migrations`).
+    pub fn target_failovers(&mut self, retries: u32, migrations: u32) {
         self.stats.target_retries = retries;
+        self.stats.target_migrations = migrations;
     }
 
     /// What has been recorded so far (the selection event reads it).

@@ -135,12 +135,14 @@ async fn coordinator_finds_nodes_in_etcd_and_drops_a_vanished_draft_node() {
             model: target_cli.model.clone(),
             selection_prior: Vec::new(),
         };
-        let serve = scot_target_node::serve(config, std::future::pending());
+        let stop = scot_node_support::NodeStop::new(Duration::ZERO);
+        let serve = scot_target_node::serve(config, stop.clone());
         scot_node_support::serve_registered(
             &target_cli.registration,
             NodeKind::Target,
             &target_cli.model,
             target_addr,
+            &stop,
             serve,
         )
         .await
@@ -150,12 +152,14 @@ async fn coordinator_finds_nodes_in_etcd_and_drops_a_vanished_draft_node() {
             listen: draft_addr,
             model: draft_cli.model.clone(),
         };
-        let serve = scot_draft_node::serve(config, std::future::pending());
+        let stop = scot_node_support::NodeStop::new(Duration::ZERO);
+        let serve = scot_draft_node::serve(config, stop.clone());
         scot_node_support::serve_registered(
             &draft_cli.registration,
             NodeKind::Draft,
             &draft_cli.model,
             draft_addr,
+            &stop,
             serve,
         )
         .await

@@ -526,8 +526,53 @@ async fn a_target_gone_before_any_output_is_replaced_without_the_client_noticing
     assert_eq!(gone.generates.load(Ordering::SeqCst), 0);
 }
 
+/// The answer's text as the client received it, token by token.
+fn answer_text(events: &[solve_event::Event]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            solve_event::Event::Token(token)
+                if token.phase == scot_proto::GeneratePhase::Answer as i32 =>
+            {
+                assert!(token.token_ids.is_empty(), "token ids reached the client");
+                Some(token.text.as_str())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_dying_after_output_reached_the_client_is_an_error_not_a_repeat() {
+async fn a_target_dying_mid_answer_hands_the_answer_on_without_repeating_text() {
+    let (dying, healthy) = (
+        Arc::new(FakeTarget::default()),
+        Arc::new(FakeTarget::default()),
+    );
+    dying.dies_mid_answer.store(true, Ordering::SeqCst);
+    let coordinator = coordinator_over(dying.clone(), healthy.clone()).await;
+    let mut migrations = 0;
+    for _ in 0..3 {
+        let (events, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+            .await
+            .expect("the client sees no failure");
+        // Each token once, in order, whichever targets wrote them.
+        assert_eq!(answer_text(&events), "\\boxed{5}");
+        migrations += result.stats.unwrap().target_migrations;
+    }
+    // The request that met the dying target moved on; the node left routing at once.
+    assert_eq!(migrations, 1);
+    assert_eq!(dying.generates.load(Ordering::SeqCst), 1);
+    let resumes = healthy.resumes.lock().unwrap().clone();
+    assert_eq!(resumes.len(), 3);
+    let resumed: Vec<_> = resumes.into_iter().flatten().collect();
+    assert_eq!(resumed.len(), 1, "one call continued a migrated answer");
+    assert!(resumed[0].answer_started);
+    assert_eq!(resumed[0].answer_tokens, vec![fakes::FAKE_ANSWER[0].1]);
+    assert!(resumed[0].thinking_tokens.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_target_dies_mid_answer_the_client_gets_an_error_and_no_repeat() {
     let (t1, t2) = (
         Arc::new(FakeTarget::default()),
         Arc::new(FakeTarget::default()),
@@ -535,18 +580,53 @@ async fn a_target_dying_after_output_reached_the_client_is_an_error_not_a_repeat
     t1.dies_mid_answer.store(true, Ordering::SeqCst);
     t2.dies_mid_answer.store(true, Ordering::SeqCst);
     let coordinator = coordinator_over(t1.clone(), t2.clone()).await;
-    let error = finish(open(&coordinator.url, request(2)).await.unwrap())
-        .await
-        .expect_err("a target died mid-answer");
+    let mut stream = open(&coordinator.url, request(2)).await.unwrap();
+    let mut events = Vec::new();
+    let error = loop {
+        match stream.message().await {
+            Ok(Some(event)) => events.extend(event.event),
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(status) => break status,
+        }
+    };
     assert_eq!(error.code(), Code::Unavailable);
     assert!(
         error.message().contains("target node") && error.message().contains("node died"),
         "{}",
         error.message()
     );
-    // The answer's first token had been streamed: making the call again would repeat it.
+    // The first target wrote "\\boxed{", the second "5}" and died too; nothing was sent twice.
+    assert_eq!(answer_text(&events), "\\boxed{5}");
     let generates = t1.generates.load(Ordering::SeqCst) + t2.generates.load(Ordering::SeqCst);
-    assert_eq!(generates, 1);
+    assert_eq!(generates, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_target_is_passed_over_for_one_with_room() {
+    let (full, free) = (
+        Arc::new(FakeTarget::default()),
+        Arc::new(FakeTarget::default()),
+    );
+    full.full.store(true, Ordering::SeqCst);
+    let draft = serve_draft(Arc::new(FakeDraft::default())).await;
+    let (served_full, served_free) = (serve_target(full.clone()).await, serve_target(free).await);
+    let full_address = served_full.address.clone();
+    let coordinator = fakes::serve_coordinator_with_targets(
+        std::slice::from_ref(&draft.address),
+        &[served_full.address, served_free.address.clone()],
+        &["--health-interval-ms", "600000"],
+    )
+    .await;
+    let _free = served_free;
+    for _ in 0..3 {
+        let (_, result) = finish(open(&coordinator.url, request(2)).await.unwrap())
+            .await
+            .expect("the client sees no failure");
+        assert_eq!(result.stats.unwrap().path, AnswerPath::DraftAccepted as i32);
+    }
+    // A full node stays in routing (it is not gone); every answer came from the other.
+    assert!(target_up(&coordinator, &full_address).await);
+    assert_eq!(full.generates.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,10 @@
 pub mod draft_job;
 pub mod service;
 
-use std::future::Future;
 use std::net::SocketAddr;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError};
+use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop};
 use scot_proto::draft_service_server::DraftServiceServer;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 
@@ -38,25 +37,23 @@ pub struct DraftNodeArgs {
 /// Runs a draft-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
 pub fn run_process(args: DraftNodeArgs) -> Result<(), NodeProcessError> {
     let (model, listen) = (args.config.model.clone(), args.config.listen);
-    let serve = serve(args.config, scot_node_support::shutdown_signal());
-    scot_node_support::run_node_process(NodeKind::Draft, &args.process, &model, listen, serve)
+    scot_node_support::run_node_process(NodeKind::Draft, &args.process, &model, listen, |stop| {
+        serve(args.config, stop)
+    })
 }
 
-/// Loads the model, then serves the DraftService and gRPC health until `shutdown` resolves.
-pub async fn serve(
-    config: DraftNodeConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), DraftNodeError> {
+/// Loads the model, then serves the DraftService and gRPC health until `stop` drains it.
+pub async fn serve(config: DraftNodeConfig, stop: NodeStop) -> Result<(), DraftNodeError> {
     let node = config.model.load_off_runtime().await?;
-    serve_loaded(config.listen, node, shutdown).await
+    serve_loaded(config.listen, node, stop).await
 }
 
 pub async fn serve_loaded(
     listen: SocketAddr,
     node: NodeModel,
-    shutdown: impl Future<Output = ()>,
+    stop: NodeStop,
 ) -> Result<(), DraftNodeError> {
     let service = DraftServiceServer::new(DraftNodeService::new(node.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    scot_node_support::serve_node(NodeKind::Draft, listen, &node, service, shutdown).await
+    scot_node_support::serve_node(NodeKind::Draft, listen, &node, service, &stop).await
 }

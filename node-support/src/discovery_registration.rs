@@ -1,6 +1,7 @@
 //! Announcing a node in etcd (only when `--etcd-endpoints` is set): once its gRPC server accepts
-//! connections the node registers under a lease, and when the server stops it revokes the lease so the
-//! coordinator drops it at once instead of after the TTL.
+//! connections the node registers under a lease. When its stop is requested it revokes the lease first,
+//! so coordinators drop it at once (instead of after the TTL) while it drains; if the server ends
+//! without a stop, the lease is revoked then.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -9,17 +10,20 @@ use std::time::Duration;
 use scot_discovery::{DiscoveryError, NodeKind, RegistrationArgs};
 
 use crate::model_args::ModelArgs;
+use crate::node_stop::NodeStop;
 
 /// How often to probe the listen address while the model is still loading.
 const LISTEN_POLL: Duration = Duration::from_millis(200);
 
-/// Runs `serve` (the node's load-then-serve future); with etcd configured, registers the node while it
-/// serves. Without etcd this is just `serve.await`.
+/// Runs `serve` (the node's load-then-serve future, which drains on `stop`); with etcd configured,
+/// registers the node while it serves and deregisters it as soon as `stop` is requested. Without etcd
+/// this is just `serve.await`.
 pub async fn serve_registered<T>(
     args: &RegistrationArgs,
     kind: NodeKind,
     model: &ModelArgs,
     listen: SocketAddr,
+    stop: &NodeStop,
     serve: impl Future<Output = T>,
 ) -> Result<T, DiscoveryError> {
     if args.etcd.config().is_none() {
@@ -35,19 +39,32 @@ pub async fn serve_registered<T>(
         wait_listening(listen).await;
         args.spawn(node)
     };
-    let registration = tokio::select! {
+    let mut registration = tokio::select! {
         // The server ended before it ever listened (e.g. the model failed to load).
         output = &mut serve => return Ok(output),
         registration = announce => registration?,
     };
     tracing::info!(%listen, kind = kind.as_str(), "serving; registering in etcd");
-    let output = serve.await;
+    let output = tokio::select! {
+        output = &mut serve => output,
+        () = stop.requested() => {
+            deregister(registration.take()).await;
+            serve.await
+        }
+    };
+    deregister(registration).await;
+    Ok(output)
+}
+
+async fn deregister(registration: Option<scot_discovery::Registration>) {
     if let Some(registration) = registration {
-        if let Err(error) = registration.deregister().await {
-            tracing::warn!(%error, "could not deregister from etcd; the lease will expire");
+        match registration.deregister().await {
+            Ok(()) => tracing::info!("deregistered from etcd"),
+            Err(error) => {
+                tracing::warn!(%error, "could not deregister from etcd; the lease will expire")
+            }
         }
     }
-    Ok(output)
 }
 
 /// The model's name as announced: the GGUF file's (or HF folder's) name.

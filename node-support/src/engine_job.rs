@@ -2,13 +2,15 @@
 //! the client drops the stream or the caller's deadline passes (the engine checks the CancelToken
 //! between decoding steps). A job that fails because a tensor-parallel rank failed reports that to the
 //! gate's [`NodeFailure`] (health NOT_SERVING) before its caller sees the error; after that the gate
-//! turns every job away at once.
+//! turns every job away at once. The gate's line is bounded (a full node answers RESOURCE_EXHAUSTED at
+//! once), and a draining gate refuses new jobs while those it accepted finish.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use scot_engine::CancelToken;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
@@ -16,19 +18,45 @@ use tracing::Instrument;
 
 use crate::node_failure::{NodeFailure, RankFailure};
 
-/// Limits how many engine jobs run at once on this node; the rest wait in line. Closed for good once
-/// a rank failed.
+/// Limits how many engine jobs run at once on this node (`running`) and how many more may wait in line
+/// (`queued`); past that a job is refused at once. Closed for good once a rank failed; closed to new
+/// jobs once draining.
 #[derive(Debug, Clone)]
 pub struct EngineGate {
     permits: Arc<Semaphore>,
     failure: NodeFailure,
+    /// Jobs accepted and not finished (running or waiting for a permit).
+    accepted: Arc<watch::Sender<usize>>,
+    running: usize,
+    queued: usize,
+    draining: Arc<AtomicBool>,
+}
+
+/// A job's place: it counts as accepted until dropped, and runs while it holds the permit.
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    _accepted: Accepted,
+}
+
+struct Accepted(Arc<watch::Sender<usize>>);
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl EngineGate {
-    pub fn new(max_concurrent: usize) -> Self {
+    /// `running` jobs at once (at least 1), and up to `queued` more waiting.
+    pub fn new(running: usize, queued: usize) -> Self {
+        let running = running.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(running)),
             failure: NodeFailure::default(),
+            accepted: Arc::new(watch::Sender::new(0)),
+            running,
+            queued,
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -37,18 +65,57 @@ impl EngineGate {
         &self.failure
     }
 
-    async fn enter(&self) -> Result<OwnedSemaphorePermit, Status> {
+    /// Jobs accepted and not yet finished (running or waiting).
+    pub fn accepted(&self) -> usize {
+        *self.accepted.borrow()
+    }
+
+    /// Refuses every later job (UNAVAILABLE, so callers go elsewhere); those already accepted go on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once no accepted job is left.
+    pub async fn drained(&self) {
+        let mut accepted = self.accepted.subscribe();
+        let _ = accepted.wait_for(|n| *n == 0).await;
+    }
+
+    async fn enter(&self) -> Result<Ticket, Status> {
         if let Some(failure) = self.failure.failed() {
             return Err(failure.status());
         }
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| match self.failure.failed() {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(
+                "node is draining (shutting down): retry on another node",
+            ));
+        }
+        let limit = self.running + self.queued;
+        let mut admitted = false;
+        self.accepted.send_if_modified(|n| {
+            admitted = *n < limit;
+            if admitted {
+                *n += 1;
+            }
+            admitted
+        });
+        if !admitted {
+            return Err(Status::resource_exhausted(format!(
+                "node is full: {} engine jobs running and {} waiting (--max-concurrent {}, --max-queued {})",
+                self.running, self.queued, self.running, self.queued
+            )));
+        }
+        let accepted = Accepted(self.accepted.clone());
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
+            match self.failure.failed() {
                 Some(failure) => failure.status(),
                 None => Status::unavailable("node is shutting down"),
-            })
+            }
+        })?;
+        Ok(Ticket {
+            _permit: permit,
+            _accepted: accepted,
+        })
     }
 
     /// Passes a job's result through; a rank failure is reported (health NOT_SERVING first) and
@@ -97,9 +164,9 @@ where
                 }
             };
             tokio::pin!(expired);
-            let permit = tokio::select! {
-                permit = gate.enter() => match permit {
-                    Ok(permit) => permit,
+            let ticket = tokio::select! {
+                ticket = gate.enter() => match ticket {
+                    Ok(ticket) => ticket,
                     Err(status) => {
                         let _ = tx.send(Err(status));
                         return;
@@ -115,7 +182,7 @@ where
             let job_cancel = cancel.clone();
             let job_tx = tx.clone();
             let mut handle = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+                let _ticket = ticket;
                 job(&job_cancel, &job_tx)
             });
             let joined = tokio::select! {
@@ -151,9 +218,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Status> + Send + 'static,
 {
-    let permit = gate.enter().await?;
+    let ticket = gate.enter().await?;
     let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _ticket = ticket;
         job()
     })
     .await
@@ -175,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_stream_cancels_the_job() {
-        let gate = EngineGate::new(1);
+        let gate = EngineGate::new(1, 4);
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         let stream = spawn_engine_stream::<u32, _>(&gate, None, move |cancel, tx| {
             let _ = tx.send(Ok(1));
@@ -197,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn deadline_cancels_and_reports() {
-        let gate = EngineGate::new(1);
+        let gate = EngineGate::new(1, 4);
         let mut stream =
             spawn_engine_stream::<u32, _>(&gate, Some(Duration::from_millis(50)), |cancel, _tx| {
                 while !cancel.is_cancelled() {
@@ -211,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn unary_jobs_return_their_value() {
-        let gate = EngineGate::new(1);
+        let gate = EngineGate::new(1, 4);
         assert_eq!(run_engine_job(&gate, || Ok(7)).await.unwrap(), 7);
         let err = run_engine_job::<u32, _>(&gate, || Err(Status::invalid_argument("x")))
             .await
@@ -221,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rank_failure_closes_the_gate() {
-        let gate = EngineGate::new(1);
+        let gate = EngineGate::new(1, 4);
         let failure = RankFailure {
             rank: 1,
             message: "tensor-parallel rank 1 failed: boom".into(),
@@ -240,5 +307,62 @@ mod tests {
         let mut stream = spawn_engine_stream::<u32, _>(&gate, None, |_, _| panic!("must not run"));
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(RankFailure::from_status(&status), Some(failure));
+    }
+
+    #[tokio::test]
+    async fn a_full_gate_refuses_at_once_and_a_draining_one_finishes_what_it_took() {
+        let gate = EngineGate::new(1, 1);
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+        let running = {
+            let release = release_rx.clone();
+            spawn_engine_stream::<u32, _>(&gate, None, move |_, tx| {
+                let _ = release.lock().unwrap().recv();
+                let _ = tx.send(Ok(1));
+                Ok(())
+            })
+        };
+        let waiting = {
+            let release = release_rx.clone();
+            spawn_engine_stream::<u32, _>(&gate, None, move |_, tx| {
+                let _ = release.lock().unwrap().recv();
+                let _ = tx.send(Ok(2));
+                Ok(())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.accepted() < 2 {
+            assert!(Instant::now() < deadline, "both jobs were not accepted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // One running, one waiting: the third is refused without waiting.
+        let status = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("--max-queued 1"), "{status:?}");
+
+        gate.start_draining();
+        let status = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("draining"), "{status:?}");
+        let drained = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.drained().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!drained.is_finished(), "drained with two jobs accepted");
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        // Both accepted jobs finish and deliver their output; then the gate is drained.
+        let outputs: Vec<u32> = running.chain(waiting).map(|m| m.unwrap()).collect().await;
+        assert_eq!(outputs, vec![1, 2]);
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("drained after the jobs finished")
+            .unwrap();
+        assert_eq!(gate.accepted(), 0);
     }
 }

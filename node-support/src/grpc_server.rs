@@ -1,10 +1,9 @@
 //! The gRPC server every node runs: its one service plus gRPC health, behind the telemetry layer, until
-//! shutdown — or until a tensor-parallel rank fails. Then health is already NOT_SERVING (see
-//! [`NodeFailure`](crate::node_failure::NodeFailure)), the server drains briefly and the node ends
-//! with the failure.
+//! a stop drains it (see [`NodeStop`]) — or until a tensor-parallel rank fails. Then health is already
+//! NOT_SERVING (see [`NodeFailure`](crate::node_failure::NodeFailure)), the server drains briefly and
+//! the node ends with the failure.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::metrics::gauge::Gauge;
 
 use scot_discovery::NodeKind;
+use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Server;
@@ -20,10 +20,12 @@ use tonic_health::ServingStatus;
 use crate::model_args::LoadError;
 use crate::node_failure::RankFailure;
 use crate::node_model::NodeModel;
+use crate::node_stop::NodeStop;
 
-/// After a rank failure, how long requests already answered get to flush before the server is
-/// dropped (long-lived streams such as health Watch would otherwise hold a graceful shutdown open).
-const FAILURE_DRAIN: Duration = Duration::from_secs(2);
+/// Once the engine work is over (drained, or a rank failed), how long the answers already written get
+/// to flush before the server is dropped (long-lived streams such as health Watch would otherwise hold
+/// a graceful shutdown open).
+const FLUSH: Duration = Duration::from_secs(2);
 
 /// `scot_node_tensor_parallel_ranks`: the ranks this node's model is sharded over.
 static TENSOR_PARALLEL_RANKS: LazyLock<Gauge> = LazyLock::new(|| {
@@ -49,14 +51,15 @@ pub enum NodeError {
     Config(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Serves `service` and gRPC health on `listen` until `shutdown` resolves (Ok) or a rank of the
-/// node's model fails (Err(RankFailed)).
+/// Serves `service` and gRPC health on `listen` until `stop` is requested and the node drained (Ok:
+/// the service NOT_SERVING at once, new engine jobs refused, accepted ones finished within the grace
+/// period), or a rank of the node's model fails (Err(RankFailed)).
 pub async fn serve_node<S>(
     kind: NodeKind,
     listen: SocketAddr,
     node: &NodeModel,
     service: S,
-    shutdown: impl Future<Output = ()>,
+    stop: &NodeStop,
 ) -> Result<(), NodeError>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -72,7 +75,7 @@ where
         .set_service_status(S::NAME, ServingStatus::Serving)
         .await;
     let failure = node.gate.failure().clone();
-    failure.attach_health(health, S::NAME).await;
+    failure.attach_health(health.clone(), S::NAME).await;
     TENSOR_PARALLEL_RANKS.set(i64::try_from(node.tensor_parallel).unwrap_or(i64::MAX));
     tracing::info!(
         %listen,
@@ -81,23 +84,48 @@ where
         "{} node serving",
         kind.as_str()
     );
-    let failed = failure.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = failed.wait() => {}
-        }
-    };
+    let server_stop = CancellationToken::new();
     let server = Server::builder()
         .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
         .add_service(service)
-        .serve_with_shutdown(listen, stop);
+        .serve_with_shutdown(listen, server_stop.clone().cancelled_owned());
     tokio::pin!(server);
+    let drain = async {
+        stop.requested().await;
+        health
+            .set_service_status(S::NAME, ServingStatus::NotServing)
+            .await;
+        node.gate.start_draining();
+        tracing::info!(
+            accepted = node.gate.accepted(),
+            grace_secs = stop.grace().as_secs(),
+            "draining: NOT_SERVING, refusing new work, finishing the work accepted"
+        );
+        if tokio::time::timeout(stop.grace(), node.gate.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                accepted = node.gate.accepted(),
+                "drain grace period over: stopping with work unfinished"
+            );
+        }
+    };
     let result = tokio::select! {
+        // The server ended on its own (it could not serve).
         result = &mut server => result,
+        () = drain => {
+            server_stop.cancel();
+            if tokio::time::timeout(FLUSH, &mut server).await.is_err() {
+                tracing::warn!("open streams after the drain: closing them");
+            }
+            tracing::info!("drained; stopping");
+            Ok(())
+        }
         rank_failure = failure.wait() => {
-            if tokio::time::timeout(FAILURE_DRAIN, &mut server).await.is_err() {
+            server_stop.cancel();
+            if tokio::time::timeout(FLUSH, &mut server).await.is_err() {
                 tracing::warn!("open streams after the rank failure: closing them");
             }
             return Err(NodeError::RankFailed(rank_failure));

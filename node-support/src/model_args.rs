@@ -10,6 +10,9 @@ use crate::engine_chat::ThinkingPrompt;
 use crate::engine_job::EngineGate;
 use crate::node_model::NodeModel;
 
+/// Default `--max-queued`: room for four coordinators each at their default per-node limit (16).
+pub const DEFAULT_MAX_QUEUED: usize = 64;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Model: a .gguf file, or a Hugging Face folder (config.json + *.safetensors + tokenizer.json).
@@ -34,6 +37,10 @@ pub struct ModelArgs {
     /// Engine jobs run at once (each is CPU/GPU bound; more queue).
     #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = 1)]
     pub max_concurrent: usize,
+    /// Engine jobs that may wait for a turn beyond those running; past that the node answers
+    /// RESOURCE_EXHAUSTED at once (a caller tries another node) instead of queueing without bound.
+    #[arg(long, env = "SCOT_MAX_QUEUED", default_value_t = DEFAULT_MAX_QUEUED)]
+    pub max_queued: usize,
     /// Tensor-parallel ranks the model is sharded over (by attention heads; 1 = unsharded). On CPU
     /// the ranks are threads; with `--device cuda:B` rank r runs on GPU B+r.
     #[arg(long = "tp", visible_alias = "tensor-parallel", env = "SCOT_TENSOR_PARALLEL",
@@ -171,7 +178,7 @@ impl ModelArgs {
             tensor_parallel,
             templates,
             native_thinking,
-            gate: EngineGate::new(self.max_concurrent),
+            gate: EngineGate::new(self.max_concurrent, self.max_queued),
         })
     }
 }

@@ -4,13 +4,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use scot_discovery::{DiscoveryError, NodeKind, RegistrationArgs};
 
 use crate::discovery_registration::serve_registered;
 use crate::grpc_server::NodeError;
 use crate::model_args::ModelArgs;
-use crate::runtime::{run_server_process, ProcessError};
+use crate::node_stop::{NodeStop, DEFAULT_DRAIN_GRACE_SECS};
+use crate::runtime::{run_server_process, shutdown_signal, ProcessError};
 
 /// Process flags every node binary takes besides its node config.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,6 +20,11 @@ pub struct NodeProcessArgs {
     /// Address of the Prometheus `/metrics` endpoint (off when unset).
     #[arg(long, env = "SCOT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM / Ctrl-C the node turns NOT_SERVING, leaves etcd and refuses new work, then gives
+    /// the work it accepted this long (seconds) to finish before it exits. Keep it under the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "SCOT_DRAIN_GRACE_SECS", default_value_t = DEFAULT_DRAIN_GRACE_SECS)]
+    pub drain_grace_secs: u64,
     /// etcd registration (off unless --etcd-endpoints / SCOT_ETCD_ENDPOINTS is set).
     #[command(flatten)]
     pub registration: RegistrationArgs,
@@ -40,20 +47,29 @@ pub enum NodeProcessError {
 }
 
 /// Runs a node process: the runtime and telemetry (service `scot-<kind>-node`), the metrics
-/// endpoint, then `serve` (the node's load-then-serve future), registered in etcd when configured.
-pub fn run_node_process(
+/// endpoint, then `serve(stop)` (the node's load-then-serve future), registered in etcd when
+/// configured; SIGTERM or Ctrl-C requests the stop, and the node drains (see [`NodeStop`]).
+pub fn run_node_process<F>(
     kind: NodeKind,
     process: &NodeProcessArgs,
     model: &ModelArgs,
     listen: SocketAddr,
-    serve: impl Future<Output = Result<(), NodeError>>,
-) -> Result<(), NodeProcessError> {
+    serve: impl FnOnce(NodeStop) -> F,
+) -> Result<(), NodeProcessError>
+where
+    F: Future<Output = Result<(), NodeError>>,
+{
     let service_name = format!("scot-{}-node", kind.as_str());
     run_server_process(&service_name, async {
         scot_telemetry::spawn_metrics_server(process.metrics_listen)
             .await
             .map_err(NodeProcessError::MetricsListen)?;
-        serve_registered(&process.registration, kind, model, listen, serve)
+        let stop = NodeStop::on(
+            shutdown_signal(),
+            Duration::from_secs(process.drain_grace_secs),
+        );
+        let serve = serve(stop.clone());
+        serve_registered(&process.registration, kind, model, listen, &stop, serve)
             .await
             .map_err(NodeProcessError::Registration)?
             .map_err(|source| NodeProcessError::Node {

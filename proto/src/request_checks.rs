@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use tonic::Status;
 
 use crate::limits::{MAX_DRAFTS, MAX_DRAFT_INDEX};
-use crate::v1::{DraftRequest, GenerateRequest, SelectRequest};
+use crate::v1::{DraftRequest, GenerateRequest, GenerateResume, SelectRequest};
 
 fn check_problem(problem: &str) -> Result<(), Status> {
     if problem.trim().is_empty() {
@@ -85,7 +85,41 @@ pub fn check_generate_request(request: &GenerateRequest) -> Result<(), Status> {
             "max_thinking_tokens must be at least 1 when the target thinks itself",
         ));
     }
+    if let Some(resume) = &request.resume {
+        check_resume(request, resume)?;
+    }
     check_temperature(request.temperature)
+}
+
+/// A migration's output fits the request it continues: thinking only where the target thinks, answer
+/// tokens only once the answer began, neither over its cap. (Token ids are checked against the
+/// model's vocabulary on the node.)
+fn check_resume(request: &GenerateRequest, resume: &GenerateResume) -> Result<(), Status> {
+    let thinking = resume.thinking_tokens.len();
+    let answer = resume.answer_tokens.len();
+    if request.accepted_draft.is_some() && thinking > 0 {
+        return Err(Status::invalid_argument(
+            "resume.thinking_tokens: an answer after an accepted draft has no thinking of its own",
+        ));
+    }
+    if thinking > request.max_thinking_tokens as usize {
+        return Err(Status::invalid_argument(format!(
+            "resume.thinking_tokens: {thinking} tokens exceed max_thinking_tokens {}",
+            request.max_thinking_tokens
+        )));
+    }
+    if answer > 0 && !resume.answer_started {
+        return Err(Status::invalid_argument(
+            "resume.answer_tokens given but resume.answer_started is false",
+        ));
+    }
+    if answer > request.max_answer_tokens as usize {
+        return Err(Status::invalid_argument(format!(
+            "resume.answer_tokens: {answer} tokens exceed max_answer_tokens {}",
+            request.max_answer_tokens
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -198,6 +232,30 @@ mod tests {
             },
         ] {
             assert!(check_generate_request(&bad).is_err());
+        }
+        let resumed = |thinking: usize, answer_started: bool, answer: usize| GenerateRequest {
+            resume: Some(GenerateResume {
+                thinking_tokens: vec![1; thinking],
+                answer_started,
+                answer_tokens: vec![1; answer],
+            }),
+            ..generate.clone()
+        };
+        assert!(check_generate_request(&resumed(10, true, 10)).is_ok());
+        for (bad, why) in [
+            (resumed(11, false, 0), "exceed max_thinking_tokens"),
+            (resumed(3, false, 2), "answer_started is false"),
+            (resumed(3, true, 11), "exceed max_answer_tokens"),
+            (
+                GenerateRequest {
+                    accepted_draft: Some("d".into()),
+                    ..resumed(1, false, 0)
+                },
+                "no thinking of its own",
+            ),
+        ] {
+            let status = check_generate_request(&bad).unwrap_err();
+            assert!(status.message().contains(why), "{status:?}");
         }
         let after_draft = GenerateRequest {
             accepted_draft: Some("d".into()),

@@ -122,6 +122,7 @@ async fn run_direct(
             seed: paper::SEED,
             template: String::new(),
             think_end: String::new(),
+            resume: None,
         })
         .await?
         .into_inner();

@@ -117,6 +117,8 @@ impl GenerateSink {
         self.send(Event::Token(GenerateToken {
             text: WORD.to_string(),
             phase: phase as i32,
+            // No model, no token ids: a coordinator does not migrate a simulated answer.
+            token_ids: Vec::new(),
         }))
     }
 

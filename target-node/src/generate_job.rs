@@ -1,13 +1,13 @@
 //! Generate as an engine job, in ONE session: after an accepted draft, prefill question + draft +
 //! "\n</think>\n\n" and decode the answer; otherwise think from scratch (stop at the end marker or the
 //! cap), append "</think>\n\n" if missing, and decode the answer — extend + generate twice, no
-//! re-prefill.
+//! re-prefill. A migrated call (`resume`) prefills the tokens another target streamed at the same
+//! points and decodes only what follows, within what is left of each cap.
 
 use std::time::Instant;
 
 use scot_engine::{
-    CancelToken, FinishReason as EngineFinish, Model, SamplingParams, SequenceOutput, StopCriteria,
-    TokenEvent,
+    CancelToken, FinishReason as EngineFinish, Model, SamplingParams, StopCriteria, TokenEvent,
 };
 use scot_node_support::{engine_status, finish_reason, template_status, JobSender, NodeModel};
 use scot_proto::generate_event::Event;
@@ -32,6 +32,16 @@ pub struct GenerateJob {
     pub close_missing: Vec<u32>,
     /// How the answer begins (already in the prompt / the closing text); part of the returned answer.
     pub answer_start: String,
+    /// What another target streamed before it failed (empty unless migrated).
+    pub resume: Resumed,
+}
+
+/// A migration's starting point, read back from the failed target's token ids.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    pub thinking: Vec<u32>,
+    pub answer_started: bool,
+    pub answer: Vec<u32>,
 }
 
 pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJob, Status> {
@@ -60,6 +70,7 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
         )
     })?;
     let thinking_cap = reserve.map(|r| (prompt.room - r).min(request.max_thinking_tokens as usize));
+    let resume = resumed(node, request, prompt.tokens.len() + close_missing.len())?;
     Ok(GenerateJob {
         prompt: prompt.tokens,
         thinking_cap,
@@ -74,7 +85,44 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
         close_written,
         close_missing,
         answer_start,
+        resume,
     })
+}
+
+/// The request's `resume` as token ids this model has, refused when they (with the prompt and the
+/// closing text) cannot fit its context.
+fn resumed(node: &NodeModel, request: &GenerateRequest, fixed: usize) -> Result<Resumed, Status> {
+    let Some(resume) = &request.resume else {
+        return Ok(Resumed::default());
+    };
+    let vocab = node.model.info().vocab_size;
+    let ids = resume.thinking_tokens.iter().chain(&resume.answer_tokens);
+    if let Some(bad) = ids.into_iter().find(|&&id| id as usize >= vocab) {
+        return Err(Status::invalid_argument(format!(
+            "resume: token id {bad} is outside the model's vocabulary ({vocab})"
+        )));
+    }
+    let context = node.model.info().context_length;
+    let needed = fixed + resume.thinking_tokens.len() + resume.answer_tokens.len();
+    if needed >= context {
+        return Err(Status::invalid_argument(format!(
+            "resume: the prompt and the {} tokens already streamed need {needed} tokens; the context is {context}",
+            resume.thinking_tokens.len() + resume.answer_tokens.len()
+        )));
+    }
+    Ok(Resumed {
+        thinking: resume.thinking_tokens.clone(),
+        answer_started: resume.answer_started,
+        answer: resume.answer_tokens.clone(),
+    })
+}
+
+/// Text up to (without) the end-of-thinking marker, or all of it.
+fn before_marker<'t>(text: &'t str, marker: &str) -> (&'t str, bool) {
+    match text.find(marker) {
+        Some(at) => (&text[..at], true),
+        None => (text, false),
+    }
 }
 
 pub fn run(
@@ -84,63 +132,103 @@ pub fn run(
     tx: &JobSender<GenerateEvent>,
 ) -> Result<(), Status> {
     let started = Instant::now();
+    // Ids of tokens whose text is held back (e.g. half a UTF-8 character) go out with the next text.
     let stream_phase = |phase: GeneratePhase| {
+        let mut held = Vec::new();
         move |event: &TokenEvent| {
+            held.push(event.token);
             if !event.text.is_empty() {
                 let _ = tx.send(Ok(GenerateEvent {
                     event: Some(Event::Token(GenerateToken {
                         text: event.text.clone(),
                         phase: phase as i32,
+                        token_ids: std::mem::take(&mut held),
                     })),
                 }));
             }
         }
     };
     let cancelled = || Status::cancelled("generation cancelled");
+    let decode = |ids: &[u32]| model.tokenizer().decode(ids, true).map_err(engine_status);
+    let resume = &job.resume;
     let mut session = model.session().map_err(engine_status)?;
     session.extend(&job.prompt).map_err(engine_status)?;
 
-    let mut thinking: Option<SequenceOutput> = None;
+    let mut thinking: Option<Thinking> = None;
     let mut thinking_ms = 0.0;
     if let Some(cap) = job.thinking_cap {
-        let stop = StopCriteria {
-            max_new_tokens: cap,
-            stop_strings: vec![job.think_end.clone()],
-            stop_at_eos: true,
-        };
-        let output = session
-            .generate(
-                &job.sampling,
-                &stop,
-                &mut stream_phase(GeneratePhase::Thinking),
-                cancel,
-            )
-            .map_err(engine_status)?;
-        if output.finish_reason == EngineFinish::Cancelled {
-            return Err(cancelled());
+        if !resume.thinking.is_empty() {
+            session.extend(&resume.thinking).map_err(engine_status)?;
         }
-        let close = if matches!(output.finish_reason, EngineFinish::StopString(_)) {
+        let resumed_text = decode(&resume.thinking)?;
+        let (_, resumed_closed) = before_marker(&resumed_text, &job.think_end);
+        let done = resume.answer_started || resumed_closed;
+        let output = if done {
+            None
+        } else {
+            let stop = StopCriteria {
+                max_new_tokens: cap.saturating_sub(resume.thinking.len()),
+                stop_strings: vec![job.think_end.clone()],
+                stop_at_eos: true,
+            };
+            let output = session
+                .generate(
+                    &job.sampling,
+                    &stop,
+                    &mut stream_phase(GeneratePhase::Thinking),
+                    cancel,
+                )
+                .map_err(engine_status)?;
+            if output.finish_reason == EngineFinish::Cancelled {
+                return Err(cancelled());
+            }
+            Some(output)
+        };
+        let text = format!(
+            "{resumed_text}{}",
+            output.as_ref().map_or("", |o| o.text.as_str())
+        );
+        let (text, marker_written) = before_marker(&text, &job.think_end);
+        let close = if marker_written {
             &job.close_written
         } else {
             &job.close_missing
         };
         session.extend(close).map_err(engine_status)?;
         thinking_ms = started.elapsed().as_secs_f64() * 1000.0;
-        thinking = Some(output);
+        thinking = Some(Thinking {
+            text: text.trim().to_string(),
+            tokens: resume.thinking.len() + output.as_ref().map_or(0, |o| o.tokens.len()),
+            finish: match &output {
+                Some(output) => output.finish_reason.clone(),
+                None if marker_written => EngineFinish::StopString(job.think_end.clone()),
+                None => EngineFinish::Length,
+            },
+        });
     }
 
     let answer_started = Instant::now();
-    if !job.answer_start.is_empty() {
+    if !job.answer_start.is_empty() && !resume.answer_started {
         let _ = tx.send(Ok(GenerateEvent {
             event: Some(Event::Token(GenerateToken {
                 text: job.answer_start.clone(),
                 phase: GeneratePhase::Answer as i32,
+                token_ids: Vec::new(),
             })),
         }));
     }
+    if !resume.answer.is_empty() {
+        session.extend(&resume.answer).map_err(engine_status)?;
+    }
     let room = session.context_limit().saturating_sub(session.len());
+    let left = job.answer_cap.saturating_sub(resume.answer.len());
     let stop = StopCriteria {
-        max_new_tokens: job.answer_cap.min(room).max(1),
+        // A fresh answer writes at least one token; a resumed one may already be complete.
+        max_new_tokens: if resume.answer_started {
+            left.min(room)
+        } else {
+            left.min(room).max(1)
+        },
         stop_strings: Vec::new(),
         stop_at_eos: true,
     };
@@ -163,19 +251,25 @@ pub fn run(
     let result = GenerateResult {
         thinking: thinking
             .as_ref()
-            .map(|t| t.text.trim().to_string())
+            .map(|t| t.text.clone())
             .unwrap_or_default(),
-        answer: format!("{}{}", job.answer_start, answer.text)
-            .trim()
-            .to_string(),
+        answer: format!(
+            "{}{}{}",
+            job.answer_start,
+            decode(&resume.answer)?,
+            answer.text
+        )
+        .trim()
+        .to_string(),
         prompt_tokens: job.prompt.len() as u32,
-        thinking_tokens: thinking.as_ref().map_or(0, |t| t.tokens.len() as u32),
-        answer_tokens: answer.tokens.len() as u32,
+        thinking_tokens: thinking.as_ref().map_or(0, |t| t.tokens as u32),
+        answer_tokens: (resume.answer.len() + answer.tokens.len()) as u32,
         thinking_ms,
         answer_ms,
-        thinking_finish: thinking.as_ref().map_or(FinishReason::Unspecified, |t| {
-            finish_reason(&t.finish_reason)
-        }) as i32,
+        thinking_finish: thinking
+            .as_ref()
+            .map_or(FinishReason::Unspecified, |t| finish_reason(&t.finish))
+            as i32,
         answer_finish: finish_reason(&answer.finish_reason) as i32,
         model: model.info().name.clone(),
     };
@@ -183,4 +277,11 @@ pub fn run(
         event: Some(Event::Result(result)),
     }));
     Ok(())
+}
+
+/// The thinking phase's outcome, resumed part included.
+struct Thinking {
+    text: String,
+    tokens: usize,
+    finish: EngineFinish,
 }

@@ -8,12 +8,11 @@ pub mod selection;
 pub mod selection_prior;
 pub mod service;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError};
+use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop};
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
 
@@ -48,30 +47,28 @@ pub struct TargetNodeArgs {
 /// Runs a target-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
 pub fn run_process(args: TargetNodeArgs) -> Result<(), NodeProcessError> {
     let (model, listen) = (args.config.model.clone(), args.config.listen);
-    let serve = serve(args.config, scot_node_support::shutdown_signal());
-    scot_node_support::run_node_process(NodeKind::Target, &args.process, &model, listen, serve)
+    scot_node_support::run_node_process(NodeKind::Target, &args.process, &model, listen, |stop| {
+        serve(args.config, stop)
+    })
 }
 
-/// Loads the model, then serves the TargetService and gRPC health until `shutdown` resolves, or until
+/// Loads the model, then serves the TargetService and gRPC health until `stop` drains it, or until
 /// a tensor-parallel rank fails (then health turns NOT_SERVING first and this returns the failure).
-pub async fn serve(
-    config: TargetNodeConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), TargetNodeError> {
+pub async fn serve(config: TargetNodeConfig, stop: NodeStop) -> Result<(), TargetNodeError> {
     let node = config.model.load_off_runtime().await?;
     let priors = SelectionPriors::load(&config.selection_prior, &node)
         .map_err(|e| TargetNodeError::Config(Box::new(e)))?;
-    serve_loaded(config.listen, node, priors, shutdown).await
+    serve_loaded(config.listen, node, priors, stop).await
 }
 
 pub async fn serve_loaded(
     listen: SocketAddr,
     node: NodeModel,
     priors: SelectionPriors,
-    shutdown: impl Future<Output = ()>,
+    stop: NodeStop,
 ) -> Result<(), TargetNodeError> {
     let service = TargetServiceServer::new(TargetNodeService::new(node.clone(), priors))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    scot_node_support::serve_node(NodeKind::Target, listen, &node, service, shutdown).await
+    scot_node_support::serve_node(NodeKind::Target, listen, &node, service, &stop).await
 }

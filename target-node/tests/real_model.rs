@@ -1,11 +1,16 @@
 //! The target node's jobs on a real model (Qwen2.5-Coder-0.5B): the selection prompt's layout under the
 //! model's own chat template, exact multi-digit option scoring (11 options: "1" vs "10"/"11", through
-//! Session::fork), and the answer after an accepted draft in one session.
+//! Session::fork), the answer after an accepted draft in one session, and a migrated answer (resumed
+//! from another target's streamed token ids mid-thinking and mid-answer) going on exactly where the
+//! first one stopped.
 
 mod common;
 
 use scot_node_support::NodeModel;
-use scot_proto::{generate_event, GenerateRequest, SelectRequest};
+use scot_proto::{
+    generate_event, GeneratePhase, GenerateRequest, GenerateResult, GenerateResume, GenerateToken,
+    SelectRequest,
+};
 use scot_selection::{rotate, SelectionPrior, PRIOR_FORMAT};
 use scot_target_node::{generate_job, select_job, SelectionPriors};
 
@@ -79,6 +84,7 @@ fn selection_and_answer_on_a_real_model() {
         seed: 0,
         template: String::new(),
         think_end: String::new(),
+        resume: None,
     };
     let job = generate_job::prepare(&node, &request).expect("prepare generate");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -265,4 +271,110 @@ fn request_for_select() -> SelectRequest {
         template: String::new(),
         permutations: 0,
     }
+}
+
+/// Runs one Generate job to its end: the streamed tokens and the result.
+fn generate(node: &NodeModel, request: &GenerateRequest) -> (Vec<GenerateToken>, GenerateResult) {
+    let job = generate_job::prepare(node, request).expect("prepare generate");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    generate_job::run(&node.model, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
+    let (mut tokens, mut result) = (Vec::new(), None);
+    while let Ok(event) = rx.try_recv() {
+        match event.expect("no error").event {
+            Some(generate_event::Event::Token(token)) => tokens.push(token),
+            Some(generate_event::Event::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    (tokens, result.expect("a result message"))
+}
+
+fn text(tokens: &[GenerateToken]) -> String {
+    tokens.iter().map(|t| t.text.as_str()).collect()
+}
+
+fn ids(tokens: &[GenerateToken], phase: GeneratePhase) -> Vec<u32> {
+    tokens
+        .iter()
+        .filter(|t| t.phase == phase as i32)
+        .flat_map(|t| t.token_ids.clone())
+        .collect()
+}
+
+/// Greedy decoding from the same token ids goes on as the first target would have: a migrated
+/// answer's stream, after what the client already had, is the unmigrated stream exactly, and its
+/// result counts the resumed tokens.
+#[test]
+fn a_migrated_answer_continues_exactly_where_the_first_target_stopped() {
+    let node = load();
+    let request = GenerateRequest {
+        request_id: "m".into(),
+        problem: "What is 12 * 7?".into(),
+        max_thinking_tokens: 40,
+        max_answer_tokens: 24,
+        ..Default::default()
+    };
+    let (whole, result) = generate(&node, &request);
+    let thinking: Vec<_> = whole
+        .iter()
+        .filter(|t| t.phase == GeneratePhase::Thinking as i32)
+        .cloned()
+        .collect();
+    assert!(
+        thinking.len() > 12,
+        "too little thinking to cut: {thinking:?}"
+    );
+    assert_eq!(
+        ids(&whole, GeneratePhase::Thinking).len(),
+        result.thinking_tokens as usize,
+        "every thinking token's id was streamed"
+    );
+
+    // Mid-thinking: the first 10 streamed thinking tokens reached the client.
+    let sent = &whole[..10];
+    let resumed = GenerateRequest {
+        resume: Some(GenerateResume {
+            thinking_tokens: ids(sent, GeneratePhase::Thinking),
+            ..Default::default()
+        }),
+        ..request.clone()
+    };
+    let (rest, migrated) = generate(&node, &resumed);
+    assert_eq!(format!("{}{}", text(sent), text(&rest)), text(&whole));
+    assert_eq!(migrated.thinking, result.thinking);
+    assert_eq!(migrated.answer, result.answer);
+    assert_eq!(migrated.thinking_tokens, result.thinking_tokens);
+    assert_eq!(migrated.answer_tokens, result.answer_tokens);
+
+    // Mid-answer: the thinking, the answer's start and 3 answer tokens reached the client.
+    let answer_at = whole
+        .iter()
+        .position(|t| t.phase == GeneratePhase::Answer as i32)
+        .expect("an answer");
+    let sent = &whole[..answer_at + 4];
+    let resumed = GenerateRequest {
+        resume: Some(GenerateResume {
+            thinking_tokens: ids(sent, GeneratePhase::Thinking),
+            answer_started: true,
+            answer_tokens: ids(sent, GeneratePhase::Answer),
+        }),
+        ..request.clone()
+    };
+    let (rest, migrated) = generate(&node, &resumed);
+    assert!(rest.iter().all(|t| t.phase == GeneratePhase::Answer as i32));
+    assert_eq!(format!("{}{}", text(sent), text(&rest)), text(&whole));
+    assert_eq!(migrated.answer, result.answer);
+    assert_eq!(migrated.answer_tokens, result.answer_tokens);
+
+    // A token id the model does not have is refused, naming it.
+    let bad = GenerateRequest {
+        resume: Some(GenerateResume {
+            thinking_tokens: vec![u32::MAX],
+            ..Default::default()
+        }),
+        ..request
+    };
+    let status = generate_job::prepare(&node, &bad).err().expect("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("vocabulary"), "{status:?}");
 }

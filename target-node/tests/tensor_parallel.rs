@@ -54,6 +54,7 @@ fn generate_request(accepted_draft: Option<&str>) -> GenerateRequest {
         seed: 0,
         template: String::new(),
         think_end: String::new(),
+        resume: None,
     }
 }
 

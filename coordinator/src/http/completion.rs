@@ -121,6 +121,7 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
         "fallback_reason": stats.fallback_reason,
         "recovery": {
             "target_retries": stats.target_retries,
+            "target_migrations": stats.target_migrations,
             "drafts_replaced": stats.drafts_replaced,
         },
         "timings_ms": {

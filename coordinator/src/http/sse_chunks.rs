@@ -134,6 +134,7 @@ mod tests {
             event: Some(SolveEventKind::Token(GenerateToken {
                 text: text.into(),
                 phase: phase as i32,
+                token_ids: Vec::new(),
             })),
         }
     }

@@ -78,16 +78,20 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
     let draft = free_addr();
     let target = free_addr();
     tokio::spawn(async move {
-        scot_draft_node::serve_loaded(draft, draft_model, std::future::pending())
-            .await
-            .expect("draft node")
+        scot_draft_node::serve_loaded(
+            draft,
+            draft_model,
+            scot_node_support::NodeStop::new(std::time::Duration::ZERO),
+        )
+        .await
+        .expect("draft node")
     });
     tokio::spawn(async move {
         scot_target_node::serve_loaded(
             target,
             target_model,
             scot_target_node::SelectionPriors::default(),
-            std::future::pending(),
+            scot_node_support::NodeStop::new(std::time::Duration::ZERO),
         )
         .await
         .expect("target node")

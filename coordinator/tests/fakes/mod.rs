@@ -214,7 +214,14 @@ pub struct FakeTarget {
     pub unavailable: AtomicBool,
     /// Generate streams one answer token, then fails UNAVAILABLE (a node dying mid-answer).
     pub dies_mid_answer: AtomicBool,
+    /// Every call fails RESOURCE_EXHAUSTED (a node whose line is full).
+    pub full: AtomicBool,
+    /// The `resume` of each Generate call (None: a fresh call).
+    pub resumes: Mutex<Vec<Option<GenerateResume>>>,
 }
+
+/// The fake answer, token by token (text, id): "\boxed{5}".
+pub const FAKE_ANSWER: [(&str, u32); 2] = [("\\boxed{", 11), ("5}", 12)];
 
 #[tonic::async_trait]
 impl TargetService for TargetHandle {
@@ -224,6 +231,9 @@ impl TargetService for TargetHandle {
     ) -> Result<Response<SelectResponse>, Status> {
         if self.0.unavailable.load(Ordering::SeqCst) {
             return Err(Status::unavailable("going away"));
+        }
+        if self.0.full.load(Ordering::SeqCst) {
+            return Err(Status::resource_exhausted("node is full"));
         }
         let drafts = request.into_inner().drafts;
         let options = drafts.len() + 1;
@@ -250,22 +260,31 @@ impl TargetService for TargetHandle {
         if self.0.unavailable.load(Ordering::SeqCst) {
             return Err(Status::unavailable("going away"));
         }
+        if self.0.full.load(Ordering::SeqCst) {
+            return Err(Status::resource_exhausted("node is full"));
+        }
         self.0.generates.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
+        self.0.resumes.lock().unwrap().push(request.resume.clone());
         let (tx, rx) = mpsc::channel(4);
         let thinks = request.accepted_draft.is_none();
         let dies = self.0.dies_mid_answer.load(Ordering::SeqCst);
+        // A migrated call goes on after the tokens already streamed.
+        let done = request.resume.map_or(0, |r| r.answer_tokens.len());
         tokio::spawn(async move {
-            let token = GenerateEvent {
-                event: Some(generate_event::Event::Token(GenerateToken {
-                    text: "\\boxed{5}".into(),
-                    phase: GeneratePhase::Answer as i32,
-                })),
-            };
-            let _ = tx.send(Ok(token)).await;
-            if dies {
-                let _ = tx.send(Err(Status::unavailable("node died"))).await;
-                return;
+            for (sent, (text, id)) in FAKE_ANSWER.iter().enumerate().skip(done) {
+                let token = GenerateEvent {
+                    event: Some(generate_event::Event::Token(GenerateToken {
+                        text: text.to_string(),
+                        phase: GeneratePhase::Answer as i32,
+                        token_ids: vec![*id],
+                    })),
+                };
+                let _ = tx.send(Ok(token)).await;
+                if dies && sent == done {
+                    let _ = tx.send(Err(Status::unavailable("node died"))).await;
+                    return;
+                }
             }
             let result = GenerateEvent {
                 event: Some(generate_event::Event::Result(GenerateResult {

@@ -32,6 +32,7 @@ pub fn model_args(file: &str, max_context: usize) -> ModelArgs {
         templates_dir: None,
         thinking_prompt: ThinkingPrompt::Auto,
         max_concurrent: 1,
+        max_queued: scot_node_support::DEFAULT_MAX_QUEUED,
         tensor_parallel: 1,
         fault_inject_rank_failure: None,
     }
