@@ -307,7 +307,7 @@ static METRICS: LazyLock<CoordinatorMetrics> = LazyLock::new(|| {
     );
     register(
         "scot_pool_node_failures",
-        "Nodes taken out of routing, by pool and source (health_check, call: a call failed UNAVAILABLE)",
+        "Nodes taken out of routing, by pool and source (health_check, call: a call found the node gone: UNAVAILABLE or a broken connection)",
         m.node_failures.clone(),
     );
     register(

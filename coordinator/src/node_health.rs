@@ -16,7 +16,8 @@ pub enum Health {
     Up,
     /// A health check failed: out of routing until one says SERVING again.
     Down(String),
-    /// A call failed UNAVAILABLE: out of routing until a (background) health check says SERVING.
+    /// A call found the node gone (UNAVAILABLE, a broken connection): out of routing until a
+    /// (background) health check says SERVING.
     CallFailed(String),
 }
 

@@ -124,21 +124,22 @@ impl PoolNode {
         came_up
     }
 
-    /// A call to the node failed UNAVAILABLE: out of routing now, until a health check says SERVING.
+    /// A call to the node found it gone: out of routing now, until a health check says SERVING.
     pub fn mark_down(&self, reason: &str) {
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         if !matches!(*health, Health::Down(_) | Health::CallFailed(_)) {
-            tracing::warn!(pool = self.pool, node = %self.address, %reason, "call failed UNAVAILABLE: node out of routing");
+            tracing::warn!(pool = self.pool, node = %self.address, %reason, "call failed, node gone: out of routing");
             metrics().node_failed(self.pool, "call");
         }
         *health = Health::CallFailed(format!("call failed: {reason}"));
         self.gauges.up.set(0);
     }
 
-    /// A call to this node failed: UNAVAILABLE (connection refused, shutting down) takes it out of
-    /// routing until its health check says SERVING again.
+    /// A call to this node failed: UNAVAILABLE (connection refused, draining) or UNKNOWN (the
+    /// connection broke mid-call: a killed node; scot's nodes never answer UNKNOWN themselves) takes it
+    /// out of routing until its health check says SERVING again.
     pub fn call_failed(&self, status: &Status) {
-        if status.code() == Code::Unavailable {
+        if matches!(status.code(), Code::Unavailable | Code::Unknown) {
             self.mark_down(status.message());
         }
     }
