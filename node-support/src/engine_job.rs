@@ -212,23 +212,62 @@ where
     UnboundedReceiverStream::new(rx)
 }
 
-/// Runs a unary engine job on a blocking thread once the gate lets it in.
-pub async fn run_engine_job<T, F>(gate: &EngineGate, job: F) -> Result<T, Status>
+/// Runs a unary engine job on a blocking thread once the gate lets it in. The job's CancelToken fires
+/// when `deadline` passes or the caller stops waiting (its call was cancelled); a deadline that passes
+/// while the job waits in line answers DEADLINE_EXCEEDED without running it.
+pub async fn run_engine_job<T, F>(
+    gate: &EngineGate,
+    deadline: Option<Duration>,
+    job: F,
+) -> Result<T, Status>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, Status> + Send + 'static,
+    F: FnOnce(&CancelToken) -> Result<T, Status> + Send + 'static,
 {
-    let ticket = gate.enter().await?;
-    let result = tokio::task::spawn_blocking(move || {
+    let deadline = deadline.map(|d| Instant::now() + d);
+    let expired = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    let ticket = tokio::select! {
+        ticket = gate.enter() => ticket?,
+        _ = &mut expired => return Err(deadline_status()),
+    };
+    let cancel = CancelToken::new();
+    // Dropped with this future (the caller went away) or at the deadline: the job stops at its next
+    // check.
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let job_cancel = cancel.clone();
+    let mut handle = tokio::task::spawn_blocking(move || {
         let _ticket = ticket;
-        job()
-    })
-    .await
-    .unwrap_or_else(|e| {
+        job(&job_cancel)
+    });
+    let joined = tokio::select! {
+        joined = &mut handle => joined,
+        _ = &mut expired => {
+            tracing::info!("deadline passed; cancelling");
+            cancel.cancel();
+            let _ = handle.await;
+            return Err(deadline_status());
+        }
+    };
+    let result = joined.unwrap_or_else(|e| {
         tracing::error!(error = %e, "engine job panicked");
         Err(Status::internal("engine job failed unexpectedly"))
     });
     gate.settle(result).await
+}
+
+/// Cancels its token when dropped.
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 fn deadline_status() -> Status {
@@ -279,8 +318,8 @@ mod tests {
     #[tokio::test]
     async fn unary_jobs_return_their_value() {
         let gate = EngineGate::new(1, 4);
-        assert_eq!(run_engine_job(&gate, || Ok(7)).await.unwrap(), 7);
-        let err = run_engine_job::<u32, _>(&gate, || Err(Status::invalid_argument("x")))
+        assert_eq!(run_engine_job(&gate, None, |_| Ok(7)).await.unwrap(), 7);
+        let err = run_engine_job::<u32, _>(&gate, None, |_| Err(Status::invalid_argument("x")))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -294,13 +333,13 @@ mod tests {
             message: "tensor-parallel rank 1 failed: boom".into(),
         };
         let failed = failure.clone();
-        let err = run_engine_job::<u32, _>(&gate, move || Err(failed.status()))
+        let err = run_engine_job::<u32, _>(&gate, None, move |_| Err(failed.status()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert_eq!(gate.failure().failed(), Some(failure.clone()));
         // Later jobs are turned away without running.
-        let err = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+        let err = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(RankFailure::from_status(&err), Some(failure.clone()));
@@ -336,14 +375,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // One running, one waiting: the third is refused without waiting.
-        let status = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+        let status = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("--max-queued 1"), "{status:?}");
 
         gate.start_draining();
-        let status = run_engine_job::<u32, _>(&gate, || panic!("must not run"))
+        let status = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -364,5 +403,38 @@ mod tests {
             .expect("drained after the jobs finished")
             .unwrap();
         assert_eq!(gate.accepted(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_unary_job_past_its_deadline_is_cancelled_and_one_in_line_never_runs() {
+        let gate = EngineGate::new(1, 4);
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let running = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                run_engine_job::<u32, _>(&gate, Some(Duration::from_millis(100)), move |cancel| {
+                    while !cancel.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let _ = seen_tx.send(true);
+                    Ok(1)
+                })
+                .await
+            }
+        });
+        // In line behind the running job, with a shorter deadline: refused without running.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let queued =
+            run_engine_job::<u32, _>(&gate, Some(Duration::from_millis(30)), |_| panic!("ran"))
+                .await
+                .unwrap_err();
+        assert_eq!(queued.code(), tonic::Code::DeadlineExceeded);
+        let status = running.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        let cancelled =
+            tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap();
+        assert_eq!(cancelled, Ok(true), "the job saw its cancellation");
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use scot_engine::{Model, Session};
+use scot_engine::{CancelToken, Model, Session};
 use scot_node_support::{engine_status, template_status, NodeModel};
 use scot_proto::request_checks::check_select_request;
 use scot_proto::{SelectRequest, SelectResponse};
@@ -106,7 +106,9 @@ impl OptionScorer for SessionScorer<'_> {
     }
 }
 
-pub fn run(model: &Model, job: SelectJob) -> Result<SelectResponse, Status> {
+/// Scores every order of the drafts; `cancel` is checked before each order's prefill (a single prefill
+/// itself runs to its end).
+pub fn run(model: &Model, job: SelectJob, cancel: &CancelToken) -> Result<SelectResponse, Status> {
     let started = Instant::now();
     let n = job.options.len() - 1;
     let k = job.orders.len() as f32;
@@ -115,6 +117,9 @@ pub fn run(model: &Model, job: SelectJob) -> Result<SelectResponse, Status> {
     let mut logprobs = Vec::new();
     let mut prompt_tokens = 0;
     for order in &job.orders {
+        if cancel.is_cancelled() {
+            return Err(Status::cancelled("selection cancelled"));
+        }
         let mut root = model.session().map_err(engine_status)?;
         root.extend(&order.prompt).map_err(engine_status)?;
         let mut scorer = SessionScorer { root };

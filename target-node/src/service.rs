@@ -33,6 +33,7 @@ impl TargetService for TargetNodeService {
         &self,
         request: Request<SelectRequest>,
     ) -> Result<Response<SelectResponse>, Status> {
+        let deadline = scot_proto::deadline::grpc_timeout(request.metadata());
         let request = request.into_inner();
         let span = tracing::info_span!("select", request_id = %request_id(&request.request_id));
         let (node, priors) = (self.node.clone(), self.priors.clone());
@@ -46,7 +47,10 @@ impl TargetService for TargetNodeService {
                 "selecting"
             );
             let model = node.model.clone();
-            let response = run_engine_job(&node.gate, move || select_job::run(&model, job)).await?;
+            let response = run_engine_job(&node.gate, deadline, move |cancel| {
+                select_job::run(&model, job, cancel)
+            })
+            .await?;
             tracing::info!(
                 chosen = response.chosen,
                 probs = ?response.option_probs,

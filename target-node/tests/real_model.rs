@@ -51,7 +51,8 @@ fn selection_and_answer_on_a_real_model() {
     assert!(text.contains("Reasoning path 11:\nAll the reasoning paths above are wrong."));
     assert_eq!(job.options.len(), 11);
     assert_eq!(job.options[9].len(), 2, "\"10\" is two digit tokens");
-    let response = select_job::run(&node.model, job).expect("select runs");
+    let response =
+        select_job::run(&node.model, job, &scot_engine::CancelToken::new()).expect("select runs");
     assert_eq!(response.option_probs.len(), 11);
     let sum: f32 = response.option_probs.iter().sum();
     assert!((sum - 1.0).abs() < 1e-3, "sum {sum}");
@@ -188,7 +189,7 @@ fn cyclic_orders_and_the_selection_prior_on_a_real_model() {
         };
         let job = select_job::prepare(&node, priors, &request).expect("prepare");
         assert_eq!(job.orders.len(), permutations.max(1) as usize);
-        select_job::run(&node.model, job).expect("select")
+        select_job::run(&node.model, job, &scot_engine::CancelToken::new()).expect("select")
     };
     let none = SelectionPriors::default();
     let a = select(drafts.clone(), &none, 3);
