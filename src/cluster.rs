@@ -116,6 +116,16 @@ impl NodeProcess {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// A placeholder for a process taken out of the cluster (nothing to signal or kill).
+    pub fn none(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            url: String::new(),
+            service: "",
+            child: None,
+        }
+    }
+
     /// The process id while the process is ours to signal.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
