@@ -3,7 +3,7 @@
 //! coordinator places it elsewhere), finishes every call it accepted — the one running and those
 //! waiting for the engine — and only then exits, cleanly.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,8 @@ const WAIT: Duration = Duration::from_secs(180);
 const CALLS: usize = 3;
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free loopback port")
+    let port = scot::cluster::free_port().expect("no free loopback port");
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// A child process killed on drop (a failed test leaves nothing running).

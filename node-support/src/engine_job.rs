@@ -157,12 +157,7 @@ where
     let span = tracing::Span::current();
     tokio::spawn(
         async move {
-            let expired = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let expired = expiry(deadline);
             tokio::pin!(expired);
             let ticket = tokio::select! {
                 ticket = gate.enter() => match ticket {
@@ -224,13 +219,7 @@ where
     T: Send + 'static,
     F: FnOnce(&CancelToken) -> Result<T, Status> + Send + 'static,
 {
-    let deadline = deadline.map(|d| Instant::now() + d);
-    let expired = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let expired = expiry(deadline.map(|d| Instant::now() + d));
     tokio::pin!(expired);
     let ticket = tokio::select! {
         ticket = gate.enter() => ticket?,
@@ -267,6 +256,14 @@ struct CancelOnDrop(CancelToken);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
+    }
+}
+
+/// Resolves when `deadline` passes; never without one.
+async fn expiry(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
