@@ -44,7 +44,7 @@ pub async fn run_drafts(
     let started = Instant::now();
     let mut failures = Vec::new();
     let all: Vec<u32> = (0..order.n).collect();
-    let calls = place_and_call(pool, &order, &all, deadline, &mut failures).await?;
+    let calls = place_and_call(pool, &order, &all, deadline, deadline, &mut failures).await?;
     emit(SolveEvent {
         event: Some(scot_proto::solve_event::Event::DraftingStarted(
             DraftingStarted {
@@ -67,7 +67,7 @@ pub async fn run_drafts(
         let lost = board.take_lost();
         if !lost.is_empty() && placements < MAX_PLACEMENTS {
             placements += 1;
-            replace(pool, &order, &lost, &mut board, &mut streams).await?;
+            replace(pool, &order, &lost, deadline, &mut board, &mut streams).await?;
         }
         cutoff = board.cutoff(&order.policy);
         if let Some(cutoff) = &cutoff {
@@ -110,13 +110,15 @@ async fn replace(
     pool: &DraftPool,
     order: &DraftOrder,
     lost: &[u32],
+    deadline: Deadline,
     board: &mut DraftBoard,
     streams: &mut SelectAll<BoxStream<'static, SlotEvent>>,
 ) -> Result<(), DraftPhaseError> {
     let mut failures = Vec::new();
-    // No wait for room: the drafts still running should not stall behind a full pool.
+    // No wait for room: the drafts still running should not stall behind a full pool. The calls
+    // themselves get the request's deadline.
     let now = Some(Instant::now());
-    let placed = place_and_call(pool, order, lost, now, &mut failures).await;
+    let placed = place_and_call(pool, order, lost, now, deadline, &mut failures).await;
     board.add_failures(failures);
     match placed {
         Ok(calls) => {
@@ -136,20 +138,22 @@ async fn replace(
     }
 }
 
-/// Places the draft `indices` and calls each node with its share; when every node of a placement
-/// turns out gone (UNAVAILABLE) they are out of routing now, so the drafts are placed again on the
-/// others (none left: no draft node reachable, naming them).
+/// Places the draft `indices` (waiting for room until `room_by`) and calls each node with its share
+/// (the calls carry `deadline`); when every node of a placement turns out gone (UNAVAILABLE) they are
+/// out of routing now, so the drafts are placed again on the others (none left: no draft node
+/// reachable, naming them).
 async fn place_and_call(
     pool: &DraftPool,
     order: &DraftOrder,
     indices: &[u32],
+    room_by: Deadline,
     deadline: Deadline,
     failures: &mut Vec<String>,
 ) -> Result<Vec<(DraftAssignment, DraftCall)>, DraftPhaseError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let assignments = place(pool, indices, deadline).await?;
+        let assignments = place(pool, indices, room_by).await?;
         let calls = assignments.iter().map(|assignment| {
             let mut client = DraftServiceClient::new(assignment.node().channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES);

@@ -100,7 +100,7 @@ impl FrontDoor {
     }
 
     fn admit_and_start(&self, request: SolveRequest, door: Door) -> Result<Started, Refused> {
-        let permit = self.admission.try_admit().ok_or(Refused::OverCapacity {
+        let admitted = self.admission.try_admit().ok_or(Refused::OverCapacity {
             limit: self.admission.limit(),
         })?;
         let settings = validate_request(&request, &self.defaults).map_err(Refused::Invalid)?;
@@ -115,7 +115,7 @@ impl FrontDoor {
                 .or(self.default_timeout)
                 .map(|t| Instant::now() + t),
         };
-        let events = spawn_solve(self.solver.clone(), job, door.api, permit);
+        let events = spawn_solve(self.solver.clone(), job, door.api, admitted);
         Ok(Started { request_id, events })
     }
 }

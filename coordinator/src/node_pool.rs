@@ -62,6 +62,9 @@ pub struct PoolNode {
     capacity: AtomicUsize,
     outstanding: AtomicUsize,
     health: Mutex<Health>,
+    /// Calls that found the node gone so far (a health check that began before the latest one does
+    /// not bring it back).
+    call_failures: AtomicUsize,
     gauges: NodeGauges,
 }
 
@@ -78,6 +81,7 @@ impl PoolNode {
             capacity: AtomicUsize::new(capacity),
             outstanding: AtomicUsize::new(0),
             health: Mutex::new(Health::Unknown),
+            call_failures: AtomicUsize::new(0),
             gauges,
         }
     }
@@ -101,9 +105,14 @@ impl PoolNode {
             .clone()
     }
 
-    /// Records a health check's outcome; true when the node just came (back) into routing.
-    fn set_health(&self, result: Result<(), String>) -> bool {
+    /// Records the outcome of a health check that began when `call_failures` had `failures_before`;
+    /// true when the node just came (back) into routing. A SERVING answer to a check that began before
+    /// a call found the node gone is stale and ignored.
+    fn set_health(&self, result: Result<(), String>, failures_before: usize) -> bool {
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if result.is_ok() && self.call_failures.load(Ordering::SeqCst) != failures_before {
+            return false;
+        }
         let next = match result {
             Ok(()) => Health::Up,
             Err(reason) => Health::Down(reason),
@@ -132,6 +141,7 @@ impl PoolNode {
             metrics().node_failed(self.pool, "call");
         }
         *health = Health::CallFailed(format!("call failed: {reason}"));
+        self.call_failures.fetch_add(1, Ordering::SeqCst);
         self.gauges.up.set(0);
     }
 
@@ -323,6 +333,10 @@ impl NodePool {
 
     /// Health-checks `nodes` now (all at once) and records the outcomes.
     async fn check(&self, nodes: &[Arc<PoolNode>]) {
+        let failures_before: Vec<usize> = nodes
+            .iter()
+            .map(|node| node.call_failures.load(Ordering::SeqCst))
+            .collect();
         let checks = nodes.iter().map(|node| {
             check_health(
                 node.channel.clone(),
@@ -332,8 +346,8 @@ impl NodePool {
         });
         let results = futures::future::join_all(checks).await;
         let mut came_up = false;
-        for (node, result) in nodes.iter().zip(results) {
-            came_up |= node.set_health(result);
+        for ((node, result), before) in nodes.iter().zip(results).zip(failures_before) {
+            came_up |= node.set_health(result, before);
         }
         if came_up {
             self.queue.wake_head();
@@ -500,9 +514,17 @@ mod tests {
         assert_eq!(node.outstanding(), 2);
         drop(lease);
         assert_eq!((node.outstanding(), node.gauges.in_flight.get()), (0, 0));
+        let before = node.call_failures.load(Ordering::SeqCst);
         node.mark_down("connection refused");
         assert!(matches!(node.health(), Health::CallFailed(r) if r.contains("connection refused")));
-        assert!(node.set_health(Ok(())), "coming back is reported");
+        // A check that began before the failure does not bring the node back; a later one does.
+        assert!(
+            !node.set_health(Ok(()), before),
+            "a stale SERVING is ignored"
+        );
+        assert!(matches!(node.health(), Health::CallFailed(_)));
+        let after = node.call_failures.load(Ordering::SeqCst);
+        assert!(node.set_health(Ok(()), after), "coming back is reported");
         assert_eq!(node.gauges.up.get(), 1);
     }
 

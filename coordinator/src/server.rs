@@ -250,8 +250,11 @@ pub async fn serve(
                 Err(_) => {
                     tracing::warn!(
                         in_flight = coordinator.admission().in_flight(),
-                        "drain timeout: exiting with requests still in flight"
+                        "drain timeout: ending the requests still in flight with UNAVAILABLE"
                     );
+                    coordinator.admission().abort_in_flight();
+                    // Time for those errors to reach their clients.
+                    let _ = tokio::time::timeout(ABORT_FLUSH, &mut grpc).await;
                     Ok(())
                 }
             }
@@ -262,6 +265,9 @@ pub async fn serve(
     served?;
     Ok(())
 }
+
+/// After a drain timeout, how long the aborted requests' errors get to reach their clients.
+const ABORT_FLUSH: Duration = Duration::from_secs(2);
 
 /// The shortest period of the readiness check (a 0 health interval means "check on every routing
 /// decision", which a timer cannot follow).

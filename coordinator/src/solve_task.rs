@@ -7,28 +7,28 @@ use std::sync::Arc;
 
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::SolveEvent;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::Instrument;
 
+use crate::admission::Admitted;
 use crate::metrics::{Api, RequestTracker};
 use crate::solve::{SolveJob, Solver};
 use crate::timing::Deadline;
 
 pub type EventResult = Result<SolveEvent, Status>;
 
-/// Runs `job` on the Solver on a new task; `permit` (its admission) is held until it ends.
+/// Runs `job` on the Solver on a new task; `admitted` (its place) is held until it ends.
 pub fn spawn_solve(
     solver: Arc<Solver>,
     job: SolveJob,
     api: Api,
-    permit: OwnedSemaphorePermit,
+    admitted: Admitted,
 ) -> mpsc::UnboundedReceiver<EventResult> {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("solve", request_id = %job.request_id);
     tokio::spawn(
         async move {
-            let _permit = permit;
             tracing::info!(mode = ?job.settings.mode, n = job.settings.n, "solve started");
             let tracker = Arc::new(RequestTracker::start(api));
             let events = tx.clone();
@@ -43,6 +43,9 @@ pub fn spawn_solve(
                     tracing::info!("client went away; request cancelled");
                     return;
                 }
+                () = admitted.aborted() => Err(Status::unavailable(
+                    "the coordinator is shutting down and its drain timeout passed before this request finished; retry it",
+                )),
                 outcome = with_deadline(job.deadline, work) => outcome,
             };
             match outcome {

@@ -770,6 +770,49 @@ async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_in_flight_at_the_drain_timeout_ends_with_a_clean_unavailable() {
+    let draft = Arc::new(FakeDraft::paused());
+    let draft_address = serve_draft(draft.clone()).await.address;
+    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let listen = free_listen();
+    let config = fakes::config(&[
+        "--listen",
+        &listen,
+        "--target-node",
+        &target.address,
+        "--draft-nodes",
+        &draft_address,
+        "--drain-timeout-secs",
+        "1",
+    ]);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(scot_coordinator::serve(
+        config,
+        shutdown.clone().cancelled_owned(),
+    ));
+    let url = format!("http://{listen}");
+    eventually("serving", || async {
+        fakes::health_of(&url, "").await.is_some()
+    })
+    .await;
+    // Its drafts wait on the paused node past the 1 s drain timeout.
+    let in_flight = open(&url, request(1)).await.unwrap();
+    eventually("the drafts started", || async { draft.call_count() == 1 }).await;
+    shutdown.cancel();
+    let error = finish(in_flight)
+        .await
+        .expect_err("the request cannot finish in time");
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    assert!(error.message().contains("drain timeout"), "{error:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the coordinator exits after its drain timeout")
+        .unwrap()
+        .unwrap();
+    draft.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drafts_lost_mid_stream_are_placed_again_on_the_nodes_left() {
     let (dying, healthy) = (
         Arc::new(FakeDraft::default()),
@@ -795,7 +838,13 @@ async fn drafts_lost_mid_stream_are_placed_again_on_the_nodes_left() {
     // with the same indices (so the same seeds).
     assert_eq!(stats.drafts_replaced, 2, "{}", stats.fallback_reason);
     let indices: Vec<u32> = stats.drafts.iter().map(|d| d.index).collect();
-    assert_eq!(indices, vec![0, 1, 2, 3]);
+    assert_eq!(
+        indices,
+        vec![0, 1, 2, 3],
+        "calls: dying {:?}, healthy {:?}; {stats:?}",
+        dying.calls.lock().unwrap(),
+        healthy.calls.lock().unwrap()
+    );
     assert!(stats.drafts.iter().all(|d| d.node == drafts[1]));
     assert!(
         stats.fallback_reason.contains("node died"),
