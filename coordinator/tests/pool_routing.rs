@@ -710,27 +710,33 @@ async fn the_coordinator_is_ready_only_while_a_target_is_in_routing() {
     stop.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_flight() {
+/// A coordinator served until `shutdown` (over a paused fake draft node and a fake target, `extra`
+/// flags added), with one request in flight whose drafts wait on the paused node.
+struct InFlightAtShutdown {
+    draft: Arc<FakeDraft>,
+    url: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), scot_coordinator::CoordinatorError>>,
+    in_flight: tonic::Streaming<scot_proto::SolveEvent>,
+}
+
+async fn one_request_in_flight(extra: &[&str]) -> InFlightAtShutdown {
     let draft = Arc::new(FakeDraft::paused());
     let draft_address = serve_draft(draft.clone()).await.address;
     let target = serve_target(Arc::new(FakeTarget::default())).await;
-    let (listen, http_listen) = (free_listen(), free_listen());
-    let config = fakes::config(&[
+    let listen = free_listen();
+    let mut args = vec![
         "--listen",
         &listen,
-        "--http-listen",
-        &http_listen,
         "--target-node",
         &target.address,
         "--draft-nodes",
         &draft_address,
-        "--drain-timeout-secs",
-        "20",
-    ]);
+    ];
+    args.extend_from_slice(extra);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(scot_coordinator::serve(
-        config,
+        fakes::config(&args),
         shutdown.clone().cancelled_owned(),
     ));
     let url = format!("http://{listen}");
@@ -738,9 +744,27 @@ async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_
         fakes::health_of(&url, "").await.is_some()
     })
     .await;
-    // One request in flight (its drafts wait on the paused node).
     let in_flight = open(&url, request(1)).await.unwrap();
     eventually("the drafts started", || async { draft.call_count() == 1 }).await;
+    InFlightAtShutdown {
+        draft,
+        url,
+        shutdown,
+        server,
+        in_flight,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_flight() {
+    let http_listen = free_listen();
+    let InFlightAtShutdown {
+        draft,
+        url,
+        shutdown,
+        server,
+        in_flight,
+    } = one_request_in_flight(&["--http-listen", &http_listen, "--drain-timeout-secs", "20"]).await;
 
     shutdown.cancel();
     // Both doors stop taking requests at once.
@@ -771,33 +795,14 @@ async fn on_shutdown_the_coordinator_takes_no_new_request_and_finishes_those_in_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_in_flight_at_the_drain_timeout_ends_with_a_clean_unavailable() {
-    let draft = Arc::new(FakeDraft::paused());
-    let draft_address = serve_draft(draft.clone()).await.address;
-    let target = serve_target(Arc::new(FakeTarget::default())).await;
-    let listen = free_listen();
-    let config = fakes::config(&[
-        "--listen",
-        &listen,
-        "--target-node",
-        &target.address,
-        "--draft-nodes",
-        &draft_address,
-        "--drain-timeout-secs",
-        "1",
-    ]);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(scot_coordinator::serve(
-        config,
-        shutdown.clone().cancelled_owned(),
-    ));
-    let url = format!("http://{listen}");
-    eventually("serving", || async {
-        fakes::health_of(&url, "").await.is_some()
-    })
-    .await;
     // Its drafts wait on the paused node past the 1 s drain timeout.
-    let in_flight = open(&url, request(1)).await.unwrap();
-    eventually("the drafts started", || async { draft.call_count() == 1 }).await;
+    let InFlightAtShutdown {
+        draft,
+        shutdown,
+        server,
+        in_flight,
+        ..
+    } = one_request_in_flight(&["--drain-timeout-secs", "1"]).await;
     shutdown.cancel();
     let error = finish(in_flight)
         .await
