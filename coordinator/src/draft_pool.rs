@@ -11,6 +11,7 @@ use crate::metrics::metrics;
 use crate::node_pool::{AcquireError, NodeLease, NodePool, PoolNode, PoolSettings, Unreachable};
 use crate::placement::{deal_indices, plan_drafts};
 use crate::pool_members::PoolMembers;
+use crate::request_fit::PoolLimits;
 use crate::timing::Deadline;
 
 /// The drafts of one request on one node, counted in flight there until finished or dropped.
@@ -45,6 +46,11 @@ impl DraftPool {
 
     pub fn settings(&self) -> &PoolSettings {
         self.pool.settings()
+    }
+
+    /// The context and KV budget its nodes in routing reported (None: none reported yet).
+    pub fn limits(&self) -> Option<PoolLimits> {
+        PoolLimits::of(&self.pool.reports())
     }
 
     /// Requests waiting for room now.

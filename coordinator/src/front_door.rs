@@ -1,6 +1,7 @@
 //! The one way in for both doors (gRPC Solve and HTTP chat completions): admission (one more than
 //! `--max-concurrent-requests` is refused at once), validation (typed refusals each door words in its
-//! own field names), the request-id rule, and the solve on its own task.
+//! own field names) including caps no node in routing can hold, the request-id rule, and the solve on
+//! its own task.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::admission::Admission;
 use crate::config::SolveDefaults;
 use crate::metrics::{metrics, Api, Outcome};
+use crate::request_fit::check_fit;
 use crate::solve::{SolveJob, Solver};
 use crate::solve_task::{spawn_solve, EventResult};
 use crate::validation::{validate_request, Field, InvalidRequest};
@@ -104,6 +106,12 @@ impl FrontDoor {
             limit: self.admission.limit(),
         })?;
         let settings = validate_request(&request, &self.defaults).map_err(Refused::Invalid)?;
+        check_fit(
+            &settings,
+            self.solver.draft_pool().limits(),
+            self.solver.target_pool().limits(),
+        )
+        .map_err(Refused::Invalid)?;
         let request_id =
             request_id(&request.request_id, door.bad_request_id).map_err(Refused::Invalid)?;
         let job = SolveJob {

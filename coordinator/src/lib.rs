@@ -3,12 +3,13 @@
 //!
 //! - wiring: `config` (flags) → `server` (pools, Solver, front door; serves both doors)
 //! - doors: `service` (gRPC Solve), `http` (OpenAI-compatible API, probes, metrics) → `front_door`
-//!   (admission, `validation`, request id) → `solve_task` (one request on its own task)
+//!   (admission, `validation`, `request_fit` against the nodes' reported limits, request id) →
+//!   `solve_task` (one request on its own task)
 //! - one request: `solve` (the phases, recorded by `solve_stats`) → `drafting` (places the drafts and
 //!   reads their streams onto the `draft_board`; `straggler`) → `selection_policy` → `request_target`
 //!   (selection and the answer on a target, made again on another when one fails before any output)
 //! - pools: `draft_pool` / `target_pool` over `node_pool` (members from a discovery through
-//!   `pool_members`; `node_health`, `wait_queue`, `placement`)
+//!   `pool_members`; `node_health` with each node's load report, `wait_queue`, `placement`)
 //! - `metrics`, `timing`
 
 mod admission;
@@ -23,6 +24,7 @@ mod node_health;
 mod node_pool;
 mod placement;
 mod pool_members;
+mod request_fit;
 mod request_target;
 mod selection_policy;
 mod server;

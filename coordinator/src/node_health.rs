@@ -1,7 +1,10 @@
-//! One gRPC health check (`grpc.health.v1`) of a node, and what the pools remember of the last one.
+//! One gRPC health check (`grpc.health.v1`) of a node and one load report (`NodeLoadService`), and what
+//! the pools remember of the last ones.
 
 use std::time::Duration;
 
+use scot_proto::node_load_service_client::NodeLoadServiceClient;
+use scot_proto::{LoadReport, LoadRequest};
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -47,5 +50,15 @@ pub async fn check_health(
                 Err(format!("health status {name}"))
             }
         }
+    }
+}
+
+/// The node's load report; None when it has no load service (UNIMPLEMENTED: an older or foreign node)
+/// or did not answer in time.
+pub async fn fetch_load(channel: Channel, timeout: Duration) -> Option<LoadReport> {
+    let mut client = NodeLoadServiceClient::new(channel);
+    match tokio::time::timeout(timeout, client.load(LoadRequest {})).await {
+        Ok(Ok(response)) => Some(response.into_inner()),
+        _ => None,
     }
 }

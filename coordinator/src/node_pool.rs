@@ -1,7 +1,9 @@
 //! What the draft and target pools share: the members from their discovery, a lazily connected channel
-//! per node, each node's health (polled in the background, checked before first use, and set down at
-//! once when a call fails UNAVAILABLE), the work in flight per node against its capacity, and the queue
-//! of requests waiting for room when every node is at its limit.
+//! per node, each node's health and load report (polled in the background, checked before first use,
+//! and set down at once when a call fails UNAVAILABLE), the work in flight per node against its
+//! capacity, and the queue of requests waiting for room when every node is at its limit. A node whose
+//! report shows its line full (every coordinator's calls counted) gets no new call until one of ours
+//! ends there or a later report shows room.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +15,12 @@ use tonic::{Code, Status};
 
 use crate::config::endpoint_url;
 use crate::metrics::{metrics, NodeGauges};
-use crate::node_health::{check_health, Health};
+use crate::node_health::{check_health, fetch_load, Health};
 use crate::placement::{NodeLoad, Placement};
 use crate::pool_members::PoolMembers;
 use crate::timing::Deadline;
 use crate::wait_queue::{Ticket, WaitQueue};
+use scot_proto::LoadReport;
 
 /// How a pool is run.
 #[derive(Debug, Clone)]
@@ -65,7 +68,15 @@ pub struct PoolNode {
     /// Calls that found the node gone so far (a health check that began before the latest one does
     /// not bring it back).
     call_failures: AtomicUsize,
+    /// The node's last load report and the calls it can still take by it (ours counted since).
+    reported: Mutex<Option<Reported>>,
     gauges: NodeGauges,
+}
+
+#[derive(Debug, Clone)]
+struct Reported {
+    report: LoadReport,
+    calls_free: usize,
 }
 
 impl PoolNode {
@@ -82,6 +93,7 @@ impl PoolNode {
             outstanding: AtomicUsize::new(0),
             health: Mutex::new(Health::Unknown),
             call_failures: AtomicUsize::new(0),
+            reported: Mutex::new(None),
             gauges,
         }
     }
@@ -94,8 +106,49 @@ impl PoolNode {
         self.capacity.load(Ordering::Relaxed)
     }
 
+    /// The load routing sees: full when the node's own report leaves no call free.
     pub fn load(&self) -> NodeLoad {
-        NodeLoad::new(self.outstanding(), self.capacity())
+        let capacity = self.capacity();
+        if self.reported().is_some_and(|r| r.calls_free == 0) {
+            return NodeLoad::new(capacity.max(self.outstanding()), capacity);
+        }
+        NodeLoad::new(self.outstanding(), capacity)
+    }
+
+    /// The node's last load report (None: it never answered one).
+    pub fn report(&self) -> Option<LoadReport> {
+        self.reported().map(|r| r.report)
+    }
+
+    fn reported(&self) -> Option<Reported> {
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_report(&self, report: Option<LoadReport>) {
+        let reported = report.map(|report| {
+            let limit = report.max_running.saturating_add(report.max_waiting);
+            let taken = report.running.saturating_add(report.waiting);
+            Reported {
+                calls_free: limit.saturating_sub(taken) as usize,
+                report,
+            }
+        });
+        *self.reported.lock().unwrap_or_else(PoisonError::into_inner) = reported;
+    }
+
+    /// A call of ours started (`started`) or ended there: the report's free calls follow.
+    fn count_call(&self, started: bool) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = reported.as_mut() {
+            r.calls_free = if started {
+                r.calls_free.saturating_sub(1)
+            } else {
+                r.calls_free.saturating_add(1)
+            };
+        }
     }
 
     pub fn health(&self) -> Health {
@@ -184,6 +237,7 @@ pub struct NodeLease {
 impl NodeLease {
     fn new(node: Arc<PoolNode>, queue: Arc<WaitQueue>, work: usize) -> Self {
         node.add(work);
+        node.count_call(true);
         Self {
             node,
             queue,
@@ -220,6 +274,7 @@ impl NodeLease {
 
 impl Drop for NodeLease {
     fn drop(&mut self) {
+        self.node.count_call(false);
         if self.remaining > 0 {
             self.node.release(self.remaining);
             self.queue.wake_head();
@@ -337,21 +392,32 @@ impl NodePool {
             .iter()
             .map(|node| node.call_failures.load(Ordering::SeqCst))
             .collect();
-        let checks = nodes.iter().map(|node| {
-            check_health(
-                node.channel.clone(),
-                self.settings.service,
-                self.settings.health_timeout,
+        let checks = nodes.iter().map(|node| async {
+            let timeout = self.settings.health_timeout;
+            tokio::join!(
+                check_health(node.channel.clone(), self.settings.service, timeout),
+                fetch_load(node.channel.clone(), timeout)
             )
         });
         let results = futures::future::join_all(checks).await;
         let mut came_up = false;
-        for ((node, result), before) in nodes.iter().zip(results).zip(failures_before) {
-            came_up |= node.set_health(result, before);
+        for ((node, (health, load)), before) in nodes.iter().zip(results).zip(failures_before) {
+            node.set_report(load);
+            came_up |= node.set_health(health, before);
         }
         if came_up {
             self.queue.wake_head();
         }
+    }
+
+    /// The load reports of the members in routing now (no check is made for this).
+    pub fn reports(&self) -> Vec<LoadReport> {
+        let (members, _) = self.sync_members();
+        members
+            .iter()
+            .filter(|node| node.health() == Health::Up)
+            .filter_map(|node| node.report())
+            .collect()
     }
 
     /// The members in routing and the others with the reason. Nodes never checked are checked first
@@ -553,5 +619,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_report_shows_its_line_full_gets_no_call_until_one_ends() {
+        let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let node = Arc::new(PoolNode::new("target", "report-test:1", channel, 4));
+        let queue = Arc::new(WaitQueue::new(Default::default()));
+        assert_eq!(
+            node.load(),
+            NodeLoad::new(0, 4),
+            "no report: our own count only"
+        );
+        // Other coordinators' calls fill all but one of its places (1 running + 2 waiting of 1 + 3).
+        node.set_report(Some(LoadReport {
+            running: 1,
+            waiting: 2,
+            max_running: 1,
+            max_waiting: 3,
+            ..Default::default()
+        }));
+        assert_eq!(node.load(), NodeLoad::new(0, 4), "one place left");
+        let lease = NodeLease::new(node.clone(), queue.clone(), 1);
+        assert_eq!(
+            node.load(),
+            NodeLoad::new(4, 4),
+            "our call took the last place"
+        );
+        drop(lease);
+        assert_eq!(
+            node.load(),
+            NodeLoad::new(0, 4),
+            "our call ended: its place is free"
+        );
+        node.set_report(Some(LoadReport {
+            running: 1,
+            waiting: 3,
+            max_running: 1,
+            max_waiting: 3,
+            ..Default::default()
+        }));
+        assert_eq!(node.load(), NodeLoad::new(4, 4), "full by the next report");
+        assert_eq!(node.report().map(|r| r.waiting), Some(3));
     }
 }

@@ -12,6 +12,7 @@ use tonic::Status;
 use crate::node_pool::{AcquireError, NodeLease, NodePool, PoolNode, PoolSettings, Unreachable};
 use crate::placement::{pick_target, Placement};
 use crate::pool_members::PoolMembers;
+use crate::request_fit::PoolLimits;
 use crate::timing::Deadline;
 
 /// The target one request runs on; counts as in flight on that node until dropped.
@@ -32,6 +33,11 @@ impl TargetPool {
         Self {
             pool: NodePool::start(PoolMembers::new(discovery, NodeKind::Target), settings),
         }
+    }
+
+    /// The context and KV budget its nodes in routing reported (None: none reported yet).
+    pub fn limits(&self) -> Option<PoolLimits> {
+        PoolLimits::of(&self.pool.reports())
     }
 
     /// Requests waiting for room now.

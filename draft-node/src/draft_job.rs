@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use scot_engine::{BatchEvent, CancelToken, Model, SamplingParams, StopCriteria};
-use scot_node_support::{engine_status, finish_reason, template_status, JobSender, NodeModel};
+use scot_node_support::{
+    engine_status, finish_reason, template_status, JobSender, KvNeed, NodeModel,
+};
 use scot_proto::draft_event::Event;
 use scot_proto::request_checks::check_draft_request;
 use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary};
@@ -20,6 +22,16 @@ pub struct DraftJob {
     pub prompt: Vec<u32>,
     pub sampling: Vec<SamplingParams>,
     pub stop: StopCriteria,
+}
+
+impl DraftJob {
+    /// One sequence per draft (the last takes the prefilled prompt itself), each up to prompt + cap.
+    pub fn kv_need(&self) -> KvNeed {
+        KvNeed {
+            sequences: self.indices.len(),
+            positions: self.prompt.len() + self.stop.max_new_tokens,
+        }
+    }
 }
 
 /// Draft i samples with seed + i, so a draft does not depend on which node writes it.
@@ -83,7 +95,7 @@ pub fn run(
     let started = Instant::now();
     let mut prefill_ms = 0.0;
     let send = |event: Event| {
-        let _ = tx.send(Ok(DraftEvent { event: Some(event) }));
+        tx.send(Ok(DraftEvent { event: Some(event) }));
     };
     let indices = job.indices.clone();
     let mut on_event = |event: BatchEvent| match event {

@@ -1,10 +1,11 @@
-//! The DraftService: each call becomes one engine job on a blocking thread; dropping the stream or
-//! passing the deadline cancels it.
+//! The DraftService: each call is admitted by the node's gate (or refused at once), prepared on the
+//! blocking pool and run as one engine job on a blocking thread; dropping the stream or passing the
+//! deadline cancels it.
 
 use scot_node_support::{request_id, spawn_engine_stream, NodeModel};
 use scot_proto::draft_service_server::DraftService;
 use scot_proto::{DraftEvent, DraftRequest};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -22,7 +23,7 @@ impl DraftNodeService {
 
 #[tonic::async_trait]
 impl DraftService for DraftNodeService {
-    type DraftStream = UnboundedReceiverStream<Result<DraftEvent, Status>>;
+    type DraftStream = ReceiverStream<Result<DraftEvent, Status>>;
 
     async fn draft(
         &self,
@@ -33,7 +34,13 @@ impl DraftService for DraftNodeService {
         let span = tracing::info_span!("draft", request_id = %request_id(&request.request_id));
         let node = self.node.clone();
         async move {
-            let job = draft_job::prepare(&node, &request)?;
+            let admitted = node.gate.admit()?;
+            let job = admitted
+                .prepare({
+                    let node = node.clone();
+                    move || draft_job::prepare(&node, &request)
+                })
+                .await?;
             tracing::info!(
                 drafts = ?job.indices,
                 prompt_tokens = job.prompt.len(),
@@ -41,9 +48,10 @@ impl DraftService for DraftNodeService {
                 "drafting"
             );
             let model = node.model.clone();
-            let stream = spawn_engine_stream(&node.gate, deadline, move |cancel, tx| {
-                draft_job::run(&model, job, cancel, tx)
-            });
+            let stream =
+                spawn_engine_stream(admitted, job.kv_need(), deadline, move |cancel, tx| {
+                    draft_job::run(&model, job, cancel, tx)
+                })?;
             Ok(Response::new(stream))
         }
         .instrument(span)

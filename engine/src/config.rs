@@ -57,6 +57,9 @@ pub struct ModelInfo {
     pub eos_token_ids: Vec<u32>,
     /// The BOS token, only when the model expects it to be prepended to prompts.
     pub bos_token_id: Option<u32>,
+    /// Bytes of KV cache one context position of one sequence takes, over every layer and rank
+    /// (what a node's memory budget counts in).
+    pub kv_bytes_per_token: usize,
 }
 
 /// The decoder's shape and numerics.
@@ -80,6 +83,15 @@ pub(crate) struct Hyperparams {
 }
 
 impl Hyperparams {
+    /// Keys and values of every layer, one position, as the cache stores them.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        self.n_layer
+            * 2
+            * self.n_kv_head
+            * self.head_dim
+            * crate::kv_cache::KV_DTYPE.size_in_bytes()
+    }
+
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |key: &str, reason: String| EngineError::Metadata {
             path: path.to_path_buf(),

@@ -42,6 +42,9 @@ pub enum EngineError {
     ContextOverflow { needed: usize, limit: usize },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The job's CancelToken fired during a prefill (the caller's deadline passed or it went away).
+    #[error("cancelled during the prefill")]
+    Cancelled,
     #[error("device: {0}")]
     Device(String),
     /// A tensor-parallel rank failed; the model cannot run until it is reloaded.

@@ -9,6 +9,18 @@ use crate::error::{EngineError, Result};
 /// at most one step per sequence; the copies it costs are small next to the forward passes.
 const GROWTH_STEP: usize = 512;
 
+/// The positions one sequence's cache allocates to hold `positions` (it grows in steps, up to its
+/// context `limit`): what a memory budget must count per sequence.
+pub fn allocated_positions(positions: usize, limit: usize) -> usize {
+    positions
+        .div_ceil(GROWTH_STEP)
+        .saturating_mul(GROWTH_STEP)
+        .min(limit)
+}
+
+/// What the cache stores keys and values as.
+pub(crate) const KV_DTYPE: DType = DType::F32;
+
 #[derive(Debug)]
 struct LayerKv {
     /// `[kv_heads, capacity, head_dim]`
@@ -41,8 +53,8 @@ impl SequenceCache {
         let layers = (0..n_layer)
             .map(|_| {
                 Ok(LayerKv {
-                    k: Tensor::zeros((kv_heads, 0, head_dim), DType::F32, device)?,
-                    v: Tensor::zeros((kv_heads, 0, head_dim), DType::F32, device)?,
+                    k: Tensor::zeros((kv_heads, 0, head_dim), KV_DTYPE, device)?,
+                    v: Tensor::zeros((kv_heads, 0, head_dim), KV_DTYPE, device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -77,14 +89,11 @@ impl SequenceCache {
         if needed <= self.capacity {
             return Ok(());
         }
-        let grown = needed
-            .div_ceil(GROWTH_STEP)
-            .saturating_mul(GROWTH_STEP)
-            .min(self.limit);
+        let grown = allocated_positions(needed, self.limit);
         for layer in &mut self.layers {
             let shape = (self.kv_heads, grown, self.head_dim);
-            let k = Tensor::zeros(shape, DType::F32, &self.device)?;
-            let v = Tensor::zeros(shape, DType::F32, &self.device)?;
+            let k = Tensor::zeros(shape, KV_DTYPE, &self.device)?;
+            let v = Tensor::zeros(shape, KV_DTYPE, &self.device)?;
             if self.len > 0 {
                 k.slice_set(&layer.k.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
                 v.slice_set(&layer.v.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;

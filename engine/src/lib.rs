@@ -40,6 +40,7 @@ pub use error::{EngineError, Result};
 pub use generation::{
     BatchEvent, CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria, TokenEvent,
 };
+pub use kv_cache::allocated_positions as kv_allocated_positions;
 pub use lora::LoraAdapter;
 pub use model::{LoadOptions, Model};
 pub use session::Session;

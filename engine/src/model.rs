@@ -238,6 +238,7 @@ impl Model {
             .string("general.name")?
             .unwrap_or_else(|| file_stem(path));
         let eos_token_ids = end_tokens(&tokenizer, eos, vocab_rows);
+        let kv_bytes_per_token = hp.kv_bytes_per_token();
         let transformer = file.load_transformer(
             hp,
             context_length,
@@ -255,6 +256,7 @@ impl Model {
                 vocab_size: vocab_rows,
                 eos_token_ids,
                 bos_token_id,
+                kv_bytes_per_token,
             },
             transformer,
             tokenizer,
@@ -286,6 +288,7 @@ impl Model {
         }
         let architecture = hp.architecture;
         let vocab_size = hp.vocab_size;
+        let kv_bytes_per_token = hp.kv_bytes_per_token();
         let transformer = weights::dense_transformer(dir, tensors, hp, context_length, &device)?;
         let transformer = place(transformer, placement)?;
         Ok(Model {
@@ -296,6 +299,7 @@ impl Model {
                 vocab_size,
                 eos_token_ids: end_tokens(&tokenizer, cfg.eos_token_ids, vocab_size),
                 bos_token_id: cfg.bos_token_id,
+                kv_bytes_per_token,
             },
             transformer,
             tokenizer,

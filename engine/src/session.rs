@@ -57,6 +57,12 @@ impl<'m> Session<'m> {
     /// Prefills/appends `tokens`, keeping the last position's logits. Fails up front with
     /// `ContextOverflow` (cache unchanged) when they do not fit.
     pub fn extend(&mut self, tokens: &[u32]) -> Result<()> {
+        self.extend_cancellable(tokens, &CancelToken::new())
+    }
+
+    /// [`Session::extend`] that checks `cancel` between prefill chunks and stops with `Cancelled`
+    /// (the cache then holds the chunks done: drop the session).
+    pub fn extend_cancellable(&mut self, tokens: &[u32], cancel: &CancelToken) -> Result<()> {
         if tokens.is_empty() {
             return Ok(());
         }
@@ -69,6 +75,9 @@ impl<'m> Session<'m> {
         }
         let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
             let last = i + 1 == chunks.len();
             let logits = self.model.ranks().forward(
                 chunk,

@@ -1,158 +1,85 @@
-//! Engine work runs on blocking threads, never on the async runtime. Streaming jobs are cancelled when
-//! the client drops the stream or the caller's deadline passes (the engine checks the CancelToken
-//! between decoding steps). A job that fails because a tensor-parallel rank failed reports that to the
-//! gate's [`NodeFailure`] (health NOT_SERVING) before its caller sees the error; after that the gate
-//! turns every job away at once. The gate's line is bounded (a full node answers RESOURCE_EXHAUSTED at
-//! once), and a draining gate refuses new jobs while those it accepted finish.
+//! Engine work runs on blocking threads, never on the async runtime, once the [`EngineGate`] gave it
+//! a turn and its KV room. Streaming jobs are cancelled when the client drops the stream or the
+//! caller's deadline passes (the engine checks the CancelToken between decoding steps and prefill
+//! chunks); their messages go through a bounded buffer, so a caller that reads slowly slows its own
+//! job instead of growing the node's memory. A job that fails because a tensor-parallel rank failed
+//! reports that to the gate's [`NodeFailure`](crate::NodeFailure) (health NOT_SERVING) before its
+//! caller sees the error.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use scot_engine::CancelToken;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::Instrument;
 
-use crate::node_failure::{NodeFailure, RankFailure};
+use crate::engine_gate::Admitted;
+use crate::kv_budget::KvNeed;
 
-/// Limits how many engine jobs run at once on this node (`running`) and how many more may wait in line
-/// (`queued`); past that a job is refused at once. Closed for good once a rank failed; closed to new
-/// jobs once draining.
+/// Messages of one stream buffered between the engine and the caller.
+pub const STREAM_BUFFER: usize = 256;
+
+/// How long the last message of a stream (an error) waits for room before it is given up.
+const LAST_MESSAGE_WAIT: Duration = Duration::from_secs(5);
+
+/// Where a streaming job sends its messages, from its engine thread.
 #[derive(Debug, Clone)]
-pub struct EngineGate {
-    permits: Arc<Semaphore>,
-    failure: NodeFailure,
-    /// Jobs accepted and not finished (running or waiting for a permit).
-    accepted: Arc<watch::Sender<usize>>,
-    running: usize,
-    queued: usize,
-    draining: Arc<AtomicBool>,
+pub struct JobSender<T> {
+    tx: mpsc::Sender<Result<T, Status>>,
+    stopped: CancellationToken,
 }
 
-/// A job's place: it counts as accepted until dropped, and runs while it holds the permit.
-struct Ticket {
-    _permit: OwnedSemaphorePermit,
-    _accepted: Accepted,
-}
-
-struct Accepted(Arc<watch::Sender<usize>>);
-
-impl Drop for Accepted {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+impl<T> JobSender<T> {
+    /// A sender whose waits for room end when `stopped` fires (the job was cancelled).
+    pub fn new(tx: mpsc::Sender<Result<T, Status>>, stopped: CancellationToken) -> Self {
+        Self { tx, stopped }
     }
-}
 
-impl EngineGate {
-    /// `running` jobs at once (at least 1), and up to `queued` more waiting.
-    pub fn new(running: usize, queued: usize) -> Self {
-        let running = running.max(1);
-        Self {
-            permits: Arc::new(Semaphore::new(running)),
-            failure: NodeFailure::default(),
-            accepted: Arc::new(watch::Sender::new(0)),
-            running,
-            queued,
-            draining: Arc::new(AtomicBool::new(false)),
+    /// A sender and its receiver for a job run outside a stream (tests, tools): `capacity` messages
+    /// fit before `send` waits for the receiver.
+    pub fn buffered(capacity: usize) -> (Self, mpsc::Receiver<Result<T, Status>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self::new(tx, CancellationToken::new()), rx)
+    }
+
+    /// Sends one message, waiting while the buffer is full (the caller reads slower than the engine
+    /// writes). False once the caller is gone or the job was stopped. Call it from a blocking
+    /// thread, never from async code.
+    pub fn send(&self, message: Result<T, Status>) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(message)) => futures::executor::block_on(async {
+                tokio::select! {
+                    sent = self.tx.send(message) => sent.is_ok(),
+                    () = self.stopped.cancelled() => false,
+                }
+            }),
         }
-    }
-
-    /// Where this node's rank failure is recorded.
-    pub fn failure(&self) -> &NodeFailure {
-        &self.failure
-    }
-
-    /// Jobs accepted and not yet finished (running or waiting).
-    pub fn accepted(&self) -> usize {
-        *self.accepted.borrow()
-    }
-
-    /// Refuses every later job (UNAVAILABLE, so callers go elsewhere); those already accepted go on.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Resolves once no accepted job is left.
-    pub async fn drained(&self) {
-        let mut accepted = self.accepted.subscribe();
-        let _ = accepted.wait_for(|n| *n == 0).await;
-    }
-
-    async fn enter(&self) -> Result<Ticket, Status> {
-        if let Some(failure) = self.failure.failed() {
-            return Err(failure.status());
-        }
-        if self.draining.load(Ordering::SeqCst) {
-            return Err(Status::unavailable(
-                "node is draining (shutting down): retry on another node",
-            ));
-        }
-        let limit = self.running + self.queued;
-        let mut admitted = false;
-        self.accepted.send_if_modified(|n| {
-            admitted = *n < limit;
-            if admitted {
-                *n += 1;
-            }
-            admitted
-        });
-        if !admitted {
-            return Err(Status::resource_exhausted(format!(
-                "node is full: {} engine jobs running and {} waiting (--max-concurrent {}, --max-queued {})",
-                self.running, self.queued, self.running, self.queued
-            )));
-        }
-        let accepted = Accepted(self.accepted.clone());
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
-            match self.failure.failed() {
-                Some(failure) => failure.status(),
-                None => Status::unavailable("node is shutting down"),
-            }
-        })?;
-        Ok(Ticket {
-            _permit: permit,
-            _accepted: accepted,
-        })
-    }
-
-    /// Passes a job's result through; a rank failure is reported (health NOT_SERVING first) and
-    /// closes the gate before the caller gets the error.
-    async fn settle<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
-        if let Err(status) = &result {
-            if let Some(failure) = RankFailure::from_status(status) {
-                self.report_failure(failure).await;
-            }
-        }
-        result
-    }
-
-    /// Records a rank failure and turns away every job still waiting and every later one.
-    pub async fn report_failure(&self, failure: RankFailure) {
-        self.failure.report(failure).await;
-        self.permits.close();
     }
 }
 
-/// Where a streaming job sends its messages.
-pub type JobSender<T> = mpsc::UnboundedSender<Result<T, Status>>;
-
-/// Runs `job` on a blocking thread once the gate lets it in, and returns its message stream. The job
-/// gets a CancelToken that fires when the receiver is dropped or `deadline` passes; an `Err` it
-/// returns ends the stream with that status.
+/// Runs `job` on a blocking thread once `admitted` got a turn and `need`'s KV room, and returns its
+/// message stream (a need beyond the node's whole budget is refused before waiting). The job gets a
+/// CancelToken that fires when the receiver is dropped or `deadline` passes; an `Err` it returns ends
+/// the stream with that status.
 pub fn spawn_engine_stream<T, F>(
-    gate: &EngineGate,
+    admitted: Admitted,
+    need: KvNeed,
     deadline: Option<Duration>,
     job: F,
-) -> UnboundedReceiverStream<Result<T, Status>>
+) -> Result<ReceiverStream<Result<T, Status>>, Status>
 where
     T: Send + 'static,
     F: FnOnce(&CancelToken, &JobSender<T>) -> Result<(), Status> + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let gate = gate.clone();
+    admitted.check(need)?;
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let gate = admitted.gate().clone();
     let deadline = deadline.map(|d| Instant::now() + d);
     let span = tracing::Span::current();
     tokio::spawn(
@@ -160,22 +87,27 @@ where
             let expired = expiry(deadline);
             tokio::pin!(expired);
             let ticket = tokio::select! {
-                ticket = gate.enter() => match ticket {
+                ticket = admitted.turn(need) => match ticket {
                     Ok(ticket) => ticket,
                     Err(status) => {
-                        let _ = tx.send(Err(status));
+                        send_last(&tx, status).await;
                         return;
                     }
                 },
                 _ = tx.closed() => return,
                 _ = &mut expired => {
-                    let _ = tx.send(Err(deadline_status()));
+                    send_last(&tx, deadline_status()).await;
                     return;
                 }
             };
             let cancel = CancelToken::new();
+            let stopped = CancellationToken::new();
             let job_cancel = cancel.clone();
-            let job_tx = tx.clone();
+            let job_tx = JobSender::new(tx.clone(), stopped.clone());
+            let stop = || {
+                cancel.cancel();
+                stopped.cancel();
+            };
             let mut handle = tokio::task::spawn_blocking(move || {
                 let _ticket = ticket;
                 job(&job_cancel, &job_tx)
@@ -184,14 +116,15 @@ where
                 joined = &mut handle => joined,
                 _ = tx.closed() => {
                     tracing::info!("client dropped the stream; cancelling");
-                    cancel.cancel();
+                    stop();
                     handle.await
                 }
                 _ = &mut expired => {
                     tracing::info!("deadline passed; cancelling");
-                    cancel.cancel();
-                    let _ = tx.send(Err(deadline_status()));
-                    handle.await
+                    stop();
+                    let joined = handle.await;
+                    send_last(&tx, deadline_status()).await;
+                    joined
                 }
             };
             let result = joined.unwrap_or_else(|e| {
@@ -199,19 +132,21 @@ where
                 Err(Status::internal("engine job failed unexpectedly"))
             });
             if let Err(status) = gate.settle(result).await {
-                let _ = tx.send(Err(status));
+                send_last(&tx, status).await;
             }
         }
         .instrument(span),
     );
-    UnboundedReceiverStream::new(rx)
+    Ok(ReceiverStream::new(rx))
 }
 
-/// Runs a unary engine job on a blocking thread once the gate lets it in. The job's CancelToken fires
-/// when `deadline` passes or the caller stops waiting (its call was cancelled); a deadline that passes
-/// while the job waits in line answers DEADLINE_EXCEEDED without running it.
+/// Runs a unary engine job on a blocking thread once `admitted` got a turn and `need`'s KV room. The
+/// job's CancelToken fires when `deadline` passes or the caller stops waiting (its call was
+/// cancelled); a deadline that passes while the job waits in line answers DEADLINE_EXCEEDED without
+/// running it.
 pub async fn run_engine_job<T, F>(
-    gate: &EngineGate,
+    admitted: Admitted,
+    need: KvNeed,
     deadline: Option<Duration>,
     job: F,
 ) -> Result<T, Status>
@@ -219,10 +154,12 @@ where
     T: Send + 'static,
     F: FnOnce(&CancelToken) -> Result<T, Status> + Send + 'static,
 {
+    admitted.check(need)?;
+    let gate = admitted.gate().clone();
     let expired = expiry(deadline.map(|d| Instant::now() + d));
     tokio::pin!(expired);
     let ticket = tokio::select! {
-        ticket = gate.enter() => ticket?,
+        ticket = admitted.turn(need) => ticket?,
         _ = &mut expired => return Err(deadline_status()),
     };
     let cancel = CancelToken::new();
@@ -250,6 +187,12 @@ where
     gate.settle(result).await
 }
 
+/// A stream's last message (an error): waits a little for room, then gives up (the caller stopped
+/// reading; the stream ends when the job's task does).
+async fn send_last<T>(tx: &mpsc::Sender<Result<T, Status>>, status: Status) {
+    let _ = tokio::time::timeout(LAST_MESSAGE_WAIT, tx.send(Err(status))).await;
+}
+
 /// Cancels its token when dropped.
 struct CancelOnDrop(CancelToken);
 
@@ -274,13 +217,46 @@ fn deadline_status() -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine_gate::EngineGate;
+    use crate::kv_budget::KvBudget;
+    use crate::node_failure::RankFailure;
+    use std::sync::Arc;
     use tokio_stream::StreamExt;
+
+    const NEED: KvNeed = KvNeed {
+        sequences: 1,
+        positions: 16,
+    };
+
+    fn gate(running: usize, queued: usize) -> EngineGate {
+        EngineGate::new(running, queued, KvBudget::unlimited(1, 1024), 1024)
+    }
+
+    fn stream<T, F>(
+        gate: &EngineGate,
+        deadline: Option<Duration>,
+        job: F,
+    ) -> ReceiverStream<Result<T, Status>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancelToken, &JobSender<T>) -> Result<(), Status> + Send + 'static,
+    {
+        spawn_engine_stream(gate.admit().expect("admitted"), NEED, deadline, job).expect("started")
+    }
+
+    async fn unary<T, F>(gate: &EngineGate, deadline: Option<Duration>, job: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancelToken) -> Result<T, Status> + Send + 'static,
+    {
+        run_engine_job(gate.admit()?, NEED, deadline, job).await
+    }
 
     #[tokio::test]
     async fn dropping_the_stream_cancels_the_job() {
-        let gate = EngineGate::new(1, 4);
+        let gate = gate(1, 4);
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-        let stream = spawn_engine_stream::<u32, _>(&gate, None, move |cancel, tx| {
+        let stream = stream::<u32, _>(&gate, None, move |cancel, tx| {
             let _ = tx.send(Ok(1));
             while !cancel.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(5));
@@ -300,23 +276,22 @@ mod tests {
 
     #[tokio::test]
     async fn deadline_cancels_and_reports() {
-        let gate = EngineGate::new(1, 4);
-        let mut stream =
-            spawn_engine_stream::<u32, _>(&gate, Some(Duration::from_millis(50)), |cancel, _tx| {
-                while !cancel.is_cancelled() {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Ok(())
-            });
+        let gate = gate(1, 4);
+        let mut stream = stream::<u32, _>(&gate, Some(Duration::from_millis(50)), |cancel, _tx| {
+            while !cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
     }
 
     #[tokio::test]
     async fn unary_jobs_return_their_value() {
-        let gate = EngineGate::new(1, 4);
-        assert_eq!(run_engine_job(&gate, None, |_| Ok(7)).await.unwrap(), 7);
-        let err = run_engine_job::<u32, _>(&gate, None, |_| Err(Status::invalid_argument("x")))
+        let gate = gate(1, 4);
+        assert_eq!(unary(&gate, None, |_| Ok(7)).await.unwrap(), 7);
+        let err = unary::<u32, _>(&gate, None, |_| Err(Status::invalid_argument("x")))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -324,35 +299,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_rank_failure_closes_the_gate() {
-        let gate = EngineGate::new(1, 4);
+        let gate = gate(1, 4);
         let failure = RankFailure {
             rank: 1,
             message: "tensor-parallel rank 1 failed: boom".into(),
         };
         let failed = failure.clone();
-        let err = run_engine_job::<u32, _>(&gate, None, move |_| Err(failed.status()))
+        let err = unary::<u32, _>(&gate, None, move |_| Err(failed.status()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert_eq!(gate.failure().failed(), Some(failure.clone()));
         // Later jobs are turned away without running.
-        let err = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
+        let err = unary::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(RankFailure::from_status(&err), Some(failure.clone()));
-        let mut stream = spawn_engine_stream::<u32, _>(&gate, None, |_, _| panic!("must not run"));
-        let status = stream.next().await.unwrap().unwrap_err();
+        let status = gate.admit().err().expect("refused");
         assert_eq!(RankFailure::from_status(&status), Some(failure));
     }
 
     #[tokio::test]
     async fn a_full_gate_refuses_at_once_and_a_draining_one_finishes_what_it_took() {
-        let gate = EngineGate::new(1, 1);
+        let gate = gate(1, 1);
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
         let running = {
             let release = release_rx.clone();
-            spawn_engine_stream::<u32, _>(&gate, None, move |_, tx| {
+            stream::<u32, _>(&gate, None, move |_, tx| {
                 let _ = release.lock().unwrap().recv();
                 let _ = tx.send(Ok(1));
                 Ok(())
@@ -360,7 +334,7 @@ mod tests {
         };
         let waiting = {
             let release = release_rx.clone();
-            spawn_engine_stream::<u32, _>(&gate, None, move |_, tx| {
+            stream::<u32, _>(&gate, None, move |_, tx| {
                 let _ = release.lock().unwrap().recv();
                 let _ = tx.send(Ok(2));
                 Ok(())
@@ -372,14 +346,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // One running, one waiting: the third is refused without waiting.
-        let status = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
+        let status = unary::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("--max-queued 1"), "{status:?}");
 
         gate.start_draining();
-        let status = run_engine_job::<u32, _>(&gate, None, |_| panic!("must not run"))
+        let status = unary::<u32, _>(&gate, None, |_| panic!("must not run"))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -404,12 +378,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_unary_job_past_its_deadline_is_cancelled_and_one_in_line_never_runs() {
-        let gate = EngineGate::new(1, 4);
+        let gate = gate(1, 4);
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         let running = tokio::spawn({
             let gate = gate.clone();
             async move {
-                run_engine_job::<u32, _>(&gate, Some(Duration::from_millis(100)), move |cancel| {
+                unary::<u32, _>(&gate, Some(Duration::from_millis(100)), move |cancel| {
                     while !cancel.is_cancelled() {
                         std::thread::sleep(Duration::from_millis(5));
                     }
@@ -421,10 +395,9 @@ mod tests {
         });
         // In line behind the running job, with a shorter deadline: refused without running.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let queued =
-            run_engine_job::<u32, _>(&gate, Some(Duration::from_millis(30)), |_| panic!("ran"))
-                .await
-                .unwrap_err();
+        let queued = unary::<u32, _>(&gate, Some(Duration::from_millis(30)), |_| panic!("ran"))
+            .await
+            .unwrap_err();
         assert_eq!(queued.code(), tonic::Code::DeadlineExceeded);
         let status = running.await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
@@ -433,5 +406,116 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(cancelled, Ok(true), "the job saw its cancellation");
+    }
+
+    #[tokio::test]
+    async fn jobs_wait_for_kv_room_in_turn_and_the_report_shows_it() {
+        // 1 KiB per position, 1 MiB = 1024 positions; each job needs 700, which the cache allocates
+        // as 1024 (it grows in steps of 512).
+        let budget = KvBudget::new(Some(crate::kv_budget::mib_to_bytes(1)), 1024, 4096);
+        let gate = EngineGate::new(2, 4, budget, 4096);
+        let need = KvNeed {
+            sequences: 1,
+            positions: 700,
+        };
+        let too_big = KvNeed {
+            sequences: 3,
+            positions: 700,
+        };
+        let status = run_engine_job::<u32, _>(gate.admit().unwrap(), too_big, None, |_| {
+            panic!("must not run")
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("needs 3072 positions"),
+            "{status:?}"
+        );
+        assert_eq!(gate.accepted(), 0, "the refused job left the line");
+
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first =
+            spawn_engine_stream::<u32, _>(gate.admit().unwrap(), need, None, move |_, tx| {
+                let _ = release_rx.recv();
+                tx.send(Ok(1));
+                Ok(())
+            })
+            .unwrap();
+        let second_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let second = spawn_engine_stream::<u32, _>(gate.admit().unwrap(), need, None, {
+            let ran = second_ran.clone();
+            move |_, tx| {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                tx.send(Ok(2));
+                Ok(())
+            }
+        })
+        .unwrap();
+        // Two engine slots, but KV room for one job: the second waits although a slot is free.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let report = gate.load_report();
+            if report.kv_free_tokens == 0 && report.running == 2 && report.waiting == 0 {
+                break; // the second holds its slot and waits for KV inside it
+            }
+            assert!(Instant::now() < deadline, "{report:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !second_ran.load(std::sync::atomic::Ordering::SeqCst),
+            "ran without KV room"
+        );
+        let report = gate.load_report();
+        assert_eq!(
+            (
+                report.max_running,
+                report.max_waiting,
+                report.kv_budget_tokens
+            ),
+            (2, 4, 1024)
+        );
+        assert_eq!(
+            (report.kv_bytes_per_token, report.context_length),
+            (1024, 4096)
+        );
+        release_tx.send(()).unwrap();
+        let outputs: Vec<u32> = first.chain(second).map(|m| m.unwrap()).collect().await;
+        assert_eq!(outputs, vec![1, 2]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.load_report().kv_free_tokens != 1024 {
+            assert!(Instant::now() < deadline, "KV room not given back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_its_job_back_and_a_dropped_one_releases_it() {
+        let gate = gate(1, 4);
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let mut messages = stream::<usize, _>(&gate, None, move |_, tx| {
+            let mut sent = 0;
+            while sent < 10 * STREAM_BUFFER && tx.send(Ok(sent)) {
+                sent += 1;
+                let _ = sent_tx.send(sent);
+            }
+            Ok(())
+        });
+        // Nobody reads: the job stops at the buffer's size.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = sent_rx.try_iter().last().unwrap_or(0);
+        assert!(
+            (STREAM_BUFFER..=STREAM_BUFFER + 1).contains(&sent),
+            "sent {sent} with nobody reading"
+        );
+        assert_eq!(messages.next().await.unwrap().unwrap(), 0);
+        drop(messages);
+        // The blocked send ends when the stream is dropped; the job finishes and leaves the gate.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.accepted() > 0 {
+            assert!(Instant::now() < deadline, "the job stayed blocked");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The gRPC server every node runs: its one service plus gRPC health, behind the telemetry layer, until
+//! The gRPC server every node runs: its one service plus gRPC health and its load report, behind the telemetry layer, until
 //! a stop drains it (see [`NodeStop`]) — or until a tensor-parallel rank fails. Then health is already
 //! NOT_SERVING (see [`NodeFailure`](crate::node_failure::NodeFailure)), the server drains briefly and
 //! the node ends with the failure.
@@ -19,8 +19,10 @@ use tonic_health::ServingStatus;
 
 use crate::model_args::LoadError;
 use crate::node_failure::RankFailure;
+use crate::node_load::NodeLoadServer;
 use crate::node_model::NodeModel;
 use crate::node_stop::NodeStop;
+use scot_proto::node_load_service_server::NodeLoadServiceServer;
 
 /// Once the engine work is over (drained, or a rank failed), how long the answers already written get
 /// to flush before the server is dropped (long-lived streams such as health Watch would otherwise hold
@@ -88,6 +90,9 @@ where
     let server = Server::builder()
         .layer(scot_telemetry::GrpcServerLayer)
         .add_service(health_service)
+        .add_service(NodeLoadServiceServer::new(NodeLoadServer::new(
+            node.gate.clone(),
+        )))
         .add_service(service)
         .serve_with_shutdown(listen, server_stop.clone().cancelled_owned());
     tokio::pin!(server);

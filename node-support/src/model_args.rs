@@ -7,7 +7,8 @@ use scot_engine::{DeviceSpec, LoadOptions, Model};
 use scot_templates::TemplateLibrary;
 
 use crate::engine_chat::ThinkingPrompt;
-use crate::engine_job::EngineGate;
+use crate::engine_gate::EngineGate;
+use crate::kv_budget::{default_cpu_budget_bytes, mib_to_bytes, KvBudget};
 use crate::node_model::NodeModel;
 
 /// Default `--max-queued`: room for four coordinators each at their default per-node limit (16).
@@ -41,6 +42,13 @@ pub struct ModelArgs {
     /// RESOURCE_EXHAUSTED at once (a caller tries another node) instead of queueing without bound.
     #[arg(long, env = "SCOT_MAX_QUEUED", default_value_t = DEFAULT_MAX_QUEUED)]
     pub max_queued: usize,
+    /// KV-cache memory budget in MiB: every job reserves what its sequences can grow to (prompt +
+    /// caps) before it runs and waits while the budget is taken; a job that needs more than all of it
+    /// is refused with the numbers. Default on CPU: half the memory available once the model is loaded
+    /// (the machine's or the cgroup's, whichever is less); set it when several nodes share a machine.
+    /// 0 = no budget (the default on CUDA, whose memory is not read).
+    #[arg(long, env = "SCOT_KV_BUDGET_MIB")]
+    pub kv_budget_mib: Option<u64>,
     /// Tensor-parallel ranks the model is sharded over (by attention heads; 1 = unsharded). On CPU
     /// the ranks are threads; with `--device cuda:B` rank r runs on GPU B+r.
     #[arg(long = "tp", visible_alias = "tensor-parallel", env = "SCOT_TENSOR_PARALLEL",
@@ -161,6 +169,7 @@ impl ModelArgs {
         }
         let fingerprint =
             crate::model_identity::model_fingerprint(&self.model, self.lora.as_deref())?;
+        let kv = self.kv_budget(&model);
         let native_thinking = self.thinking_prompt.native_thinking(&model);
         let tensor_parallel = model.tensor_parallel();
         tracing::info!(
@@ -170,16 +179,33 @@ impl ModelArgs {
             tensor_parallel,
             native_thinking,
             template_sets = ?templates.names(),
+            kv_budget_tokens = ?kv.tokens(),
+            kv_bytes_per_token = kv.bytes_per_token(),
             "model loaded"
         );
+        let context = model.info().context_length;
         Ok(NodeModel {
             model: Arc::new(model),
             fingerprint,
             tensor_parallel,
             templates,
             native_thinking,
-            gate: EngineGate::new(self.max_concurrent, self.max_queued),
+            gate: EngineGate::new(self.max_concurrent, self.max_queued, kv, context),
         })
+    }
+
+    /// `--kv-budget-mib`, or the default for the device (read now, with the model loaded).
+    fn kv_budget(&self, model: &Model) -> KvBudget {
+        let info = model.info();
+        let bytes = match (self.kv_budget_mib, self.device) {
+            (Some(mib), _) => Some(mib_to_bytes(mib)),
+            (None, DeviceSpec::Cpu) => default_cpu_budget_bytes(),
+            (None, DeviceSpec::Cuda(_)) => {
+                tracing::warn!("no --kv-budget-mib on CUDA: jobs are bounded by the context only");
+                None
+            }
+        };
+        KvBudget::new(bytes, info.kv_bytes_per_token, info.context_length)
     }
 }
 

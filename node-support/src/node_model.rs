@@ -9,7 +9,7 @@ use scot_templates::{Prompts, TemplateLibrary, TemplateSet, ThinkMarkers};
 use tonic::Status;
 
 use crate::engine_chat::EngineChat;
-use crate::engine_job::EngineGate;
+use crate::engine_gate::EngineGate;
 use crate::status::{engine_status, template_status};
 
 /// A loaded node: model, templates, and the gate its engine jobs pass through.

@@ -14,6 +14,9 @@ pub fn engine_status(error: EngineError) -> Status {
              is {limit}; shorten the problem or lower the token caps"
         )),
         EngineError::InvalidRequest(message) => Status::invalid_argument(message),
+        EngineError::Cancelled => {
+            Status::cancelled("cancelled: the caller's deadline passed or it stopped waiting")
+        }
         EngineError::RankFailed { rank, reason } => RankFailure {
             rank,
             message: format!(

@@ -1,4 +1,4 @@
-//! Every gRPC method scot's servers route (its three services and gRPC health), as request paths: the
+//! Every gRPC method scot's servers route (its services and gRPC health), as request paths: the
 //! only values a per-method metric label may take, so a caller cannot grow the label set by inventing
 //! paths.
 
@@ -10,6 +10,7 @@ pub const SERVED_METHODS: &[&str] = &[
     "/scot.v1.TargetService/Select",
     "/scot.v1.TargetService/Generate",
     "/scot.v1.CoordinatorService/Solve",
+    "/scot.v1.NodeLoadService/Load",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
 ];

@@ -9,7 +9,9 @@ use std::time::Instant;
 use scot_engine::{
     CancelToken, FinishReason as EngineFinish, Model, SamplingParams, StopCriteria, TokenEvent,
 };
-use scot_node_support::{engine_status, finish_reason, template_status, JobSender, NodeModel};
+use scot_node_support::{
+    engine_status, finish_reason, template_status, JobSender, KvNeed, NodeModel,
+};
 use scot_proto::generate_event::Event;
 use scot_proto::request_checks::check_generate_request;
 use scot_proto::{
@@ -34,6 +36,21 @@ pub struct GenerateJob {
     pub answer_start: String,
     /// What another target streamed before it failed (empty unless migrated).
     pub resume: Resumed,
+}
+
+impl GenerateJob {
+    /// One sequence: the prompt, what a migration resumes, the thinking and its closing text, the
+    /// answer.
+    pub fn kv_need(&self) -> KvNeed {
+        let resumed = self.resume.thinking.len() + self.resume.answer.len();
+        let thinking = self.thinking_cap.map_or(0, |cap| {
+            cap + self.close_missing.len().max(self.close_written.len())
+        });
+        KvNeed {
+            sequences: 1,
+            positions: self.prompt.len() + resumed + thinking + self.answer_cap,
+        }
+    }
 }
 
 /// A migration's starting point, read back from the failed target's token ids.
@@ -138,7 +155,7 @@ pub fn run(
         move |event: &TokenEvent| {
             held.push(event.token);
             if !event.text.is_empty() {
-                let _ = tx.send(Ok(GenerateEvent {
+                tx.send(Ok(GenerateEvent {
                     event: Some(Event::Token(GenerateToken {
                         text: event.text.clone(),
                         phase: phase as i32,
@@ -152,13 +169,17 @@ pub fn run(
     let decode = |ids: &[u32]| model.tokenizer().decode(ids, true).map_err(engine_status);
     let resume = &job.resume;
     let mut session = model.session().map_err(engine_status)?;
-    session.extend(&job.prompt).map_err(engine_status)?;
+    session
+        .extend_cancellable(&job.prompt, cancel)
+        .map_err(engine_status)?;
 
     let mut thinking: Option<Thinking> = None;
     let mut thinking_ms = 0.0;
     if let Some(cap) = job.thinking_cap {
         if !resume.thinking.is_empty() {
-            session.extend(&resume.thinking).map_err(engine_status)?;
+            session
+                .extend_cancellable(&resume.thinking, cancel)
+                .map_err(engine_status)?;
         }
         let resumed_text = decode(&resume.thinking)?;
         let (_, resumed_closed) = before_marker(&resumed_text, &job.think_end);
@@ -209,7 +230,7 @@ pub fn run(
 
     let answer_started = Instant::now();
     if !job.answer_start.is_empty() && !resume.answer_started {
-        let _ = tx.send(Ok(GenerateEvent {
+        tx.send(Ok(GenerateEvent {
             event: Some(Event::Token(GenerateToken {
                 text: job.answer_start.clone(),
                 phase: GeneratePhase::Answer as i32,
@@ -218,7 +239,9 @@ pub fn run(
         }));
     }
     if !resume.answer.is_empty() {
-        session.extend(&resume.answer).map_err(engine_status)?;
+        session
+            .extend_cancellable(&resume.answer, cancel)
+            .map_err(engine_status)?;
     }
     let room = session.context_limit().saturating_sub(session.len());
     let left = job.answer_cap.saturating_sub(resume.answer.len());
@@ -273,7 +296,7 @@ pub fn run(
         answer_finish: finish_reason(&answer.finish_reason) as i32,
         model: model.info().name.clone(),
     };
-    let _ = tx.send(Ok(GenerateEvent {
+    tx.send(Ok(GenerateEvent {
         event: Some(Event::Result(result)),
     }));
     Ok(())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scot_engine::{CancelToken, Model, Session};
-use scot_node_support::{engine_status, template_status, NodeModel};
+use scot_node_support::{engine_status, template_status, KvNeed, NodeModel};
 use scot_proto::request_checks::check_select_request;
 use scot_proto::{SelectRequest, SelectResponse};
 use scot_selection::{rotate, SelectionPrior};
@@ -30,6 +30,24 @@ pub struct SelectJob {
     pub model_fingerprint: String,
     pub prompt_digest: String,
     pub template_set: String,
+}
+
+impl SelectJob {
+    /// Orders run one after another; each holds its prompt and, while an option that extends another
+    /// is scored, a copy of it.
+    pub fn kv_need(&self) -> KvNeed {
+        let longest_option = self.options.iter().map(Vec::len).max().unwrap_or(0);
+        KvNeed {
+            sequences: 2,
+            positions: self
+                .orders
+                .iter()
+                .map(|o| o.prompt.len())
+                .max()
+                .unwrap_or(0)
+                + longest_option,
+        }
+    }
 }
 
 /// The cyclic shifts of `k` orders of n drafts, evenly spaced (k = n: every order once).
@@ -121,7 +139,8 @@ pub fn run(model: &Model, job: SelectJob, cancel: &CancelToken) -> Result<Select
             return Err(Status::cancelled("selection cancelled"));
         }
         let mut root = model.session().map_err(engine_status)?;
-        root.extend(&order.prompt).map_err(engine_status)?;
+        root.extend_cancellable(&order.prompt, cancel)
+            .map_err(engine_status)?;
         let mut scorer = SessionScorer { root };
         let scores = score_options(&job.options, &mut scorer).map_err(engine_status)?;
         if order.shift == 0 {

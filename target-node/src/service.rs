@@ -1,10 +1,11 @@
-//! The TargetService: Select (unary, one prefill) and Generate (streamed), each one engine job on a
+//! The TargetService: Select (unary, one prefill) and Generate (streamed). Each call is admitted by the
+//! node's gate (or refused at once), prepared on the blocking pool and run as one engine job on a
 //! blocking thread.
 
 use scot_node_support::{request_id, run_engine_job, spawn_engine_stream, NodeModel};
 use scot_proto::target_service_server::TargetService;
 use scot_proto::{GenerateEvent, GenerateRequest, SelectRequest, SelectResponse};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -38,7 +39,13 @@ impl TargetService for TargetNodeService {
         let span = tracing::info_span!("select", request_id = %request_id(&request.request_id));
         let (node, priors) = (self.node.clone(), self.priors.clone());
         async move {
-            let job = select_job::prepare(&node, &priors, &request)?;
+            let admitted = node.gate.admit()?;
+            let job = admitted
+                .prepare({
+                    let (node, request) = (node.clone(), request.clone());
+                    move || select_job::prepare(&node, &priors, &request)
+                })
+                .await?;
             tracing::info!(
                 drafts = request.drafts.len(),
                 orders = job.orders.len(),
@@ -47,7 +54,8 @@ impl TargetService for TargetNodeService {
                 "selecting"
             );
             let model = node.model.clone();
-            let response = run_engine_job(&node.gate, deadline, move |cancel| {
+            let need = job.kv_need();
+            let response = run_engine_job(admitted, need, deadline, move |cancel| {
                 select_job::run(&model, job, cancel)
             })
             .await?;
@@ -64,7 +72,7 @@ impl TargetService for TargetNodeService {
         .await
     }
 
-    type GenerateStream = UnboundedReceiverStream<Result<GenerateEvent, Status>>;
+    type GenerateStream = ReceiverStream<Result<GenerateEvent, Status>>;
 
     async fn generate(
         &self,
@@ -75,16 +83,24 @@ impl TargetService for TargetNodeService {
         let span = tracing::info_span!("generate", request_id = %request_id(&request.request_id));
         let node = self.node.clone();
         async move {
-            let job = generate_job::prepare(&node, &request)?;
+            let admitted = node.gate.admit()?;
+            let accepted_draft = request.accepted_draft.is_some();
+            let job = admitted
+                .prepare({
+                    let node = node.clone();
+                    move || generate_job::prepare(&node, &request)
+                })
+                .await?;
             tracing::info!(
-                accepted_draft = request.accepted_draft.is_some(),
+                accepted_draft,
                 prompt_tokens = job.prompt.len(),
                 "generating"
             );
             let model = node.model.clone();
-            let stream = spawn_engine_stream(&node.gate, deadline, move |cancel, tx| {
+            let need = job.kv_need();
+            let stream = spawn_engine_stream(admitted, need, deadline, move |cancel, tx| {
                 generate_job::run(&model, job, cancel, tx)
-            });
+            })?;
             Ok(Response::new(stream))
         }
         .instrument(span)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use scot_node_support::NodeModel;
+use scot_node_support::{JobSender, NodeModel};
 use scot_proto::{
     generate_event, GeneratePhase, GenerateRequest, GenerateResult, GenerateResume, GenerateToken,
     SelectRequest,
@@ -88,7 +88,7 @@ fn selection_and_answer_on_a_real_model() {
         resume: None,
     };
     let job = generate_job::prepare(&node, &request).expect("prepare generate");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = JobSender::buffered(4096);
     generate_job::run(&node.model, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
     let mut result = None;
     while let Ok(event) = rx.try_recv() {
@@ -277,7 +277,7 @@ fn request_for_select() -> SelectRequest {
 /// Runs one Generate job to its end: the streamed tokens and the result.
 fn generate(node: &NodeModel, request: &GenerateRequest) -> (Vec<GenerateToken>, GenerateResult) {
     let job = generate_job::prepare(node, request).expect("prepare generate");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = JobSender::buffered(4096);
     generate_job::run(&node.model, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
     let (mut tokens, mut result) = (Vec::new(), None);
     while let Ok(event) = rx.try_recv() {

@@ -33,6 +33,7 @@ pub fn model_args(file: &str, max_context: usize) -> ModelArgs {
         thinking_prompt: ThinkingPrompt::Auto,
         max_concurrent: 1,
         max_queued: scot_node_support::DEFAULT_MAX_QUEUED,
+        kv_budget_mib: None,
         tensor_parallel: 1,
         fault_inject_rank_failure: None,
     }
