@@ -177,6 +177,18 @@ fn session_cancel_stops_with_cancelled() {
         .unwrap();
     assert_eq!(out.finish_reason, FinishReason::Cancelled);
     assert!(out.tokens.is_empty());
+
+    // A cancelled prefill stops before its next chunk with `Cancelled`; an uncancelled one runs.
+    let long: Vec<u32> = prompt.iter().copied().cycle().take(1100).collect();
+    let mut fresh = model.session().unwrap();
+    let err = fresh.extend_cancellable(&long, &cancel).unwrap_err();
+    assert!(matches!(err, EngineError::Cancelled), "{err:?}");
+    assert_eq!(fresh.len(), 0, "no chunk ran");
+    let mut fresh = model.session().unwrap();
+    fresh
+        .extend_cancellable(&long, &CancelToken::new())
+        .unwrap();
+    assert_eq!(fresh.len(), 1100);
 }
 
 #[test]
