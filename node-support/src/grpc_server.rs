@@ -117,7 +117,10 @@ where
             );
         }
     };
+    let gauges = crate::node_load::publish_load_gauges(node.gate.clone());
+    tokio::pin!(gauges);
     let result = tokio::select! {
+        never = &mut gauges => match never {},
         // The server ended on its own (it could not serve).
         result = &mut server => result,
         () = drain => {
