@@ -49,6 +49,14 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The servers beside the `scot` executable `scot_exe`, which serves any of them that is missing.
+    pub fn beside(scot_exe: &Path, draft_model: PathBuf, target_model: PathBuf) -> Self {
+        let bin_dir = scot_exe.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut spec = Self::new(bin_dir, draft_model, target_model);
+        spec.fallback_exe = Some(scot_exe.to_path_buf());
+        spec
+    }
+
     pub fn new(bin_dir: PathBuf, draft_model: PathBuf, target_model: PathBuf) -> Self {
         Self {
             bin_dir,

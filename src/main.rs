@@ -129,12 +129,7 @@ impl ClusterArgs {
             }
         };
         let exe = std::env::current_exe().context("cannot locate the scot executable")?;
-        let bin_dir = exe
-            .parent()
-            .context("the scot executable has no parent folder")?
-            .to_path_buf();
-        let mut spec = ClusterSpec::new(bin_dir, draft, target);
-        spec.fallback_exe = Some(exe.clone());
+        let mut spec = ClusterSpec::beside(&exe, draft, target);
         spec.draft_nodes = self.draft_nodes;
         spec.target_nodes = self.target_nodes;
         spec.node_args = self.node_args.clone();

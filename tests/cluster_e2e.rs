@@ -10,7 +10,7 @@
 //! below correctly and keeps the test within the CI budget; the 1.5B default target only makes each
 //! step ~3x slower. Caps are small (n = 2, 128-token drafts) for the same reason.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use scot::cluster::{health_status, ClusterSpec, LocalCluster};
@@ -31,13 +31,6 @@ fn model(file: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_scot"))
-        .parent()
-        .expect("the scot binary has a folder")
-        .to_path_buf()
 }
 
 async fn solve(
@@ -74,7 +67,7 @@ fn stats(result: &SolveResult) -> &SolveStats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_scenarios() {
     let small = model(scot::models::DRAFT_MODEL_FILE);
-    let mut spec = ClusterSpec::new(bin_dir(), small.clone(), small);
+    let mut spec = ClusterSpec::beside(Path::new(env!("CARGO_BIN_EXE_scot")), small.clone(), small);
     // A short context makes "problem longer than the context" cheap to provoke.
     spec.max_context = Some(2048);
     let mut cluster = LocalCluster::start(&spec)

@@ -3,12 +3,12 @@
 //! caps exceed the target's budget (or its context) before anything is drafted, naming the numbers,
 //! and serves one within it.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use scot::cluster::{ClusterSpec, LocalCluster};
 use scot_proto::node_load_service_client::NodeLoadServiceClient;
-use scot_proto::{LoadRequest, SolveMode, SolveOptions, SolveRequest, SolveResult};
+use scot_proto::{LoadReport, LoadRequest, SolveMode, SolveOptions, SolveRequest, SolveResult};
 use tonic::Code;
 
 /// SmolLM2-135M: 30 layers x 2 (K, V) x 3 KV heads x 64 x 4 bytes = 46,080 bytes per position;
@@ -17,13 +17,6 @@ const BUDGET_MIB: &str = "60";
 const BUDGET_POSITIONS: u64 = 60 * 1024 * 1024 / 46_080;
 const CONTEXT: usize = 2048;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
-
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_scot"))
-        .parent()
-        .expect("the scot binary has a folder")
-        .to_path_buf()
-}
 
 /// The result, or the error and how many events (drafting started, progress...) came before it.
 async fn solve(
@@ -45,6 +38,16 @@ async fn solve(
         .map_err(|status| (status, events))
 }
 
+async fn load_report(url: &str) -> LoadReport {
+    NodeLoadServiceClient::connect(url.to_string())
+        .await
+        .expect("connect to the node")
+        .load(LoadRequest {})
+        .await
+        .expect("load report")
+        .into_inner()
+}
+
 /// Refused as INVALID_ARGUMENT before any event (nothing was drafted).
 fn refused_at_once(outcome: Result<SolveResult, (tonic::Status, usize)>) -> tonic::Status {
     let (status, events) = outcome.expect_err("refused");
@@ -64,7 +67,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
         "model {} is missing: run scripts/fetch-models.sh first",
         model.display()
     );
-    let mut spec = ClusterSpec::new(bin_dir(), model.clone(), model);
+    let mut spec = ClusterSpec::beside(Path::new(env!("CARGO_BIN_EXE_scot")), model.clone(), model);
     spec.max_context = Some(CONTEXT);
     spec.node_args = vec!["--kv-budget-mib".into(), BUDGET_MIB.into()];
     let cluster = LocalCluster::start(&spec)
@@ -73,13 +76,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
 
     // Each node reports what its gate holds.
     for node in cluster.targets.iter().chain(&cluster.drafts) {
-        let report = NodeLoadServiceClient::connect(node.url.clone())
-            .await
-            .expect("connect to the node")
-            .load(LoadRequest {})
-            .await
-            .expect("load report")
-            .into_inner();
+        let report = load_report(&node.url).await;
         assert_eq!(
             report.kv_budget_tokens, BUDGET_POSITIONS,
             "{}: {report:?}",
@@ -161,13 +158,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
     );
     // The nodes are idle again, their whole budget free.
     for node in cluster.targets.iter().chain(&cluster.drafts) {
-        let report = NodeLoadServiceClient::connect(node.url.clone())
-            .await
-            .expect("connect to the node")
-            .load(LoadRequest {})
-            .await
-            .expect("load report")
-            .into_inner();
+        let report = load_report(&node.url).await;
         assert_eq!(
             (report.running, report.waiting, report.kv_free_tokens),
             (0, 0, BUDGET_POSITIONS),

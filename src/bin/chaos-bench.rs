@@ -275,9 +275,8 @@ async fn cluster(
         None => scot::models::model_dir().join(scot::models::SMALL_MODEL_FILE),
     };
     let exe = std::env::current_exe()?;
-    let bin_dir = exe.parent().context("no folder")?.to_path_buf();
-    let mut spec = ClusterSpec::new(bin_dir.clone(), model.clone(), model);
-    spec.fallback_exe = Some(bin_dir.join("scot"));
+    let scot_exe = exe.with_file_name(format!("scot{}", std::env::consts::EXE_SUFFIX));
+    let mut spec = ClusterSpec::beside(&scot_exe, model.clone(), model);
     spec.draft_nodes = drafts;
     spec.target_nodes = targets;
     spec.max_context = Some(2048);
