@@ -33,12 +33,12 @@ pub struct SelectJob {
 }
 
 impl SelectJob {
-    /// Orders run one after another; each holds its prompt and, while an option that extends another
-    /// is scored, a copy of it.
+    /// Orders run one after another; each holds its prompt and, where an option is more than one token
+    /// (10+ options), a fork of it while the later tokens are scored.
     pub fn kv_need(&self) -> KvNeed {
         let longest_option = self.options.iter().map(Vec::len).max().unwrap_or(0);
         KvNeed {
-            sequences: 2,
+            sequences: if longest_option > 1 { 2 } else { 1 },
             positions: self
                 .orders
                 .iter()

@@ -51,6 +51,9 @@ fn selection_and_answer_on_a_real_model() {
     assert!(text.contains("Reasoning path 11:\nAll the reasoning paths above are wrong."));
     assert_eq!(job.options.len(), 11);
     assert_eq!(job.options[9].len(), 2, "\"10\" is two digit tokens");
+    // The two-token options are scored on a fork of the prompt: its KV is reserved twice.
+    let need = job.kv_need();
+    assert_eq!((need.sequences, need.positions), (2, prompt.len() + 2));
     let response =
         select_job::run(&node.model, job, &scot_engine::CancelToken::new()).expect("select runs");
     assert_eq!(response.option_probs.len(), 11);
@@ -238,6 +241,11 @@ fn cyclic_orders_and_the_selection_prior_on_a_real_model() {
     };
     let job = select_job::prepare(&node, &priors, &two).unwrap();
     assert!(job.prior.is_none(), "no prior for n = 2");
+    assert_eq!(
+        job.kv_need().sequences,
+        1,
+        "single-token options need no fork"
+    );
 
     let other = dir.path().join("other.json");
     SelectionPrior {
