@@ -9,6 +9,9 @@
 //!   node, SIGSTOP another draft node for `--stall-secs`.
 //! - `overload`: a burst of 10x the coordinator's `--max-concurrent-requests`: the excess must be
 //!   refused at once, the admitted ones complete; the coordinator's RSS before, at peak, after.
+//! - `stall-target`: 3 draft + 2 target nodes, `--stall-target-requests` requests; SIGSTOP a target
+//!   node for `--stall-secs` while answers stream (its open calls must fail over by keepalive, answers
+//!   mid-stream migrate), then SIGCONT (it must come back into routing).
 //! - `drain-target`: SIGTERM a target node with `--drain-requests` in flight.
 //! - `drain-coordinator`: SIGTERM the coordinator with `--drain-requests` in flight.
 //!
@@ -53,6 +56,9 @@ struct Cli {
     /// How long the stalled node stays stopped (SIGSTOP .. SIGCONT).
     #[arg(long, default_value_t = 30)]
     stall_secs: u64,
+    /// Requests of the stall-target scenario (`--concurrency` at a time).
+    #[arg(long, default_value_t = 64)]
+    stall_target_requests: usize,
     /// The coordinator's --max-concurrent-requests in the overload scenario (the burst is 10x).
     #[arg(long, default_value_t = 8)]
     overload_capacity: usize,
@@ -376,6 +382,41 @@ async fn chaos(cli: &Cli) -> anyhow::Result<String> {
     ))
 }
 
+async fn stall_target(cli: &Cli) -> anyhow::Result<String> {
+    let cluster = cluster(cli, 3, 2, &[]).await?;
+    let requests = cli.stall_target_requests;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (url, cli, progress) = (
+            cluster.coordinator_url().to_string(),
+            cli.clone(),
+            progress.clone(),
+        );
+        tokio::spawn(async move { drive(&url, &cli, requests, cli.concurrency, progress).await })
+    };
+    wait_progress(&progress, requests * 3 / 10).await;
+    let waiting = Instant::now();
+    while ANSWERING.load(Ordering::SeqCst) == 0 && waiting.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stalled = &cluster.targets[0];
+    signal(stalled, "STOP")?;
+    tokio::time::sleep(Duration::from_secs(cli.stall_secs)).await;
+    signal(stalled, "CONT")?;
+    let after_stall = progress.load(Ordering::SeqCst);
+    let outcomes = load.await??;
+    report_failures("stall-target", &outcomes);
+    Ok(row(
+        "stall-target",
+        &outcomes,
+        cli,
+        &format!(
+            "3 draft + 2 target nodes, {} in flight; SIGSTOP a target node {} s at 30 % while answers stream, then SIGCONT ({after_stall} of {requests} done by then)",
+            cli.concurrency, cli.stall_secs
+        ),
+    ))
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -529,6 +570,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let row = match scenario.as_str() {
             "baseline" => baseline(&cli).await?,
             "chaos" => chaos(&cli).await?,
+            "stall-target" => stall_target(&cli).await?,
             "overload" => overload(&cli).await?,
             "drain-target" => drain(&cli, false).await?,
             "drain-coordinator" => drain(&cli, true).await?,
