@@ -305,6 +305,36 @@ async fn cluster(
     Ok(LocalCluster::start(&spec).await?)
 }
 
+/// Drives `requests` requests (`--concurrency` at a time) on its own task; the counter says how many
+/// finished.
+fn start_load(
+    cluster: &LocalCluster,
+    cli: &Cli,
+    requests: usize,
+) -> (
+    tokio::task::JoinHandle<anyhow::Result<Vec<Outcome>>>,
+    Arc<AtomicUsize>,
+) {
+    let progress = Arc::new(AtomicUsize::new(0));
+    let (url, cli, counter) = (
+        cluster.coordinator_url().to_string(),
+        cli.clone(),
+        progress.clone(),
+    );
+    let load =
+        tokio::spawn(async move { drive(&url, &cli, requests, cli.concurrency, counter).await });
+    (load, progress)
+}
+
+/// Returns once an answer is being streamed (so a target hit now may have to move it to another), or
+/// after a minute without one.
+async fn answer_streaming() {
+    let waiting = Instant::now();
+    while ANSWERING.load(Ordering::SeqCst) == 0 && waiting.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn wait_progress(progress: &AtomicUsize, at: usize) {
     while progress.load(Ordering::SeqCst) < at {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -343,26 +373,11 @@ async fn baseline(cli: &Cli) -> anyhow::Result<String> {
 
 async fn chaos(cli: &Cli) -> anyhow::Result<String> {
     let mut cluster = cluster(cli, 3, 2, &[]).await?;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = {
-        let (url, cli, progress) = (
-            cluster.coordinator_url().to_string(),
-            cli.clone(),
-            progress.clone(),
-        );
-        tokio::spawn(
-            async move { drive(&url, &cli, cli.requests, cli.concurrency, progress).await },
-        )
-    };
+    let (load, progress) = start_load(&cluster, cli, cli.requests);
     wait_progress(&progress, cli.requests / 5).await;
     signal(&cluster.drafts[0], "KILL")?;
     wait_progress(&progress, cli.requests * 7 / 20).await;
-    // Killed while an answer is being streamed (so it may have to move to the other target), or after
-    // a minute without one.
-    let waiting = Instant::now();
-    while ANSWERING.load(Ordering::SeqCst) == 0 && waiting.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    answer_streaming().await;
     signal(&cluster.targets[0], "KILL")?;
     wait_progress(&progress, cli.requests / 2).await;
     signal(&cluster.drafts[1], "STOP")?;
@@ -385,20 +400,9 @@ async fn chaos(cli: &Cli) -> anyhow::Result<String> {
 async fn stall_target(cli: &Cli) -> anyhow::Result<String> {
     let cluster = cluster(cli, 3, 2, &[]).await?;
     let requests = cli.stall_target_requests;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = {
-        let (url, cli, progress) = (
-            cluster.coordinator_url().to_string(),
-            cli.clone(),
-            progress.clone(),
-        );
-        tokio::spawn(async move { drive(&url, &cli, requests, cli.concurrency, progress).await })
-    };
+    let (load, progress) = start_load(&cluster, cli, requests);
     wait_progress(&progress, requests * 3 / 10).await;
-    let waiting = Instant::now();
-    while ANSWERING.load(Ordering::SeqCst) == 0 && waiting.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    answer_streaming().await;
     let stalled = &cluster.targets[0];
     signal(stalled, "STOP")?;
     tokio::time::sleep(Duration::from_secs(cli.stall_secs)).await;
