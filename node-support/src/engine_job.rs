@@ -127,10 +127,7 @@ where
                     joined
                 }
             };
-            let result = joined.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "engine job panicked");
-                Err(Status::internal("engine job failed unexpectedly"))
-            });
+            let result = job_result(joined);
             if let Err(status) = gate.settle(result).await {
                 send_last(&tx, status).await;
             }
@@ -180,11 +177,16 @@ where
             return Err(deadline_status());
         }
     };
-    let result = joined.unwrap_or_else(|e| {
+    let result = job_result(joined);
+    gate.settle(result).await
+}
+
+/// A finished blocking job's result; a panic in it is INTERNAL (and logged), never the node's end.
+fn job_result<T>(joined: Result<Result<T, Status>, tokio::task::JoinError>) -> Result<T, Status> {
+    joined.unwrap_or_else(|e| {
         tracing::error!(error = %e, "engine job panicked");
         Err(Status::internal("engine job failed unexpectedly"))
-    });
-    gate.settle(result).await
+    })
 }
 
 /// A stream's last message (an error): waits a little for room, then gives up (the caller stopped
