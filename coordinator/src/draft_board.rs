@@ -59,8 +59,11 @@ pub enum DraftPhaseError {
     Unavailable(String),
     /// A node refused the request itself (bad template, problem too long): the client's error.
     Rejected(Status),
-    /// The pool had no room for the drafts in time (RESOURCE_EXHAUSTED): the client's error too.
-    Busy(Status),
+    /// The pool had no room for the drafts in time: why. A SCoT request already holds its target,
+    /// so the target answers alone; a draft-only one is refused (RESOURCE_EXHAUSTED).
+    Busy(String),
+    /// n is more than the pool may hold at all now (RESOURCE_EXHAUSTED): the client's error.
+    TooMany(Status),
 }
 
 #[derive(Debug, Clone)]

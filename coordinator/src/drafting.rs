@@ -127,11 +127,11 @@ async fn replace(
             start_streams(board, streams, calls)
         }
         Err(DraftPhaseError::Rejected(status)) => Err(DraftPhaseError::Rejected(status)),
-        Err(DraftPhaseError::Unavailable(reason)) => {
+        Err(DraftPhaseError::Unavailable(reason) | DraftPhaseError::Busy(reason)) => {
             tracing::warn!(drafts = ?lost, %reason, "lost drafts not placed again");
             Ok(())
         }
-        Err(DraftPhaseError::Busy(status)) => {
+        Err(DraftPhaseError::TooMany(status)) => {
             tracing::warn!(drafts = ?lost, error = %status.message(), "lost drafts not placed again");
             Ok(())
         }
@@ -191,13 +191,13 @@ async fn place(
         AcquireError::NoNodes(reason) => {
             DraftPhaseError::Unavailable(format!("no draft node reachable: {reason}"))
         }
-        AcquireError::Timeout { waited } => DraftPhaseError::Busy(Status::resource_exhausted(format!(
-            "every draft node is at its in-flight limit ({} drafts per node slot, --draft-node-capacity); waited {} ms for room for {} drafts (--queue-timeout-ms); retry later",
+        AcquireError::Timeout { waited } => DraftPhaseError::Busy(format!(
+            "every draft node is at its in-flight limit ({} drafts per node slot, --draft-node-capacity); waited {} ms for room for {} drafts (--queue-timeout-ms)",
             pool.settings().capacity_per_slot,
             waited.as_millis(),
             indices.len()
-        ))),
-        AcquireError::TooLarge { capacity } => DraftPhaseError::Busy(Status::resource_exhausted(format!(
+        )),
+        AcquireError::TooLarge { capacity } => DraftPhaseError::TooMany(Status::resource_exhausted(format!(
             "n = {} drafts exceed what the draft pool may have in flight ({capacity} drafts over its nodes in routing, --draft-node-capacity per node slot); ask for fewer drafts",
             indices.len()
         ))),

@@ -37,10 +37,14 @@ struct Outcome {
     answer: String,
 }
 
-/// How the draft phase ended: drafts to work with, or none (the target answers alone, for this reason).
+/// How the draft phase ended: drafts to work with, or none, and why.
 enum Drafted {
     Phase(DraftPhase),
+    /// No draft node could write them: the target answers alone.
     Unavailable(String),
+    /// The draft pool had no room in time. A SCoT request holds its target already, so the target
+    /// answers alone rather than the client getting a 429; a draft-only request is refused.
+    Busy(String),
 }
 
 pub struct Solver {
@@ -112,7 +116,7 @@ impl Solver {
         };
         let phase = match self.draft_phase(job, order, emit, stats).await? {
             Drafted::Phase(phase) => phase,
-            Drafted::Unavailable(reason) => {
+            Drafted::Unavailable(reason) | Drafted::Busy(reason) => {
                 return self.fallback(job, target, emit, stats, reason).await
             }
         };
@@ -167,8 +171,8 @@ impl Solver {
         }
     }
 
-    /// The drafts of `order`; a refusal or a full pool is the client's error, no draft at all lets
-    /// the target answer alone.
+    /// The drafts of `order`; a node's refusal of the request, or more drafts than the pool may
+    /// hold, is the client's error.
     async fn draft_phase(
         &self,
         job: &SolveJob,
@@ -179,10 +183,16 @@ impl Solver {
         let started = Instant::now();
         match run_drafts(&self.drafts, order, job.deadline, emit).await {
             Ok(phase) => Ok(Drafted::Phase(phase)),
-            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::Busy(status)) => Err(status),
+            Err(DraftPhaseError::Rejected(status) | DraftPhaseError::TooMany(status)) => {
+                Err(status)
+            }
             Err(DraftPhaseError::Unavailable(reason)) => {
                 stats.drafting_failed(started.elapsed());
                 Ok(Drafted::Unavailable(reason))
+            }
+            Err(DraftPhaseError::Busy(reason)) => {
+                stats.drafting_failed(started.elapsed());
+                Ok(Drafted::Busy(reason))
             }
         }
     }
@@ -260,7 +270,8 @@ impl Solver {
         Ok(decision)
     }
 
-    /// No draft could be written: the target answers alone, saying why.
+    /// No draft could be written (no draft node, or no room in time): the target answers alone,
+    /// saying why.
     async fn fallback(
         &self,
         job: &SolveJob,
@@ -317,6 +328,10 @@ impl Solver {
             Drafted::Phase(phase) => phase,
             Drafted::Unavailable(reason) => {
                 return self.fallback(job, target, emit, stats, reason).await
+            }
+            // Holding no target, a draft-only request is not moved onto one for want of room.
+            Drafted::Busy(reason) => {
+                return Err(Status::resource_exhausted(format!("{reason}; retry later")))
             }
         };
         stats.drafts(&phase, &[]);

@@ -1,7 +1,7 @@
 //! The pools' routing against in-process fake nodes (no models) on loopback gRPC: health checks taking
 //! nodes out of routing and back, a node failing UNAVAILABLE dropped at once, spreading when idle and
-//! packing under load, per-node in-flight limits with the queue and its timeout (RESOURCE_EXHAUSTED,
-//! HTTP 429), the gRPC front door's admission limit, a target lost before any output replaced by
+//! packing under load, per-node in-flight limits with the queue and its timeout (no draft room: the
+//! target answers alone; no target room: RESOURCE_EXHAUSTED, HTTP 429), the gRPC front door's admission limit, a target lost before any output replaced by
 //! another (after output, the client's error), a stalled node's calls failed by keepalive, readiness
 //! following the target pool, and the drain on shutdown.
 
@@ -15,7 +15,7 @@ use fakes::{
     eventually, finish, open, request, serve_coordinator, serve_draft, serve_target, FakeDraft,
     FakeTarget,
 };
-use scot_proto::{solve_event, AnswerPath};
+use scot_proto::{solve_event, AnswerPath, SolveMode};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -270,13 +270,14 @@ async fn a_full_pool_queues_and_an_oversized_request_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_request_times_out_with_resource_exhausted() {
+async fn a_request_without_draft_room_in_time_is_answered_by_its_target() {
     let node = Arc::new(FakeDraft::paused());
     let drafts = vec![serve_draft(node.clone()).await.address];
-    let target = serve_target(Arc::new(FakeTarget::default())).await;
+    let target = Arc::new(FakeTarget::default());
+    let served = serve_target(target.clone()).await;
     let coordinator = serve_coordinator(
         &drafts,
-        &target.address,
+        &served.address,
         &["--draft-node-capacity", "2", "--queue-timeout-ms", "100"],
     )
     .await;
@@ -285,17 +286,36 @@ async fn a_queued_request_times_out_with_resource_exhausted() {
         node.call_count() == 1
     })
     .await;
-    let status = finish(open(&coordinator.url, request(1)).await.unwrap())
+    // SCoT: the request already holds its target, which thinks alone once the wait is over.
+    let (_, result) = finish(open(&coordinator.url, request(1)).await.unwrap())
+        .await
+        .unwrap();
+    let stats = result.stats.unwrap();
+    assert_eq!(stats.path, AnswerPath::TargetFallback as i32);
+    assert!(
+        stats.fallback_reason.contains("in-flight limit")
+            && stats.fallback_reason.contains("--queue-timeout-ms"),
+        "{}",
+        stats.fallback_reason
+    );
+    assert!(!result.answer.is_empty());
+    assert_eq!(target.generates.load(Ordering::SeqCst), 1);
+    // Draft-only holds no target: it is refused, naming the limit.
+    let mut draft_only = request(1);
+    if let Some(options) = draft_only.options.as_mut() {
+        options.mode = SolveMode::DraftOnly as i32;
+    }
+    let status = finish(open(&coordinator.url, draft_only).await.unwrap())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(
-        status.message().contains("in-flight limit")
-            && status.message().contains("--queue-timeout-ms"),
+        status.message().contains("in-flight limit") && status.message().contains("retry later"),
         "{}",
         status.message()
     );
-    assert_eq!(node.call_count(), 1);
+    assert_eq!(target.generates.load(Ordering::SeqCst), 1);
+    assert_eq!(node.call_count(), 1, "the node got more than its capacity");
     node.resume();
     finish(first).await.unwrap();
 }
@@ -373,33 +393,29 @@ async fn http_gets_a_429_when_the_queue_times_out() {
         &target.address,
         "--draft-nodes",
         &draft,
-        "--draft-node-capacity",
-        "2",
+        "--target-node-capacity",
+        "1",
         "--queue-timeout-ms",
         "100",
     ]);
     let addr = common::serve_coordinator_http(&config, CancellationToken::new()).await;
-    let body = |n: u32| {
-        format!(
-            r#"{{"model": "scot", "n_drafts": {n}, "messages": [{{"role": "user", "content": "What is 2+3?"}}]}}"#
-        )
-    };
-    let first_body = body(2);
+    let body = r#"{"model": "scot", "n_drafts": 1, "messages": [{"role": "user", "content": "What is 2+3?"}]}"#;
+    // The first request holds the only target place while its draft runs.
     let first = tokio::spawn(async move {
-        common::http_request(addr, "POST", "/v1/chat/completions", &[], &first_body).await
+        common::http_request(addr, "POST", "/v1/chat/completions", &[], body).await
     });
     eventually("the first request is on the node", || async {
         node.call_count() == 1
     })
     .await;
     let (status, head, response) =
-        common::http_request(addr, "POST", "/v1/chat/completions", &[], &body(1)).await;
+        common::http_request(addr, "POST", "/v1/chat/completions", &[], body).await;
     assert_eq!(status, 429, "{response}");
     assert!(
         head.to_ascii_lowercase().contains("retry-after: 1"),
         "{head}"
     );
-    assert!(response.contains("in-flight limit"), "{response}");
+    assert!(response.contains("every target node"), "{response}");
     assert!(response.contains("over_capacity"), "{response}");
     node.resume();
     let (status, _, response) = first.await.unwrap();

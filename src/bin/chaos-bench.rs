@@ -1,7 +1,7 @@
 //! `chaos-bench`: what happens to requests when nodes die, stall, drain or are overrun, on a real local
 //! cluster (node processes with real models on loopback, the coordinator as a process). Prints one
-//! markdown table row per scenario: sent / completed / retried / migrated / replaced / lost, text
-//! checks and latency percentiles.
+//! markdown table row per scenario: sent / completed / retried / migrated / replaced / lost / answered
+//! by the target alone (no draft room or node), text checks and latency percentiles.
 //!
 //! Scenarios (each on a fresh cluster):
 //! - `baseline`: the chaos scenario's cluster and load with no fault (the reference row).
@@ -28,7 +28,7 @@ use clap::Parser;
 use scot::cluster::{ClusterSpec, LocalCluster, NodeProcess};
 use scot_client::{status_text, SolveClient};
 use scot_proto::solve_event::Event;
-use scot_proto::{GeneratePhase, SolveMode, SolveOptions, SolveRequest};
+use scot_proto::{AnswerPath, GeneratePhase, SolveMode, SolveOptions, SolveRequest};
 use tonic::Code;
 
 #[derive(Parser, Debug, Clone)]
@@ -97,6 +97,8 @@ struct Outcome {
     retries: u32,
     migrations: u32,
     replaced: u32,
+    /// Answered by the target alone (no draft node, or no draft room in time).
+    fallback: bool,
     /// The streamed text differed from the result's (text repeated or missing).
     text_mismatch: bool,
 }
@@ -170,6 +172,7 @@ async fn solve(client: SolveClient, cli: Cli, i: usize) -> Outcome {
             outcome.retries = stats.target_retries;
             outcome.migrations = stats.target_migrations;
             outcome.replaced = stats.drafts_replaced;
+            outcome.fallback = stats.path == AnswerPath::TargetFallback as i32;
             outcome.text_mismatch = phase_text(&answer, false) != result.answer.trim()
                 || (!thinking.is_empty()
                     && phase_text(&thinking, true) != phase_text(&result.reasoning, true));
@@ -246,12 +249,13 @@ fn row(scenario: &str, outcomes: &[Outcome], cli: &Cli, notes: &str) -> String {
         .count();
     let lost = outcomes.len() - completed.len() - refused;
     format!(
-        "| {scenario} | {} | {} | {refused} | {lost} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {notes} |",
+        "| {scenario} | {} | {} | {refused} | {lost} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {notes} |",
         outcomes.len(),
         completed.len(),
         outcomes.iter().map(|o| o.retries).sum::<u32>(),
         outcomes.iter().map(|o| o.migrations).sum::<u32>(),
         outcomes.iter().map(|o| o.replaced).sum::<u32>(),
+        outcomes.iter().filter(|o| o.fallback).count(),
         outcomes.iter().filter(|o| o.text_mismatch).count(),
         outcomes.iter().filter(|o| o.wall > deadline).count(),
         percentile(&mut walls, 0.5),
@@ -583,8 +587,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("{row}");
         rows.push(row);
     }
-    println!("| scenario | sent | completed | refused (429) | lost | retried | migrated | drafts replaced | text mismatches | over deadline | p50 s | p99 s | what happened |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | sent | completed | refused (429) | lost | retried | migrated | drafts replaced | target alone | text mismatches | over deadline | p50 s | p99 s | what happened |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
