@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use scot_proto::limits::MAX_REQUEST_ID;
 use scot_proto::SolveRequest;
-use tokio::sync::mpsc;
 
 use crate::admission::Admission;
 use crate::config::SolveDefaults;
+use crate::event_queue::EventReceiver;
 use crate::metrics::{metrics, Api, Outcome};
 use crate::request_fit::check_fit;
 use crate::solve::{SolveJob, Solver};
-use crate::solve_task::{spawn_solve, EventResult};
+use crate::solve_task::spawn_solve;
 use crate::validation::{validate_request, Field, InvalidRequest};
 
 /// What the front door needs from the door a request came through.
@@ -60,7 +60,7 @@ impl Refused {
 /// error. Dropping `events` cancels the request.
 pub struct Started {
     pub request_id: String,
-    pub events: mpsc::UnboundedReceiver<EventResult>,
+    pub events: EventReceiver,
 }
 
 pub struct FrontDoor {

@@ -4,7 +4,7 @@
 //! - wiring: `config` (flags) → `server` (pools, Solver, front door; serves both doors)
 //! - doors: `service` (gRPC Solve), `http` (OpenAI-compatible API, probes, metrics) → `front_door`
 //!   (admission, `validation`, `request_fit` against the nodes' reported limits, request id) →
-//!   `solve_task` (one request on its own task)
+//!   `solve_task` (one request on its own task, its events to the client through `event_queue`)
 //! - one request: `solve` (the phases, recorded by `solve_stats`) → `drafting` (places the drafts and
 //!   reads their streams onto the `draft_board`; `straggler`) → `selection_policy` → `request_target`
 //!   (selection and the answer on a target, made again on another when one fails before any output)
@@ -17,6 +17,7 @@ mod config;
 mod draft_board;
 mod draft_pool;
 mod drafting;
+mod event_queue;
 mod front_door;
 mod http;
 mod metrics;

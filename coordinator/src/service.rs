@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use scot_proto::coordinator_service_server::CoordinatorService;
-use scot_proto::{SolveEvent, SolveRequest};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use scot_proto::SolveRequest;
 use tonic::{Request, Response, Status};
 
+use crate::event_queue::EventStream;
 use crate::front_door::{BadRequestId, Door, FrontDoor, Refused};
 use crate::metrics::Api;
 
@@ -24,7 +24,7 @@ impl CoordinatorServiceImpl {
 
 #[tonic::async_trait]
 impl CoordinatorService for CoordinatorServiceImpl {
-    type SolveStream = UnboundedReceiverStream<Result<SolveEvent, Status>>;
+    type SolveStream = EventStream;
 
     async fn solve(
         &self,
@@ -39,7 +39,7 @@ impl CoordinatorService for CoordinatorServiceImpl {
             .front
             .start(request.into_inner(), door)
             .map_err(|refused| refusal_status(&refused))?;
-        Ok(Response::new(UnboundedReceiverStream::new(started.events)))
+        Ok(Response::new(started.events.into_stream()))
     }
 }
 

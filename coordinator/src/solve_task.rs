@@ -1,22 +1,21 @@
 //! One admitted request run on its own task, the same for both front doors: its events (and its
-//! phase/outcome metrics) go to a channel whose last item is the Result event or the error. Dropping the
-//! receiver (client gone) cancels the request and its work on the nodes; its deadline applies.
+//! phase/outcome metrics) go to its `event_queue`, whose last item is the Result event or the error.
+//! Dropping the receiver (client gone) cancels the request and its work on the nodes; its deadline
+//! applies.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::SolveEvent;
-use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::Instrument;
 
 use crate::admission::Admitted;
+use crate::event_queue::{event_queue, EventReceiver};
 use crate::metrics::{Api, RequestTracker};
 use crate::solve::{SolveJob, Solver};
 use crate::timing::Deadline;
-
-pub type EventResult = Result<SolveEvent, Status>;
 
 /// Runs `job` on the Solver on a new task; `admitted` (its place) is held until it ends.
 pub fn spawn_solve(
@@ -24,8 +23,8 @@ pub fn spawn_solve(
     job: SolveJob,
     api: Api,
     admitted: Admitted,
-) -> mpsc::UnboundedReceiver<EventResult> {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> EventReceiver {
+    let (tx, rx) = event_queue();
     let span = tracing::info_span!("solve", request_id = %job.request_id);
     tokio::spawn(
         async move {
@@ -35,7 +34,7 @@ pub fn spawn_solve(
             let observer = tracker.clone();
             let emit = move |event: SolveEvent| {
                 observer.observe(&event);
-                let _ = events.send(Ok(event));
+                events.send(Ok(event));
             };
             let work = solver.solve(&job, &emit);
             let outcome = tokio::select! {
@@ -59,14 +58,14 @@ pub fn spawn_solve(
                             "solve finished"
                         );
                     }
-                    let _ = tx.send(Ok(SolveEvent {
+                    tx.send(Ok(SolveEvent {
                         event: Some(SolveEventKind::Result(result)),
                     }));
                 }
                 Err(status) => {
                     tracker.failed(&status);
                     tracing::warn!(code = ?status.code(), error = %status.message(), "solve failed");
-                    let _ = tx.send(Err(status));
+                    tx.send(Err(status));
                 }
             }
         }

@@ -15,8 +15,6 @@ use axum::Json;
 use futures::stream::{self, StreamExt};
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{SolveEvent, SolveRequest};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
 use tracing::Instrument;
 
@@ -25,9 +23,9 @@ use super::completion::{chat_completion, CompletionMeta};
 use super::request_mapping::{map_request, parse_body, refusal_error, MappedRequest};
 use super::sse_chunks::ChunkBuilder;
 use super::{unix_now, HttpState};
+use crate::event_queue::EventReceiver;
 use crate::front_door::{BadRequestId, Door, Started};
 use crate::metrics::{metrics, Api, Outcome};
-use crate::solve_task::EventResult;
 
 pub async fn chat_completions(
     State(state): State<Arc<HttpState>>,
@@ -105,10 +103,7 @@ fn header_request_id(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn collect_response(
-    mut events: mpsc::UnboundedReceiver<EventResult>,
-    meta: &CompletionMeta,
-) -> Response {
+async fn collect_response(mut events: EventReceiver, meta: &CompletionMeta) -> Response {
     while let Some(event) = events.recv().await {
         match event {
             Ok(SolveEvent {
@@ -121,12 +116,9 @@ async fn collect_response(
     ApiError::from_status(&Status::internal("the request ended without a result")).into_response()
 }
 
-fn stream_response(
-    events: mpsc::UnboundedReceiver<EventResult>,
-    mut chunks: ChunkBuilder,
-) -> Response {
+fn stream_response(events: EventReceiver, mut chunks: ChunkBuilder) -> Response {
     let opening = sse_json(&chunks.opening());
-    let body = UnboundedReceiverStream::new(events).flat_map(move |event| {
+    let body = events.into_stream().flat_map(move |event| {
         let out: Vec<Event> = match event {
             Ok(event) => {
                 let last = matches!(event.event, Some(SolveEventKind::Result(_)));
