@@ -156,14 +156,19 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
         ),
         "{status:?}"
     );
-    // The nodes are idle again, their whole budget free.
+    // The nodes are idle again, their whole budget free (a job gives its KV back just after its
+    // last message, so a busy machine may show it for a moment).
     for node in cluster.targets.iter().chain(&cluster.drafts) {
-        let report = load_report(&node.url).await;
-        assert_eq!(
-            (report.running, report.waiting, report.kv_free_tokens),
-            (0, 0, BUDGET_POSITIONS),
-            "{}",
-            node.name
-        );
+        let idle = (0, 0, BUDGET_POSITIONS);
+        let mut seen = None;
+        for _ in 0..100 {
+            let report = load_report(&node.url).await;
+            seen = Some((report.running, report.waiting, report.kv_free_tokens));
+            if seen == Some(idle) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen, Some(idle), "{} not idle after 10 s", node.name);
     }
 }

@@ -16,8 +16,9 @@ use crate::node_stop::NodeStop;
 const LISTEN_POLL: Duration = Duration::from_millis(200);
 
 /// Runs `serve` (the node's load-then-serve future, which drains on `stop`); with etcd configured,
-/// registers the node while it serves and deregisters it as soon as `stop` is requested. Without etcd
-/// this is just `serve.await`.
+/// registers the node while it serves and deregisters it as soon as a requested stop has turned it
+/// NOT_SERVING (so whoever still finds it in etcd sees it draining). Without etcd this is just
+/// `serve.await`.
 pub async fn serve_registered<T>(
     args: &RegistrationArgs,
     kind: NodeKind,
@@ -47,7 +48,7 @@ pub async fn serve_registered<T>(
     tracing::info!(%listen, kind = kind.as_str(), "serving; registering in etcd");
     let output = tokio::select! {
         output = &mut serve => output,
-        () = stop.requested() => {
+        () = stop.refuses_new_work() => {
             deregister(registration.take()).await;
             serve.await
         }

@@ -102,6 +102,7 @@ where
             .set_service_status(S::NAME, ServingStatus::NotServing)
             .await;
         node.gate.start_draining();
+        stop.refusing_new_work();
         tracing::info!(
             accepted = node.gate.accepted(),
             grace_secs = stop.grace().as_secs(),

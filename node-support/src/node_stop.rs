@@ -16,6 +16,8 @@ pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 80;
 #[derive(Debug, Clone)]
 pub struct NodeStop {
     requested: CancellationToken,
+    /// Set once health says NOT_SERVING and new work is refused: only then does the node leave etcd.
+    refusing: CancellationToken,
     grace: Duration,
 }
 
@@ -23,6 +25,7 @@ impl NodeStop {
     pub fn new(grace: Duration) -> Self {
         Self {
             requested: CancellationToken::new(),
+            refusing: CancellationToken::new(),
             grace,
         }
     }
@@ -50,6 +53,16 @@ impl NodeStop {
     /// Resolves once a stop was requested.
     pub async fn requested(&self) {
         self.requested.cancelled().await;
+    }
+
+    /// Called by the server once it answers NOT_SERVING and refuses new work.
+    pub fn refusing_new_work(&self) {
+        self.refusing.cancel();
+    }
+
+    /// Resolves once the server answers NOT_SERVING and refuses new work.
+    pub async fn refuses_new_work(&self) {
+        self.refusing.cancelled().await;
     }
 
     pub fn is_requested(&self) -> bool {

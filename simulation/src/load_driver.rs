@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 use crate::direct_baseline::solve_direct;
 use crate::error::Result;
 use crate::solve_outcome::SolveOutcome;
-use crate::synthetic_text::filler_text;
+use crate::synthetic_text::{filler_text, token_count};
 
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
@@ -69,7 +69,8 @@ pub async fn solve_one(
     let result = client
         .solve(request, None, |event| match event {
             Event::DraftingStarted(started) => draft_nodes = started.nodes.len(),
-            Event::Token(_) => streamed_tokens += 1,
+            // Counted in words: tokens the client had not read yet arrive merged.
+            Event::Token(token) => streamed_tokens += token_count(&token.text),
             _ => {}
         })
         .await;

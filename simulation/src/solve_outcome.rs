@@ -16,7 +16,7 @@ pub struct SolveOutcome {
     pub drafts: usize,
     /// Draft nodes the request's drafts were spread over (DraftingStarted).
     pub draft_nodes: usize,
-    /// Target tokens streamed to the client.
+    /// Target tokens streamed to the client (simulated tokens are words).
     pub streamed_tokens: usize,
 }
 
