@@ -15,7 +15,9 @@ def lines(run):
         out[row["id"]] = row
     return out
 
-mine, theirs = lines(here), lines(reference)
+# A second argument: the run to check (default: this folder).
+mine_dir = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else here
+mine, theirs = lines(mine_dir), lines(reference)
 different = 0
 for pid, row in sorted(mine.items()):
     ref = theirs.get(pid)
