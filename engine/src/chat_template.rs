@@ -13,9 +13,20 @@ use candle_core::quantized::gguf_file;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
 
+use crate::bounded_read::{read_text, MAX_CONFIG_BYTES};
 use crate::error::{EngineError, Result};
 
 const TEMPLATE_NAME: &str = "chat";
+
+/// Instructions one render may run (minijinja fuel). The models' own templates use a few hundred per
+/// message; a template that loops over `range(100000)` twice runs out instead of hanging a worker.
+pub const FUEL: u64 = 2_000_000;
+
+/// Output one render may write beyond its messages' own bytes (the turn markup around them).
+const OUTPUT_ALLOWANCE: usize = 1 << 20;
+
+/// What the template must render at load: one user turn, as scot sends them.
+const SAMPLE_USER_TEXT: &str = "Sample question: what is 1 + 1?";
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -57,6 +68,7 @@ impl ChatTemplate {
         eos_token: Option<String>,
     ) -> Result<Self> {
         let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
         // Jinja2 settings used by transformers' apply_chat_template.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -103,6 +115,7 @@ impl ChatTemplate {
         let bos = token_text("tokenizer.ggml.bos_token_id");
         let eos = token_text("tokenizer.ggml.eos_token_id");
         Self::new(source, bos, eos)
+            .and_then(Self::checked)
             .map(Some)
             .map_err(|e| EngineError::ChatTemplate(format!("{}: {e}", path.display())))
     }
@@ -112,7 +125,7 @@ impl ChatTemplate {
     /// `bos_token` / `eos_token` come from tokenizer_config.json (plain strings or `{"content": ...}`).
     pub fn from_tokenizer_config(dir: &Path) -> Result<Option<Self>> {
         let config_path = dir.join("tokenizer_config.json");
-        let config: serde_json::Value = match std::fs::read_to_string(&config_path) {
+        let config: serde_json::Value = match read_text(&config_path, MAX_CONFIG_BYTES) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
                 EngineError::ChatTemplate(format!("{}: invalid JSON: {e}", config_path.display()))
             })?,
@@ -125,7 +138,7 @@ impl ChatTemplate {
             }
         };
         let jinja_path = dir.join("chat_template.jinja");
-        let (source, origin) = match std::fs::read_to_string(&jinja_path) {
+        let (source, origin) = match read_text(&jinja_path, MAX_CONFIG_BYTES) {
             Ok(text) => (Some(text), jinja_path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 (template_from_config(&config), config_path)
@@ -148,8 +161,31 @@ impl ChatTemplate {
             }
         };
         Self::new(source, special("bos_token"), special("eos_token"))
+            .and_then(Self::checked)
             .map(Some)
             .map_err(|e| EngineError::ChatTemplate(format!("{}: {e}", origin.display())))
+    }
+
+    /// A template from a model file is rendered once at load, as scot will render it (a user turn
+    /// with and without the generation prompt, a user + assistant turn), so one that fails, loops or
+    /// drops the user's text fails the load instead of the first request.
+    fn checked(self) -> Result<Self> {
+        let user = ChatMessage::new("user", SAMPLE_USER_TEXT);
+        let assistant = ChatMessage::new("assistant", "Sample answer.");
+        for (messages, generation) in [
+            (vec![user.clone()], true),
+            (vec![user.clone(), assistant], false),
+        ] {
+            let out = self
+                .render(&messages, generation)
+                .map_err(|e| EngineError::ChatTemplate(format!("test render at load: {e}")))?;
+            if !out.contains(SAMPLE_USER_TEXT) {
+                return Err(EngineError::ChatTemplate(
+                    "test render at load: the output does not contain the user's message".into(),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     pub fn source(&self) -> &str {
@@ -166,20 +202,67 @@ impl ChatTemplate {
 
     /// Renders the conversation; with `add_generation_prompt` the text ends with the assistant turn's
     /// opening (e.g. `<|im_start|>assistant\n`). Errors raised by the template (`raise_exception`,
-    /// unsupported roles) come back as `EngineError::ChatTemplate`.
+    /// unsupported roles) come back as `EngineError::ChatTemplate`, and so does a render that runs
+    /// out of fuel ([`FUEL`]) or writes more than its messages plus 1 MiB.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| EngineError::ChatTemplate(describe(&e)))?;
-        template
-            .render(context! {
+        let content_bytes: usize = messages
+            .iter()
+            .map(|m| m.content.len() + m.role.len())
+            .sum();
+        let mut out = CappedOutput {
+            bytes: Vec::new(),
+            limit: content_bytes
+                .saturating_mul(2)
+                .saturating_add(OUTPUT_ALLOWANCE),
+            overflowed: false,
+        };
+        let rendered = template.render_captured_to(
+            context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.as_deref().unwrap_or(""),
                 eos_token => self.eos_token.as_deref().unwrap_or(""),
-            })
-            .map_err(|e| EngineError::ChatTemplate(format!("rendering failed: {}", describe(&e))))
+            },
+            &mut out,
+        );
+        if let Err(e) = rendered {
+            let reason = if out.overflowed {
+                format!("the output is longer than {} bytes", out.limit)
+            } else {
+                describe(&e)
+            };
+            return Err(EngineError::ChatTemplate(format!(
+                "rendering failed: {reason}"
+            )));
+        }
+        String::from_utf8(out.bytes)
+            .map_err(|_| EngineError::ChatTemplate("rendering produced invalid UTF-8".into()))
+    }
+}
+
+/// A render's output, refusing to grow past `limit` bytes.
+struct CappedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -6,10 +6,21 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file;
 use serde_json::Value as Json;
 
+use crate::bounded_read::{read_text, MAX_CONFIG_BYTES};
 use crate::error::{EngineError, Result};
 
 /// Largest context length accepted from a model file (RoPE tables are built for the whole context).
 const MAX_CONTEXT: usize = 1 << 21;
+
+/// Upper bounds on the decoder's shape read from a model file: far above any released model, low
+/// enough that nothing sized from them (the layer list, expected weight shapes, `heads × head_dim`)
+/// overflows or asks for absurd memory before the tensors themselves are checked against them.
+const MAX_LAYERS: usize = 1 << 10;
+const MAX_HEADS: usize = 1 << 10;
+const MAX_HEAD_DIM: usize = 1 << 10;
+const MAX_HIDDEN: usize = 1 << 17;
+const MAX_INTERMEDIATE: usize = 1 << 20;
+const MAX_VOCAB: usize = 1 << 22;
 
 /// Decoder families the engine implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,28 +109,22 @@ impl Hyperparams {
             key: key.to_string(),
             reason,
         };
-        for (key, v) in [
-            ("block_count", self.n_layer),
-            ("head_count", self.n_head),
-            ("head_count_kv", self.n_kv_head),
-            ("head_dim", self.head_dim),
-            ("embedding_length", self.hidden),
-            ("feed_forward_length", self.intermediate),
-            ("vocab_size", self.vocab_size),
-            ("context_length", self.context_length),
+        for (key, v, max) in [
+            ("block_count", self.n_layer, MAX_LAYERS),
+            ("head_count", self.n_head, MAX_HEADS),
+            ("head_count_kv", self.n_kv_head, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+            ("embedding_length", self.hidden, MAX_HIDDEN),
+            ("feed_forward_length", self.intermediate, MAX_INTERMEDIATE),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("context_length", self.context_length, MAX_CONTEXT),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be positive".into()));
             }
-        }
-        if self.context_length > MAX_CONTEXT {
-            return Err(bad(
-                "context_length",
-                format!(
-                    "{} exceeds the supported {MAX_CONTEXT}",
-                    self.context_length
-                ),
-            ));
+            if v > max {
+                return Err(bad(key, format!("{v} exceeds the supported {max}")));
+            }
         }
         if !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(bad(
@@ -306,7 +311,7 @@ fn json_ids(v: Option<&Json>) -> Vec<u32> {
 /// Reads and validates `config.json` of a Hugging Face model folder.
 pub(crate) fn hf_config(dir: &Path) -> Result<HfConfig> {
     let path: PathBuf = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
+    let text = read_text(&path, MAX_CONFIG_BYTES).map_err(|source| EngineError::Io {
         path: path.clone(),
         source,
     })?;
@@ -398,7 +403,7 @@ pub(crate) fn hf_config(dir: &Path) -> Result<HfConfig> {
     hp.validate(&path)?;
     let mut eos_token_ids = json_ids(obj.get("eos_token_id"));
     // generation_config.json often lists more end tokens (e.g. Qwen's <|im_end|> and <|endoftext|>).
-    if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
+    if let Ok(text) = read_text(&dir.join("generation_config.json"), MAX_CONFIG_BYTES) {
         if let Ok(gen) = serde_json::from_str::<Json>(&text) {
             for id in json_ids(gen.get("eos_token_id")) {
                 if !eos_token_ids.contains(&id) {

@@ -6,6 +6,7 @@
 //! (selection).
 
 mod batch;
+mod bounded_read;
 pub mod chat_template;
 pub mod collective;
 mod collective_cpu;
@@ -15,6 +16,7 @@ mod config;
 mod device;
 pub mod error;
 mod generation;
+pub mod gguf_header;
 mod kv_cache;
 mod linear;
 pub mod lora;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::bounded_read::{read_text, MAX_CONFIG_BYTES};
 use crate::error::{EngineError, Result};
 
 /// The parts of PEFT's adapter_config.json that decide how the adapter is merged.
@@ -67,7 +68,7 @@ impl LoraAdapter {
             reason,
         };
         let config_path = dir.join("adapter_config.json");
-        let config_text = std::fs::read_to_string(&config_path)
+        let config_text = read_text(&config_path, MAX_CONFIG_BYTES)
             .map_err(|e| fail(format!("cannot read adapter_config.json: {e}")))?;
         let raw: serde_json::Value = serde_json::from_str(&config_text)
             .map_err(|e| fail(format!("adapter_config.json is not valid JSON: {e}")))?;

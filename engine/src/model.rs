@@ -224,14 +224,16 @@ impl Model {
         let chat_template = ChatTemplate::from_gguf(&file.content, path)?;
         let mut eos = Vec::new();
         for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-            if let Some(id) = meta.uint(key)? {
-                eos.push(id as u32);
+            // An id past u32 cannot be a token; end_tokens drops ids outside the vocabulary.
+            if let Some(id) = meta.uint(key)?.and_then(|id| u32::try_from(id).ok()) {
+                eos.push(id);
             }
         }
         let bos_token_id = match meta.bool("tokenizer.ggml.add_bos_token")? {
             Some(true) => meta
                 .uint("tokenizer.ggml.bos_token_id")?
-                .map(|id| id as u32),
+                .and_then(|id| u32::try_from(id).ok())
+                .filter(|&id| (id as usize) < vocab_rows),
             _ => None,
         };
         let name = meta
@@ -298,7 +300,7 @@ impl Model {
                 context_length,
                 vocab_size,
                 eos_token_ids: end_tokens(&tokenizer, cfg.eos_token_ids, vocab_size),
-                bos_token_id: cfg.bos_token_id,
+                bos_token_id: cfg.bos_token_id.filter(|&id| (id as usize) < vocab_size),
                 kv_bytes_per_token,
             },
             transformer,

@@ -23,6 +23,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::tokenizer::SplitDelimiterBehavior;
 use tokenizers::AddedToken;
 
+use crate::bounded_read::{read_text, MAX_TOKENIZER_BYTES};
 use crate::error::{EngineError, Result};
 
 /// The tokens that open and close a model's own chain of thought (`<think>` / `</think>`).
@@ -144,8 +145,10 @@ impl TextTokenizer {
 
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(tokenizer_json)
-            .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
+        let fail = |e: String| EngineError::Tokenizer(format!("{}: {e}", tokenizer_json.display()));
+        let text =
+            read_text(tokenizer_json, MAX_TOKENIZER_BYTES).map_err(|e| fail(e.to_string()))?;
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| fail(format!("{e}")))?;
         Ok(Self::wrap(inner))
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::{Architecture, Hyperparams};
 use crate::error::{EngineError, Result};
+use crate::gguf_header::check_gguf_header;
 use crate::linear::Linear;
 use crate::rope::Rope;
 use crate::transformer::{Block, TokenEmbedding, Transformer};
@@ -32,15 +34,27 @@ pub(crate) struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|source| EngineError::Io {
+        let file = File::open(path).map_err(|source| EngineError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let content =
-            gguf_file::Content::read(&mut file).map_err(|e| EngineError::InvalidModelFile {
+        let invalid = |reason: String| EngineError::InvalidModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // scot's limits first: candle trusts some header fields (see gguf_header).
+        let mut reader = BufReader::new(&file);
+        check_gguf_header(&mut reader)
+            .map_err(|e| invalid(format!("not a readable GGUF file ({e})")))?;
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|source| EngineError::Io {
                 path: path.to_path_buf(),
-                reason: format!("not a readable GGUF file ({e})"),
+                source,
             })?;
+        let content = gguf_file::Content::read(&mut reader)
+            .map_err(|e| invalid(format!("not a readable GGUF file ({e})")))?;
+        drop(reader);
         Ok(Self {
             path: path.to_path_buf(),
             content,

@@ -185,11 +185,11 @@ fn tokenizer_config_folder_template() {
     // chat_template.jinja takes precedence over tokenizer_config.json.
     std::fs::write(
         dir.path().join("chat_template.jinja"),
-        "J{{ messages | length }}",
+        "J{{ messages | length }}{% for m in messages %}:{{ m.content }}{% endfor %}",
     )
     .unwrap();
     let t = ChatTemplate::from_tokenizer_config(dir.path())
         .unwrap()
         .unwrap();
-    assert_eq!(t.render(&msgs(&[("user", "hi")]), true).unwrap(), "J1");
+    assert_eq!(t.render(&msgs(&[("user", "hi")]), true).unwrap(), "J1:hi");
 }
