@@ -218,6 +218,7 @@ pub async fn serve(
     );
     let grpc = Server::builder()
         .layer(scot_telemetry::GrpcServerLayer)
+        .layer(scot_proto::RequestDecodeLayer)
         .add_service(health_service)
         .add_service(coordinator.grpc_service())
         .serve_with_shutdown(config.listen, stop.clone().cancelled_owned());

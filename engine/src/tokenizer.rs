@@ -8,7 +8,8 @@
 //! candle's own `TokenizerFromGguf` gets SmolLM2 wrong (it adds a prefix space and does not split digits)
 //! and marks unused/user-defined tokens special, hence this builder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
@@ -21,7 +22,8 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::tokenizer::SplitDelimiterBehavior;
-use tokenizers::AddedToken;
+use tokenizers::PreTokenizer as _;
+use tokenizers::{AddedToken, Model as _, Normalizer as _, OffsetType, PreTokenizedString};
 
 use crate::bounded_read::{read_text, MAX_TOKENIZER_BYTES};
 use crate::error::{EngineError, Result};
@@ -36,6 +38,7 @@ pub struct ThinkingMarkers {
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     special_ids: HashSet<u32>,
+    added: AddedTokens,
 }
 
 // llama.cpp's `llama_token_type` values in `tokenizer.ggml.token_type`.
@@ -153,13 +156,18 @@ impl TextTokenizer {
     }
 
     fn wrap(inner: tokenizers::Tokenizer) -> Self {
-        let special_ids = inner
-            .get_added_tokens_decoder()
-            .into_iter()
+        let decoder = inner.get_added_tokens_decoder();
+        let special_ids = decoder
+            .iter()
             .filter(|(_, t)| t.special)
-            .map(|(id, _)| id)
+            .map(|(&id, _)| id)
             .collect();
-        Self { inner, special_ids }
+        let added = AddedTokens::new(decoder);
+        Self {
+            inner,
+            special_ids,
+            added,
+        }
     }
 
     /// Encodes text; special tokens written in the text (`<|im_start|>`) become their ids.
@@ -170,6 +178,77 @@ impl TextTokenizer {
             .encode(text, add_special_tokens)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes a prompt in which the byte ranges `untrusted` came from outside (a user's problem, a
+    /// model's draft): added tokens (`<|im_start|>`, `</think>`) are matched only outside them, so
+    /// inside them they are plain text. With no untrusted text the result is exactly
+    /// `encode(text, false)`: the text is cut at the same added tokens and each piece between them
+    /// goes through the same normalizer, pre-tokenizer and model.
+    pub fn encode_with_untrusted(
+        &self,
+        text: &str,
+        untrusted: &[Range<usize>],
+    ) -> Result<Vec<u32>> {
+        let mut trusted = Vec::with_capacity(untrusted.len() + 1);
+        let mut at = 0;
+        for r in untrusted {
+            if r.start < at
+                || r.end < r.start
+                || r.end > text.len()
+                || !text.is_char_boundary(r.start)
+                || !text.is_char_boundary(r.end)
+            {
+                return Err(EngineError::Tokenizer(format!(
+                    "untrusted range {r:?} is not a sorted character range of the {}-byte prompt",
+                    text.len()
+                )));
+            }
+            trusted.push(at..r.start);
+            at = r.end;
+        }
+        trusted.push(at..text.len());
+        let mut ids = Vec::new();
+        let mut piece_start = 0;
+        for segment in trusted {
+            let mut pos = segment.start;
+            while pos < segment.end {
+                match self
+                    .added
+                    .match_at(text, pos, piece_start.max(segment.start)..segment.end)
+                {
+                    Some((found, id)) => {
+                        self.encode_plain(&text[piece_start..found.start], &mut ids)?;
+                        ids.push(id);
+                        piece_start = found.end;
+                        pos = found.end;
+                    }
+                    None => pos += text[pos..].chars().next().map_or(1, char::len_utf8),
+                }
+            }
+        }
+        self.encode_plain(&text[piece_start..], &mut ids)?;
+        Ok(ids)
+    }
+
+    /// Normalizer, pre-tokenizer and model on `piece`, without matching any added token.
+    fn encode_plain(&self, piece: &str, ids: &mut Vec<u32>) -> Result<()> {
+        if piece.is_empty() {
+            return Ok(());
+        }
+        let err = |e: tokenizers::Error| EngineError::Tokenizer(e.to_string());
+        let mut pre = PreTokenizedString::from(piece);
+        if let Some(normalizer) = self.inner.get_normalizer() {
+            pre.normalize(|s| normalizer.normalize(s)).map_err(err)?;
+        }
+        if let Some(pre_tokenizer) = self.inner.get_pre_tokenizer() {
+            pre_tokenizer.pre_tokenize(&mut pre).map_err(err)?;
+        }
+        let model = self.inner.get_model();
+        pre.tokenize(|s| model.tokenize(s.get())).map_err(err)?;
+        let encoding = pre.into_encoding(None, 0, OffsetType::None).map_err(err)?;
+        ids.extend_from_slice(encoding.get_ids());
+        Ok(())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
@@ -207,6 +286,70 @@ impl TextTokenizer {
     /// The underlying Hugging Face tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+}
+
+/// The added tokens (special or not) as the tokenizer matches them in text: leftmost, longest first,
+/// with their `lstrip` / `rstrip` / `single_word` options.
+struct AddedTokens {
+    /// By first byte, longest first.
+    by_first_byte: HashMap<u8, Vec<(AddedToken, u32)>>,
+}
+
+impl AddedTokens {
+    fn new(decoder: impl IntoIterator<Item = (u32, AddedToken)>) -> Self {
+        let mut by_first_byte: HashMap<u8, Vec<(AddedToken, u32)>> = HashMap::new();
+        for (id, token) in decoder {
+            if let Some(&b) = token.content.as_bytes().first() {
+                by_first_byte.entry(b).or_default().push((token, id));
+            }
+        }
+        for tokens in by_first_byte.values_mut() {
+            tokens.sort_by(|a, b| {
+                b.0.content
+                    .len()
+                    .cmp(&a.0.content.len())
+                    .then(a.1.cmp(&b.1))
+            });
+        }
+        Self { by_first_byte }
+    }
+
+    /// The added token starting at `pos`, if one lies wholly inside `within`: its span (widened
+    /// by lstrip/rstrip, never past `within`) and id.
+    fn match_at(
+        &self,
+        text: &str,
+        pos: usize,
+        within: Range<usize>,
+    ) -> Option<(Range<usize>, u32)> {
+        let candidates = self.by_first_byte.get(&text.as_bytes()[pos])?;
+        let word = |c: char| c.is_alphanumeric() || c == '_';
+        for (token, id) in candidates {
+            let end = pos + token.content.len();
+            if end > within.end || !text[pos..].starts_with(token.content.as_str()) {
+                continue;
+            }
+            if token.single_word
+                && (text[..pos].chars().next_back().is_some_and(word)
+                    || text[end..].chars().next().is_some_and(word))
+            {
+                continue;
+            }
+            let start = if token.lstrip {
+                within.start.max(text[..pos].trim_end().len())
+            } else {
+                pos
+            };
+            let end = if token.rstrip {
+                let rest = &text[end..within.end];
+                end + (rest.len() - rest.trim_start().len())
+            } else {
+                end
+            };
+            return Some((start..end, *id));
+        }
+        None
     }
 }
 

@@ -89,6 +89,7 @@ where
     let server_stop = CancellationToken::new();
     let server = Server::builder()
         .layer(scot_telemetry::GrpcServerLayer)
+        .layer(scot_proto::RequestDecodeLayer)
         .add_service(health_service)
         .add_service(NodeLoadServiceServer::new(NodeLoadServer::new(
             node.gate.clone(),

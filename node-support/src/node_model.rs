@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use scot_engine::Model;
-use scot_templates::{Prompts, TemplateLibrary, TemplateSet, ThinkMarkers};
+use scot_templates::{PromptText, Prompts, TemplateLibrary, TemplateSet, ThinkMarkers};
 use tonic::Status;
 
 use crate::engine_chat::EngineChat;
@@ -84,14 +84,21 @@ impl NodePrompts<'_> {
     }
 
     /// Tokenizes a prompt that must leave at least `min_room` tokens of the model's context; when it
-    /// does not, INVALID_ARGUMENT with `too_long(prompt_tokens, context)` as the message.
+    /// does not, INVALID_ARGUMENT with `too_long(prompt_tokens, context)` as the message. The
+    /// prompt's problem and drafts are plain text to the tokenizer: a `<|im_start|>` written in
+    /// them cannot open a turn.
     pub fn fit(
         &self,
-        text: &str,
+        prompt: &PromptText,
         min_room: usize,
         too_long: impl FnOnce(usize, usize) -> String,
     ) -> Result<FittedPrompt, Status> {
-        let tokens = self.encode(text)?;
+        let tokens = self
+            .node
+            .model
+            .tokenizer()
+            .encode_with_untrusted(prompt.text(), prompt.untrusted())
+            .map_err(engine_status)?;
         let context = self.node.model.info().context_length;
         match room_after(tokens.len(), context, min_room) {
             Some(room) => Ok(FittedPrompt { tokens, room }),

@@ -40,7 +40,8 @@ fn prompts_are_built_tokenized_and_fitted_to_the_context() {
     let fitted = prompts.fit(&text, 1, no_message).expect("fits");
     assert_eq!(
         fitted.tokens,
-        node.model.tokenizer().encode(&text, false).unwrap()
+        node.model.tokenizer().encode(text.text(), false).unwrap(),
+        "a benign problem tokenizes as the whole prompt would"
     );
     assert_eq!(fitted.room, CONTEXT - fitted.tokens.len());
 

@@ -11,5 +11,7 @@ pub mod methods;
 mod names;
 pub mod paper_defaults;
 pub mod request_checks;
+pub mod request_decode;
 
+pub use request_decode::RequestDecodeLayer;
 pub use v1::*;

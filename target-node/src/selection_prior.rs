@@ -19,7 +19,7 @@ pub fn prompt_digest(prompts: &NodePrompts, n: usize) -> Result<String, Status> 
         .layout()
         .select_prompt("Question.", &drafts)
         .map_err(template_status)?;
-    let digest = Sha256::digest(text.as_bytes());
+    let digest = Sha256::digest(text.text().as_bytes());
     Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -6,10 +6,12 @@
 
 pub mod chat_format;
 pub mod error;
+pub mod prompt_text;
 pub mod prompts;
 pub mod template_set;
 
 pub use chat_format::{ChatFormat, ChatRole, ChatTurn, PlainChat};
 pub use error::TemplateError;
+pub use prompt_text::PromptText;
 pub use prompts::{Prompts, ThinkMarkers, DEFAULT_THINK_END};
 pub use template_set::{TemplateLibrary, TemplateSet, DEFAULT_SET};

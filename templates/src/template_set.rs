@@ -7,6 +7,7 @@ use std::sync::Arc;
 use minijinja::{context, Environment, UndefinedBehavior};
 
 use crate::error::TemplateError;
+use crate::prompt_text::{mark_untrusted, PromptText};
 
 /// Name of the built-in set, and what an empty set name means.
 pub const DEFAULT_SET: &str = "default";
@@ -122,15 +123,26 @@ impl TemplateSet {
     }
 
     fn check(&self) -> Result<(), TemplateError> {
-        let sample = vec!["first path".to_string(), "second path".to_string()];
-        let invalid = |e: TemplateError| match e {
+        // Rendered as requests will be: with the problem and drafts marked untrusted, which each
+        // template must insert whole (see prompt_text).
+        let problem = mark_untrusted("sample problem");
+        let sample = vec![mark_untrusted("first path"), mark_untrusted("second path")];
+        let invalid = |file: &str, e: TemplateError| match e {
             TemplateError::Render { origin, reason } => TemplateError::Invalid { origin, reason },
+            TemplateError::Chat(reason) => TemplateError::Invalid {
+                origin: format!("{}/{file}", self.name),
+                reason,
+            },
             other => other,
         };
-        self.render_draft("sample problem").map_err(invalid)?;
-        self.render_answer("sample problem").map_err(invalid)?;
-        self.render_select("sample problem", &sample)
-            .map_err(invalid)?;
+        for (file, rendered) in [
+            (FILE_DRAFT, self.render_draft(&problem)),
+            (FILE_ANSWER, self.render_answer(&problem)),
+            (FILE_SELECT, self.render_select(&problem, &sample)),
+        ] {
+            let rendered = rendered.map_err(|e| invalid(file, e))?;
+            PromptText::from_marked(&rendered).map_err(|e| invalid(file, e))?;
+        }
         Ok(())
     }
 }
