@@ -47,6 +47,12 @@ pub struct CoordinatorConfig {
     /// engine slot the node advertises in etcd; --target-node has one slot.
     #[arg(long, env = "SCOT_TARGET_NODE_CAPACITY", default_value_t = 16)]
     pub target_node_capacity: usize,
+    /// Most engine slots the coordinator believes one node advertises in etcd: a larger claim is
+    /// clamped to it (and logged), so a rogue or misconfigured entry cannot draw most of a pool's
+    /// requests. At most 256, what a node may advertise.
+    #[arg(long, env = "SCOT_MAX_NODE_SLOTS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=scot_proto::limits::MAX_NODE_SLOTS as i64))]
+    pub max_node_slots: u32,
     /// How long a request waits for room when every node of a pool is at its limit, before it is
     /// refused (gRPC RESOURCE_EXHAUSTED, HTTP 429).
     #[arg(long, env = "SCOT_QUEUE_TIMEOUT_MS", default_value_t = 30000)]

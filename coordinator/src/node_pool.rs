@@ -31,6 +31,8 @@ pub struct PoolSettings {
     pub service: &'static str,
     /// In-flight limit per advertised engine slot of a node (a static address has one slot).
     pub capacity_per_slot: usize,
+    /// Slots a member's advertised count is clamped to (`--max-node-slots`).
+    pub max_slots: u32,
     pub health_timeout: Duration,
     /// Background health checks every this long; None: every routing decision checks every member.
     pub health_interval: Option<Duration>,
@@ -355,9 +357,19 @@ impl NodePool {
         let mut current = Vec::new();
         let mut invalid = Vec::new();
         for member in members {
-            let capacity = (member.slots.max(1) as usize)
-                .saturating_mul(self.settings.capacity_per_slot.max(1));
-            if let Some(node) = nodes.get(&member.address) {
+            let slots = member.slots.clamp(1, self.settings.max_slots.max(1));
+            let capacity = (slots as usize).saturating_mul(self.settings.capacity_per_slot.max(1));
+            let known = nodes.get(&member.address);
+            if member.slots > slots && known.is_none_or(|node| node.capacity() != capacity) {
+                tracing::warn!(
+                    pool = self.settings.name,
+                    node = %member.address,
+                    advertised = member.slots,
+                    used = slots,
+                    "node advertises more slots than --max-node-slots: clamped"
+                );
+            }
+            if let Some(node) = known {
                 if node.capacity() != capacity {
                     node.capacity.store(capacity, Ordering::Relaxed);
                     node.gauges.capacity.set(capacity as i64);
@@ -563,6 +575,7 @@ mod tests {
             name: "draft",
             service: "scot.v1.DraftService",
             capacity_per_slot: 4,
+            max_slots: 8,
             health_timeout: Duration::from_millis(300),
             health_interval,
             queue_timeout: Duration::from_millis(100),
@@ -661,5 +674,33 @@ mod tests {
         }));
         assert_eq!(node.load(), NodeLoad::new(4, 4), "full by the next report");
         assert_eq!(node.report().map(|r| r.waiting), Some(3));
+    }
+
+    #[tokio::test]
+    async fn an_advertised_capacity_past_the_maximum_is_clamped() {
+        use scot_discovery::{Membership, NodeInfo};
+        let membership = Membership::from_nodes([
+            NodeInfo::new(
+                NodeKind::Draft,
+                "rogue",
+                "m",
+                "http://127.0.0.1:9",
+                u32::MAX,
+            ),
+            NodeInfo::new(NodeKind::Draft, "honest", "m", "http://127.0.0.1:10", 2),
+        ]);
+        let members = PoolMembers::new(Arc::new(StaticDiscovery::new(membership)), NodeKind::Draft);
+        let pool = NodePool::start(members, settings(None));
+        let (nodes, invalid) = pool.sync_members();
+        assert!(invalid.is_empty());
+        let capacity = |address: &str| {
+            nodes
+                .iter()
+                .find(|n| n.address == address)
+                .map(|n| n.capacity())
+        };
+        // max_slots 8 x 4 per slot: the claim of 4294967295 slots counts as 8.
+        assert_eq!(capacity("http://127.0.0.1:9"), Some(32));
+        assert_eq!(capacity("http://127.0.0.1:10"), Some(8));
     }
 }

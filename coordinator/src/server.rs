@@ -73,6 +73,7 @@ impl Coordinator {
             name: "",
             service: "",
             capacity_per_slot,
+            max_slots: config.max_node_slots,
             health_timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
             health_interval: (config.health_interval_ms > 0)
                 .then(|| Duration::from_millis(config.health_interval_ms)),

@@ -2,10 +2,11 @@
 //! names match what k8s/ sets (k8s/README.md has the table).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{DiscoveryError, Result};
-use crate::etcd_config::EtcdConfig;
+use crate::etcd_config::{EtcdConfig, EtcdTls, Secret};
 use crate::keys::DEFAULT_PREFIX;
 use crate::node::{NodeInfo, NodeKind};
 use crate::registration::Registration;
@@ -23,6 +24,24 @@ pub struct EtcdArgs {
     /// Key prefix in etcd; one per scot deployment sharing an etcd.
     #[arg(long = "etcd-prefix", env = "SCOT_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
     pub etcd_prefix: String,
+    /// etcd user (etcd authentication enabled); the password comes from --etcd-password.
+    #[arg(long = "etcd-user", env = "SCOT_ETCD_USER", requires = "etcd_password")]
+    pub etcd_user: Option<String>,
+    #[arg(
+        long = "etcd-password",
+        env = "SCOT_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user"
+    )]
+    pub etcd_password: Option<Secret>,
+    /// CA of etcd's TLS certificate (PEM); the endpoints are then https://.
+    #[arg(long = "etcd-ca", env = "SCOT_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd's client-certificate authentication (PEM; with --etcd-key).
+    #[arg(long = "etcd-cert", env = "SCOT_ETCD_CERT", requires_all = ["etcd_key", "etcd_ca"])]
+    pub etcd_cert: Option<PathBuf>,
+    #[arg(long = "etcd-key", env = "SCOT_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
 }
 
 impl EtcdArgs {
@@ -37,7 +56,17 @@ impl EtcdArgs {
         if endpoints.is_empty() {
             return None;
         }
-        Some(EtcdConfig::new(endpoints).with_prefix(self.etcd_prefix.clone()))
+        let mut config = EtcdConfig::new(endpoints).with_prefix(self.etcd_prefix.clone());
+        if let (Some(user), Some(password)) = (&self.etcd_user, &self.etcd_password) {
+            config.user = Some((user.clone(), password.clone()));
+        }
+        if let Some(ca) = &self.etcd_ca {
+            config.tls = Some(EtcdTls {
+                ca: ca.clone(),
+                identity: self.etcd_cert.clone().zip(self.etcd_key.clone()),
+            });
+        }
+        Some(config)
     }
 }
 
@@ -152,10 +181,59 @@ mod tests {
     }
 
     #[test]
+    fn etcd_credentials_and_tls_come_in_pairs_and_the_password_never_prints() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["node", "--etcd-endpoints", "https://etcd-0:2379"];
+            argv.extend_from_slice(extra);
+            NodeCli::try_parse_from(argv)
+        };
+        assert!(
+            parse(&["--etcd-user", "scot"]).is_err(),
+            "a user needs a password"
+        );
+        assert!(
+            parse(&["--etcd-password", "pw"]).is_err(),
+            "a password needs a user"
+        );
+        assert!(
+            parse(&["--etcd-cert", "c.pem", "--etcd-key", "k.pem"]).is_err(),
+            "a client certificate needs the CA"
+        );
+        let cli = parse(&[
+            "--etcd-user",
+            "scot",
+            "--etcd-password",
+            "hunter2",
+            "--etcd-ca",
+            "ca.pem",
+            "--etcd-cert",
+            "c.pem",
+            "--etcd-key",
+            "k.pem",
+        ])
+        .unwrap();
+        let config = cli.registration.etcd.config().unwrap();
+        assert_eq!(config.user.as_ref().map(|(u, _)| u.as_str()), Some("scot"));
+        let tls = config.tls.as_ref().unwrap();
+        assert_eq!(tls.ca, PathBuf::from("ca.pem"));
+        assert_eq!(
+            tls.identity,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{cli:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn no_endpoints_means_no_etcd() {
         let args = EtcdArgs {
             etcd_endpoints: vec![],
             etcd_prefix: DEFAULT_PREFIX.into(),
+            etcd_user: None,
+            etcd_password: None,
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
         };
         assert!(args.config().is_none());
     }
@@ -166,6 +244,11 @@ mod tests {
             etcd: EtcdArgs {
                 etcd_endpoints: vec![],
                 etcd_prefix: DEFAULT_PREFIX.into(),
+                etcd_user: None,
+                etcd_password: None,
+                etcd_ca: None,
+                etcd_cert: None,
+                etcd_key: None,
             },
             node_id: Some("t-0".into()),
             advertise_addr: None,

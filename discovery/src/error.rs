@@ -31,6 +31,9 @@ pub enum DiscoveryError {
     /// a whole TTL.
     #[error("lease {lease_id:#x} was lost: {reason}")]
     LeaseLost { lease_id: i64, reason: String },
+    /// Another node holds this node's key (the same id registered twice): refused, retried.
+    #[error("node id already registered at {key} by {holder}; ids must be unique")]
+    IdTaken { key: String, holder: String },
     /// etcd ended a stream (watch or lease keep-alive) without an error.
     #[error("etcd closed the {0} stream")]
     StreamClosed(&'static str),

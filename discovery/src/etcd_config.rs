@@ -1,6 +1,7 @@
 //! How to reach etcd, shared by the watcher (coordinator side) and registrations (node side).
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
@@ -26,6 +27,53 @@ pub struct EtcdConfig {
     /// How long a ping may go unanswered before the connection counts as dead.
     pub keep_alive_timeout: Duration,
     pub backoff: Backoff,
+    /// etcd authentication (`etcdctl user add`): user name and password.
+    pub user: Option<(String, Secret)>,
+    /// TLS to etcd: the CA that signed etcd's certificate (PEM), and a client certificate and key
+    /// when etcd requires one (`--client-cert-auth`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// A password that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// PEM files for TLS to etcd (read at each connect, so rotated files are picked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    /// Client certificate and key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<etcd_client::TlsOptions> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|e| {
+                DiscoveryError::InvalidConfig(format!("etcd TLS file {}: {e}", path.display()))
+            })
+        };
+        let mut options = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)?));
+        if let Some((cert, key)) = &self.identity {
+            options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(options)
+    }
 }
 
 impl EtcdConfig {
@@ -38,6 +86,8 @@ impl EtcdConfig {
             keep_alive_interval: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             backoff: Backoff::default(),
+            user: None,
+            tls: None,
         }
     }
 
@@ -86,12 +136,18 @@ impl EtcdConfig {
     /// Opens a client. Every call through it must still go through `timed`: a balanced channel with no
     /// reachable endpoint can wait forever instead of failing.
     pub(crate) async fn connect(&self) -> Result<Client> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_keep_alive(self.keep_alive_interval, self.keep_alive_timeout)
             .with_keep_alive_while_idle(false)
             // Fail fast on a member cut off from the quorum instead of serving stale data.
             .with_require_leader(true);
+        if let Some((name, password)) = &self.user {
+            options = options.with_user(name, password.0.clone());
+        }
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.options()?);
+        }
         self.timed(
             "connect",
             self.connect_timeout,

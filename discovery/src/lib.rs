@@ -81,7 +81,7 @@ pub mod test_etcd;
 pub use args::{EtcdArgs, RegistrationArgs};
 pub use backoff::Backoff;
 pub use error::{DiscoveryError, Result};
-pub use etcd_config::EtcdConfig;
+pub use etcd_config::{EtcdConfig, EtcdTls, Secret};
 pub use etcd_discovery::{EtcdDiscovery, SyncState};
 pub use keys::{instance_key, instances_prefix, DEFAULT_PREFIX};
 pub use node::{Membership, NodeInfo, NodeKind};

@@ -6,10 +6,15 @@
 //! breaks, etcd restarts or loses its data) it starts over with a new lease after a backoff, and revokes
 //! the previous lease once the key sits on the new one. Shutting down revokes the lease, so the
 //! coordinator sees the node leave at once instead of after the TTL.
+//!
+//! The key is created only if absent (an etcd transaction): a second node with the same id is refused
+//! (it retries, in case the first one's lease is expiring) instead of taking the key over. While the
+//! lease lives the key is read back at every renewal: deleted or on another lease, the session starts
+//! over (which recreates it if it is free).
 
 use std::time::Duration;
 
-use etcd_client::{Client, PutOptions};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -231,7 +236,7 @@ impl Worker {
             .await?;
         let lease = granted.id();
         self.current = Some((client.clone(), lease));
-        self.put(&mut client, lease).await?;
+        self.claim(&mut client, lease).await?;
         if let Some(stale) = self.stale_lease.take() {
             // The key now sits on the new lease, so dropping the old one removes nothing.
             if let Err(error) = config
@@ -276,6 +281,7 @@ impl Worker {
                     config
                         .timed("lease keep-alive", config.request_timeout, keeper.keep_alive())
                         .await?;
+                    self.check_key(&mut client, lease).await?;
                 }
                 answer = answers.message() => match answer {
                     Ok(Some(answer)) if answer.ttl() > 0 => {
@@ -309,21 +315,101 @@ impl Worker {
         }
     }
 
+    /// Puts the key on `lease` only if it is absent, or still on one of this node's own leases (the
+    /// current one, or the stale one of a session that broke). Someone else's key is refused.
+    async fn claim(&mut self, client: &mut Client, lease: i64) -> Result<()> {
+        let mine = [Some(lease), self.stale_lease];
+        let mut when = vec![Compare::create_revision(
+            self.key.as_str(),
+            CompareOp::Equal,
+            0,
+        )];
+        for own in mine.into_iter().flatten() {
+            // etcd ANDs a transaction's compares, so each owner case is its own attempt below.
+            when.push(Compare::lease(self.key.as_str(), CompareOp::Equal, own));
+        }
+        for compare in when {
+            if self.put_if(client, lease, compare).await? {
+                return Ok(());
+            }
+        }
+        let holder = self.holder(client).await?;
+        Err(DiscoveryError::IdTaken {
+            key: self.key.clone(),
+            holder,
+        })
+    }
+
+    /// Puts the node on `lease` (node info changed while registered): only while the key is ours.
     async fn put(&mut self, client: &mut Client, lease: i64) -> Result<()> {
-        let value = serde_json::to_vec(&*self.node.borrow_and_update())?;
+        let compare = Compare::lease(self.key.as_str(), CompareOp::Equal, lease);
+        if self.put_if(client, lease, compare).await? {
+            return Ok(());
+        }
+        Err(DiscoveryError::LeaseLost {
+            lease_id: lease,
+            reason: "the key was deleted or taken over".into(),
+        })
+    }
+
+    /// One transaction: if `compare` holds, put the node on `lease`. Returns whether it held.
+    async fn put_if(&mut self, client: &mut Client, lease: i64, compare: Compare) -> Result<bool> {
+        let value = serde_json::to_vec(&*self.node.borrow())?;
+        let txn = Txn::new().when([compare]).and_then([TxnOp::put(
+            self.key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
         let config = &self.config;
-        config
+        let answer = config
+            .timed("put", config.request_timeout, client.txn(txn))
+            .await?;
+        if answer.succeeded() {
+            self.node.borrow_and_update();
+        }
+        Ok(answer.succeeded())
+    }
+
+    /// The key is still there on `lease`; otherwise the session ends (and the next one recreates it).
+    async fn check_key(&mut self, client: &mut Client, lease: i64) -> Result<()> {
+        let config = &self.config;
+        let answer = config
             .timed(
-                "put",
+                "get",
                 config.request_timeout,
-                client.put(
-                    self.key.as_str(),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
+                client.get(self.key.as_str(), None),
             )
             .await?;
-        Ok(())
+        match answer.kvs().first() {
+            Some(kv) if kv.lease() == lease => Ok(()),
+            Some(kv) => Err(DiscoveryError::LeaseLost {
+                lease_id: lease,
+                reason: format!("the key was taken over by lease {:#x}", kv.lease()),
+            }),
+            None => Err(DiscoveryError::LeaseLost {
+                lease_id: lease,
+                reason: "the key was deleted".into(),
+            }),
+        }
+    }
+
+    /// Who holds the key now, for the error message.
+    async fn holder(&mut self, client: &mut Client) -> Result<String> {
+        let config = &self.config;
+        let answer = config
+            .timed(
+                "get",
+                config.request_timeout,
+                client.get(self.key.as_str(), None),
+            )
+            .await?;
+        Ok(match answer.kvs().first() {
+            Some(kv) => match serde_json::from_slice::<NodeInfo>(kv.value()) {
+                Ok(node) => format!("{} (lease {:#x})", node.address, kv.lease()),
+                Err(_) => format!("lease {:#x}", kv.lease()),
+            },
+            None => "nobody (it was just deleted)".into(),
+        })
     }
 }
 

@@ -289,3 +289,56 @@ async fn etcd_outage_keeps_membership_and_nodes_reregister() {
     reg_b.deregister().await.unwrap();
     wait_membership(&mut rx, "drafts left", |m| m.draft.is_empty()).await;
 }
+
+/// Trusted membership: a second node with a live node's id is refused instead of taking its key
+/// over, and a key deleted under a live lease is put back at the next renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_ids_are_refused_and_lost_keys_come_back() {
+    let etcd = EtcdServer::start();
+    let mut raw = ready_client(&etcd).await;
+    let discovery = EtcdDiscovery::spawn(config(&etcd)).unwrap();
+    let mut rx = discovery.subscribe();
+    let key = instance_key("/scot-test", NodeKind::Draft, "draft-0");
+
+    let first =
+        Registration::spawn(config(&etcd), draft("draft-0"), Duration::from_secs(2)).unwrap();
+    let first_lease = first.wait_registered(WAIT).await.unwrap();
+    let mut impostor = draft("draft-0");
+    impostor.address = "http://10.6.6.6:1".to_string();
+    let second = Registration::spawn(config(&etcd), impostor, Duration::from_secs(2)).unwrap();
+    let mut state = second.state();
+    wait_state(&mut state, "the reused id refused", |s| {
+        matches!(s, RegistrationState::Retrying { error, .. } if error.contains("already registered"))
+    })
+    .await;
+    let m = discovery.membership();
+    assert_eq!(
+        m.get(NodeKind::Draft, "draft-0").map(|n| n.address.clone()),
+        Some(draft("draft-0").address),
+        "the impostor took the key"
+    );
+    drop(second);
+
+    // Deleted under a live lease: the node notices at its next renewal and registers again.
+    raw.delete(key.as_str(), None).await.unwrap();
+    wait_membership(&mut rx, "draft-0 back after a delete", |m| {
+        m.get(NodeKind::Draft, "draft-0").is_some()
+    })
+    .await;
+    let mut state = first.state();
+    wait_state(
+        &mut state,
+        "registered again",
+        |s| matches!(s, RegistrationState::Registered { lease_id, .. } if *lease_id != first_lease),
+    )
+    .await;
+    assert_eq!(
+        discovery
+            .membership()
+            .get(NodeKind::Draft, "draft-0")
+            .map(|n| n.address.clone()),
+        Some(draft("draft-0").address)
+    );
+    first.deregister().await.unwrap();
+    wait_membership(&mut rx, "draft-0 gone", |m| m.draft.is_empty()).await;
+}

@@ -35,8 +35,9 @@ pub struct ModelArgs {
     /// When to add the system prompt asking for <think>…</think> reasoning.
     #[arg(long, env = "SCOT_THINKING_PROMPT", value_enum, default_value = "auto")]
     pub thinking_prompt: ThinkingPrompt,
-    /// Engine jobs run at once (each is CPU/GPU bound; more queue).
-    #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = 1)]
+    /// Engine jobs run at once (each is CPU/GPU bound; more queue). Advertised in etcd as the node's
+    /// slots, 1..=256 (`scot_proto::limits::MAX_NODE_SLOTS`).
+    #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = 1, value_parser = node_slots)]
     pub max_concurrent: usize,
     /// Engine jobs that may wait for a turn beyond those running; past that the node answers
     /// RESOURCE_EXHAUSTED at once (a caller tries another node) instead of queueing without bound.
@@ -209,6 +210,15 @@ impl ModelArgs {
     }
 }
 
+/// `--max-concurrent`: 1..=MAX_NODE_SLOTS.
+fn node_slots(text: &str) -> Result<usize, String> {
+    let max = scot_proto::limits::MAX_NODE_SLOTS as usize;
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {max}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +229,15 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceSpec::Cuda(0)));
         assert_eq!(parse_device("cuda:3"), Ok(DeviceSpec::Cuda(3)));
         assert!(parse_device("tpu").is_err());
+    }
+
+    #[test]
+    fn max_concurrent_stays_within_what_a_node_may_advertise() {
+        assert_eq!(node_slots("1"), Ok(1));
+        assert_eq!(node_slots("256"), Ok(256));
+        for bad in ["0", "257", "4294967295", "-1", "many"] {
+            assert!(node_slots(bad).unwrap_err().contains("1 to 256"), "{bad}");
+        }
     }
 
     #[test]

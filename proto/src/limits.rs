@@ -3,6 +3,10 @@
 
 /// Most drafts one request (and one Draft or Select call) may carry.
 pub const MAX_DRAFTS: u32 = 64;
+/// Most engine slots a node may advertise (its --max-concurrent): nodes refuse a larger flag, and the
+/// coordinator clamps a larger claim in etcd to its --max-node-slots (at most this), so one entry
+/// cannot draw a pool's traffic by claiming a huge capacity.
+pub const MAX_NODE_SLOTS: u32 = 256;
 /// Largest draft index a draft node accepts.
 pub const MAX_DRAFT_INDEX: u32 = 1023;
 /// Longest end-of-thinking marker, in bytes.
