@@ -2,6 +2,7 @@
 //! per-request knob (the paper's values unless configured otherwise).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use scot_proto::limits::DEFAULT_THINK_END;
 use scot_proto::paper_defaults as paper;
@@ -96,6 +97,22 @@ pub struct HttpConfig {
         default_value = DEFAULT_SERVED_MODEL_NAME
     )]
     pub served_model_name: String,
+    /// API keys, one per line (`#` comments): the `/v1` routes then need `Authorization: Bearer
+    /// <key>` (401 otherwise). Only SHA-256 digests are kept; the file is read again within 2 s of a
+    /// change, so keys rotate without a restart. Unset with no SCOT_API_KEYS: the API is open.
+    #[arg(long = "api-keys-file", env = "SCOT_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys, comma-separated (taken with the file's; they change only with a restart).
+    #[arg(long = "api-keys", env = "SCOT_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Requests per minute each API key may make (a token bucket, bursts up to the rate); over it,
+    /// 429. 0 = no limit.
+    #[arg(
+        long = "api-key-rate-limit",
+        env = "SCOT_API_KEY_RATE_LIMIT",
+        default_value_t = 0
+    )]
+    pub api_key_rate_limit: u32,
 }
 
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 128;
@@ -107,6 +124,9 @@ impl Default for HttpConfig {
             listen: None,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             served_model_name: DEFAULT_SERVED_MODEL_NAME.to_string(),
+            api_keys_file: None,
+            api_keys: None,
+            api_key_rate_limit: 0,
         }
     }
 }

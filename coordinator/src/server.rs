@@ -15,7 +15,7 @@ use crate::admission::Admission;
 use crate::config::{endpoint_url, CoordinatorConfig};
 use crate::draft_pool::DraftPool;
 use crate::front_door::FrontDoor;
-use crate::http::{router, serve_http, HttpState};
+use crate::http::{router, serve_http, ApiKeys, HttpState};
 use crate::metrics::metrics;
 use crate::node_pool::PoolSettings;
 use crate::service::CoordinatorServiceImpl;
@@ -38,6 +38,7 @@ pub enum CoordinatorError {
 pub struct Coordinator {
     front: Arc<FrontDoor>,
     model_name: String,
+    api_keys: Option<Arc<ApiKeys>>,
 }
 
 impl Coordinator {
@@ -97,9 +98,16 @@ impl Coordinator {
             config.defaults.clone(),
             default_timeout,
         );
+        let api_keys = ApiKeys::new(
+            config.http.api_keys_file.as_deref(),
+            config.http.api_keys.as_deref(),
+            config.http.api_key_rate_limit,
+        )
+        .map_err(|e| CoordinatorError::Config(format!("--api-keys-file: {e}")))?;
         Ok(Self {
             front: Arc::new(front),
             model_name: config.http.served_model_name.clone(),
+            api_keys,
         })
     }
 
@@ -125,6 +133,7 @@ impl Coordinator {
         router(Arc::new(HttpState::new(
             self.front.clone(),
             self.model_name.clone(),
+            self.api_keys.clone(),
         )))
     }
 }

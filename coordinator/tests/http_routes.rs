@@ -159,3 +159,108 @@ async fn over_capacity_is_a_429() {
     let (status, _, body) = http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
     assert_eq!(status, 503, "admitted once capacity frees up: {body}");
 }
+
+/// With API keys the `/v1` routes need `Authorization: Bearer` (401 in OpenAI's shape otherwise), the
+/// probes stay open, a rewritten keys file takes effect without a restart, and a key over its rate
+/// gets a 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_the_api_and_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("api-keys");
+    std::fs::write(&keys_file, "# team a\nsk-file-old\n").unwrap();
+    let config = coordinator_config(&[
+        "--target-node",
+        DEAD_TARGET,
+        "--health-timeout-ms",
+        "300",
+        "--api-keys-file",
+        keys_file.to_str().unwrap(),
+        "--api-keys",
+        "sk-env",
+        "--api-key-rate-limit",
+        "3",
+    ]);
+    let addr = serve_coordinator_http(&config, CancellationToken::new()).await;
+    let get = |path: &'static str, key: Option<&'static str>| async move {
+        let header = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = header
+            .as_deref()
+            .map(|h| vec![("Authorization", h)])
+            .unwrap_or_default();
+        http_request(addr, "GET", path, &headers, "").await
+    };
+
+    for key in [None, Some("sk-wrong"), Some("")] {
+        let (status, _, body) = get("/v1/models", key).await;
+        assert_eq!(status, 401, "{key:?}: {body}");
+        let error = &json(&body)["error"];
+        assert_eq!(error["code"], "invalid_api_key", "{body}");
+        assert_eq!(error["type"], "invalid_request_error", "{body}");
+    }
+    let (status, _, body) = http_request(addr, "POST", "/v1/chat/completions", &[], PROBLEM).await;
+    assert_eq!(status, 401, "a completion without a key: {body}");
+    for path in ["/health", "/metrics"] {
+        let (status, _, body) = get(path, None).await;
+        assert_eq!(status, 200, "{path} stays open: {body}");
+    }
+    let (status, _, body) = get("/v1/models", Some("sk-file-old")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Rotation: the file now holds only the new key; within a few seconds the old one is refused.
+    std::fs::write(&keys_file, "sk-file-new\n").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(&keys_file)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if get("/v1/models", Some("sk-file-new")).await.0 == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new key never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(get("/v1/models", Some("sk-file-old")).await.0, 401);
+
+    // sk-env: 3 per minute, then 429 with the limit named.
+    for _ in 0..3 {
+        assert_eq!(get("/v1/models", Some("sk-env")).await.0, 200);
+    }
+    let (status, head, body) = get("/v1/models", Some("sk-env")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    assert_eq!(
+        json(&body)["error"]["code"],
+        "rate_limit_exceeded",
+        "{body}"
+    );
+    assert!(
+        json(&body)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 requests per minute"),
+        "{body}"
+    );
+}
+
+/// An unreadable keys file stops the coordinator at start, naming the file.
+#[tokio::test]
+async fn a_missing_keys_file_is_a_start_error() {
+    let config = coordinator_config(&[
+        "--target-node",
+        DEAD_TARGET,
+        "--api-keys-file",
+        "/nonexistent/scot-api-keys",
+    ]);
+    let error = Coordinator::build(&config).err().expect("refused");
+    assert!(
+        error.to_string().contains("/nonexistent/scot-api-keys"),
+        "{error}"
+    );
+}

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -372,15 +372,7 @@ impl Worker {
 
     /// The key is still there on `lease`; otherwise the session ends (and the next one recreates it).
     async fn check_key(&mut self, client: &mut Client, lease: i64) -> Result<()> {
-        let config = &self.config;
-        let answer = config
-            .timed(
-                "get",
-                config.request_timeout,
-                client.get(self.key.as_str(), None),
-            )
-            .await?;
-        match answer.kvs().first() {
+        match self.read_key(client).await? {
             Some(kv) if kv.lease() == lease => Ok(()),
             Some(kv) => Err(DiscoveryError::LeaseLost {
                 lease_id: lease,
@@ -395,6 +387,17 @@ impl Worker {
 
     /// Who holds the key now, for the error message.
     async fn holder(&mut self, client: &mut Client) -> Result<String> {
+        Ok(match self.read_key(client).await? {
+            Some(kv) => match serde_json::from_slice::<NodeInfo>(kv.value()) {
+                Ok(node) => format!("{} (lease {:#x})", node.address, kv.lease()),
+                Err(_) => format!("lease {:#x}", kv.lease()),
+            },
+            None => "nobody (it was just deleted)".into(),
+        })
+    }
+
+    /// This node's key as etcd holds it now.
+    async fn read_key(&mut self, client: &mut Client) -> Result<Option<KeyValue>> {
         let config = &self.config;
         let answer = config
             .timed(
@@ -403,13 +406,7 @@ impl Worker {
                 client.get(self.key.as_str(), None),
             )
             .await?;
-        Ok(match answer.kvs().first() {
-            Some(kv) => match serde_json::from_slice::<NodeInfo>(kv.value()) {
-                Ok(node) => format!("{} (lease {:#x})", node.address, kv.lease()),
-                Err(_) => format!("lease {:#x}", kv.lease()),
-            },
-            None => "nobody (it was just deleted)".into(),
-        })
+        Ok(answer.kvs().first().cloned())
     }
 }
 

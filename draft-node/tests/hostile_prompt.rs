@@ -11,9 +11,7 @@ const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
 
 #[test]
 fn hostile_problem_cannot_forge_turns_in_the_draft_prompt() {
-    let node = models::model_args(SMOL, 2048)
-        .load()
-        .expect("model loads");
+    let node = models::model_args(SMOL, 2048).load().expect("model loads");
     let tok = node.model.tokenizer();
     let specials = |ids: &[u32]| ids.iter().filter(|&&id| tok.is_special(id)).count();
     let prompt = |problem: &str| {

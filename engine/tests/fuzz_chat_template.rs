@@ -6,24 +6,16 @@
 
 mod common;
 
+#[path = "fuzz/cases.rs"]
+mod cases;
+use cases::config;
+
 use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file;
 use common::{model_path, DRAFT, SMOL};
 use proptest::prelude::*;
 use scot_engine::{ChatMessage, ChatTemplate, TextTokenizer};
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn gguf(file: &str) -> &'static gguf_file::Content {
     static QWEN: OnceLock<gguf_file::Content> = OnceLock::new();

@@ -3,6 +3,10 @@
 //! (or a model), never a panic or an abort. `PROPTEST_CASES` sets the number of cases (64 here by
 //! default; SECURITY.md records a longer run).
 
+#[path = "fuzz/cases.rs"]
+mod cases;
+use cases::config;
+
 use std::io::Cursor;
 use std::path::Path;
 
@@ -11,19 +15,6 @@ use candle_core::{DType, Device, Tensor};
 use proptest::prelude::*;
 use scot_engine::gguf_header::check_gguf_header;
 use scot_engine::{LoadOptions, Model};
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        // Failures print their minimal input; no regression files in the source tree.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A count from a model file: mostly plausible, sometimes zero, huge or arbitrary.
 fn count() -> impl Strategy<Value = u64> {

@@ -3,20 +3,12 @@
 //! the two reserved marker characters dropped), so the tokenizer can never read them as markup.
 //! `PROPTEST_CASES` sets the number of cases (64 by default; SECURITY.md records a longer run).
 
+#[path = "../../engine/tests/fuzz/cases.rs"]
+mod cases;
+use cases::config;
+
 use proptest::prelude::*;
 use scot_templates::{PlainChat, Prompts, TemplateSet, ThinkMarkers};
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// Text with markup and the reserved marks in it more often than chance would put them there.
 fn text() -> impl Strategy<Value = String> {

@@ -53,6 +53,30 @@ impl ApiError {
         }
     }
 
+    /// 401: no API key, or one the server does not know (OpenAI's `invalid_api_key`).
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "Incorrect or missing API key: send `Authorization: Bearer <key>`".to_string(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    /// 429: the key is over its `--api-key-rate-limit`.
+    pub fn key_rate_limited(per_minute: u32) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "Rate limit reached for this API key: {per_minute} requests per minute"
+            ),
+            kind: "rate_limit_error",
+            param: None,
+            code: Some("rate_limit_exceeded"),
+        }
+    }
+
     /// 429: the front door's refusal `message`.
     pub fn over_capacity(message: String) -> Self {
         Self {

@@ -1,8 +1,10 @@
 //! The coordinator's HTTP door (axum): the OpenAI-compatible `POST /v1/chat/completions` (streamed as
 //! SSE or not), `GET /v1/models`, `/health` (liveness), `/ready` (the target node answers its health
-//! check) and `/metrics` (Prometheus). Requests go through the same front door as gRPC's.
+//! check) and `/metrics` (Prometheus). Requests go through the same front door as gRPC's. With API
+//! keys configured, the `/v1` routes need `Authorization: Bearer <key>` (the probes stay open).
 
 mod api_error;
+mod api_keys;
 mod api_types;
 mod chat_handler;
 mod completion;
@@ -13,11 +15,18 @@ mod sse_chunks;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::front_door::FrontDoor;
+use api_error::ApiError;
+pub use api_keys::ApiKeys;
+use api_keys::Denied;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -25,14 +34,17 @@ pub struct HttpState {
     /// Model id listed by /v1/models and accepted in a request's `model` field.
     pub model_name: String,
     pub created: u64,
+    /// None: the API is open (no keys configured).
+    pub api_keys: Option<Arc<ApiKeys>>,
 }
 
 impl HttpState {
-    pub fn new(front: Arc<FrontDoor>, model_name: String) -> Self {
+    pub fn new(front: Arc<FrontDoor>, model_name: String, api_keys: Option<Arc<ApiKeys>>) -> Self {
         Self {
             front,
             model_name,
             created: unix_now(),
+            api_keys,
         }
     }
 }
@@ -44,14 +56,45 @@ fn unix_now() -> u64 {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    if let Some(keys) = &state.api_keys {
+        keys.watch();
+    }
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat_handler::chat_completions))
         .route("/v1/models", get(probes::models))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(api)
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/metrics", get(probes::metrics))
         .fallback(probes::not_found)
         .with_state(state)
+}
+
+/// Lets a request through when keys are off or it carries a known key under its rate.
+async fn require_api_key(
+    State(state): State<Arc<HttpState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(keys) = &state.api_keys {
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        match keys.check(authorization) {
+            Ok(()) => {}
+            Err(Denied::Unauthorized) => return ApiError::unauthorized().into_response(),
+            Err(Denied::RateLimited { per_minute }) => {
+                return ApiError::key_rate_limited(per_minute).into_response()
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled.
