@@ -1,14 +1,16 @@
 //! A coordinator, draft node(s) and target node(s) as child processes on free loopback ports. The server
 //! binaries are found in one folder (next to the `scot` executable); one that is missing runs as the
 //! `scot` subcommand of its name, which starts the same way. The cluster waits for each node's gRPC
-//! health to say SERVING and kills every child when dropped.
+//! health to say SERVING and kills every child when dropped. With `tls` (the default) every gRPC hop
+//! runs mTLS under a throwaway CA made for the cluster: its files live in a temporary folder as long
+//! as the cluster does, and [`LocalCluster::client_tls`] is the certificate a client calls it with.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tonic::transport::Endpoint;
+use scot_tls::{LocalCa, Tls, TlsArgs, TlsError};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -46,6 +48,8 @@ pub struct ClusterSpec {
     /// `scot` executable serves every node kind in-process, so `cargo run --bin scot -- run` works
     /// without building the other binaries).
     pub fallback_exe: Option<PathBuf>,
+    /// mTLS on every hop under a throwaway CA (false: plaintext on loopback).
+    pub tls: bool,
 }
 
 impl ClusterSpec {
@@ -74,6 +78,7 @@ impl ClusterSpec {
             selection_priors: Vec::new(),
             startup_timeout: Duration::from_secs(900),
             fallback_exe: None,
+            tls: true,
         }
     }
 }
@@ -101,12 +106,17 @@ pub enum ClusterError {
     },
     #[error("{name} did not report SERVING within {timeout:?}")]
     Timeout { name: String, timeout: Duration },
+    #[error("the cluster's certificates: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// One child process, killed on drop.
 #[derive(Debug)]
 pub struct NodeProcess {
     pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// `http://` or, with TLS, `https://` and the address.
     pub url: String,
     pub service: &'static str,
     child: Option<Child>,
@@ -128,6 +138,7 @@ impl NodeProcess {
     pub fn none(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            address: String::new(),
             url: String::new(),
             service: "",
             child: None,
@@ -189,6 +200,51 @@ pub struct LocalCluster {
     pub coordinator: NodeProcess,
     pub targets: Vec<NodeProcess>,
     pub drafts: Vec<NodeProcess>,
+    /// Dropped after the processes (field order), so their certificate files outlive them.
+    tls: Option<ClusterCa>,
+}
+
+/// The cluster's throwaway CA (its key only in this process), its folder, and the client
+/// certificate callers use.
+struct ClusterCa {
+    ca: LocalCa,
+    client: TlsArgs,
+    loaded: Tls,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClusterCa({})", self.dir.path().display())
+    }
+}
+
+impl ClusterCa {
+    fn new() -> Result<Self, ClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix("scot-cluster-ca-")
+            .tempdir()
+            .map_err(|source| TlsError::Read {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let ca = LocalCa::new(dir.path())?;
+        let client = ca.issue("client", &["client"])?;
+        let loaded = client
+            .load()?
+            .ok_or_else(|| TlsError::Incomplete("the client certificate was not written".into()))?;
+        Ok(Self {
+            ca,
+            client,
+            loaded,
+            dir,
+        })
+    }
+
+    /// A certificate for one process, reachable on loopback and named `name` (its node id).
+    fn issue(&self, name: &str) -> Result<TlsArgs, ClusterError> {
+        Ok(self.ca.issue(name, &[name, "localhost", "127.0.0.1"])?)
+    }
 }
 
 impl LocalCluster {
@@ -202,6 +258,17 @@ impl LocalCluster {
         let draft_bin = binary(spec, "draft-node")?;
         let target_bin = binary(spec, "target-node")?;
         let coordinator_bin = binary(spec, "coordinator")?;
+        let tls = if spec.tls {
+            Some(ClusterCa::new()?)
+        } else {
+            None
+        };
+        let certificate = |name: &str| -> Result<Vec<String>, ClusterError> {
+            match &tls {
+                Some(ca) => Ok(ca.issue(name)?.to_args()),
+                None => Ok(Vec::new()),
+            }
+        };
 
         let mut drafts = Vec::new();
         for i in 0..spec.draft_nodes.max(1) {
@@ -210,6 +277,7 @@ impl LocalCluster {
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
             model_flags(&mut command, spec, &spec.draft_model);
             command.args(&spec.node_args);
+            command.args(certificate(&format!("draft-{i}"))?);
             drafts.push(spawn(
                 format!("draft-node {i}"),
                 command,
@@ -228,6 +296,7 @@ impl LocalCluster {
             for prior in &spec.selection_priors {
                 command.arg("--selection-prior").arg(prior);
             }
+            command.args(certificate(&format!("target-{i}"))?);
             let name = match spec.target_nodes {
                 0 | 1 => "target-node".to_string(),
                 _ => format!("target-node {i}"),
@@ -243,7 +312,7 @@ impl LocalCluster {
         let addresses = |nodes: &[NodeProcess]| {
             nodes
                 .iter()
-                .map(|n| n.url.trim_start_matches("http://").to_string())
+                .map(|n| n.address.clone())
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -255,6 +324,7 @@ impl LocalCluster {
             .arg(addresses(&targets))
             .arg("--draft-nodes")
             .arg(addresses(&drafts))
+            .args(certificate("coordinator")?)
             .args(&spec.coordinator_args);
         let coordinator = spawn(
             "coordinator".into(),
@@ -264,24 +334,48 @@ impl LocalCluster {
             spec,
         )?;
 
+        let deadline = Instant::now() + spec.startup_timeout;
         let mut cluster = Self {
             coordinator,
             targets,
             drafts,
+            tls,
         };
-        let deadline = Instant::now() + spec.startup_timeout;
-        wait_serving(&mut cluster.coordinator, deadline, spec.startup_timeout).await?;
+        let client = cluster.client_tls().cloned();
+        let client = client.as_ref();
+        wait_serving(
+            &mut cluster.coordinator,
+            client,
+            deadline,
+            spec.startup_timeout,
+        )
+        .await?;
         for draft in cluster.drafts.iter_mut() {
-            wait_serving(draft, deadline, spec.startup_timeout).await?;
+            wait_serving(draft, client, deadline, spec.startup_timeout).await?;
         }
         for target in cluster.targets.iter_mut() {
-            wait_serving(target, deadline, spec.startup_timeout).await?;
+            wait_serving(target, client, deadline, spec.startup_timeout).await?;
         }
         Ok(cluster)
     }
 
+    /// The coordinator's URL (`https://` with TLS).
     pub fn coordinator_url(&self) -> &str {
         &self.coordinator.url
+    }
+
+    /// The certificate a client of this cluster presents (None: the cluster runs plaintext).
+    pub fn client_tls(&self) -> Option<&Tls> {
+        self.tls.as_ref().map(|ca| &ca.loaded)
+    }
+
+    /// The client certificate's files (`to_args` gives `--tls-cert … --tls-key … --tls-ca …`), for
+    /// a `scot solve` or `scot eval` against this cluster; none set without TLS.
+    pub fn client_tls_args(&self) -> TlsArgs {
+        self.tls
+            .as_ref()
+            .map(|ca| ca.client.clone())
+            .unwrap_or_default()
     }
 
     /// Kills the draft nodes (the coordinator then finds none reachable).
@@ -366,9 +460,11 @@ fn spawn(
         name: name.clone(),
         source,
     })?;
+    let address = format!("127.0.0.1:{port}");
     Ok(NodeProcess {
         name,
-        url: format!("http://127.0.0.1:{port}"),
+        url: scot_tls::endpoint_url(&address, spec.tls),
+        address,
         service,
         child: Some(child),
     })
@@ -381,9 +477,9 @@ pub fn free_port() -> Result<u16, ClusterError> {
     Ok(port)
 }
 
-/// Health status of `service` at `url`, or None when it cannot be asked.
-pub async fn health_status(url: &str, service: &str) -> Option<ServingStatus> {
-    let channel = Endpoint::from_shared(url.to_string())
+/// Health status of `service` at `url` (called with `tls` when set), or None when it cannot be asked.
+pub async fn health_status(url: &str, service: &str, tls: Option<&Tls>) -> Option<ServingStatus> {
+    let channel = scot_tls::endpoint(url, tls, None)
         .ok()?
         .connect_timeout(Duration::from_secs(2))
         .connect()
@@ -400,6 +496,7 @@ pub async fn health_status(url: &str, service: &str) -> Option<ServingStatus> {
 
 async fn wait_serving(
     node: &mut NodeProcess,
+    tls: Option<&Tls>,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(), ClusterError> {
@@ -410,7 +507,7 @@ async fn wait_serving(
                 status,
             });
         }
-        if health_status(&node.url, node.service).await == Some(ServingStatus::Serving) {
+        if health_status(&node.url, node.service, tls).await == Some(ServingStatus::Serving) {
             return Ok(());
         }
         if Instant::now() > deadline {

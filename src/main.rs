@@ -64,6 +64,9 @@ enum Command {
         coordinator: String,
         #[command(flatten)]
         solve: SolveArgs,
+        /// mTLS towards the coordinator (`scot up` prints its cluster's).
+        #[command(flatten)]
+        tls: scot_tls::TlsArgs,
         #[arg(long)]
         quiet: bool,
         problem: String,
@@ -114,6 +117,10 @@ struct ClusterArgs {
     /// Extra coordinator flags, e.g. `--coordinator-arg=--default-selection-policy=vote`.
     #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
     coordinator_args: Vec<String>,
+    /// No TLS between the local processes. By default every gRPC hop runs mTLS under a CA made
+    /// for this cluster and gone with it (`scot up` prints the client flags).
+    #[arg(long)]
+    plaintext: bool,
 }
 
 impl ClusterArgs {
@@ -139,6 +146,7 @@ impl ClusterArgs {
         spec.coordinator_port = self.port;
         spec.selection_priors = self.selection_prior.clone();
         spec.coordinator_args = self.coordinator_args.clone();
+        spec.tls = !self.plaintext;
         spec.log_filter = self
             .node_log
             .clone()
@@ -172,9 +180,10 @@ async fn run_tool(command: Command) -> anyhow::Result<()> {
         Command::Solve {
             coordinator,
             solve,
+            tls,
             quiet,
             problem,
-        } => solve_once(&coordinator, &solve, quiet, problem).await,
+        } => solve_once(&coordinator, tls.load()?.as_ref(), &solve, quiet, problem).await,
         Command::Eval(args) => {
             let summary = scot_eval::run_eval(args).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -233,8 +242,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     let cluster = start_cluster(&cluster_args, "warn").await?;
     let url = cluster.coordinator_url().to_string();
+    let tls = cluster.client_tls().cloned();
     let outcome = tokio::select! {
-        outcome = solve_once(&url, &solve, quiet, problem) => outcome,
+        outcome = solve_once(&url, tls.as_ref(), &solve, quiet, problem) => outcome,
         _ = scot_node_support::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     drop(cluster); // kills the nodes
@@ -244,8 +254,13 @@ async fn run(
 async fn up(cluster_args: ClusterArgs) -> anyhow::Result<()> {
     let mut cluster = start_cluster(&cluster_args, "info").await?;
     println!("{}", cluster.coordinator_url());
+    let mut client_flags = cluster.client_tls_args().to_args().join(" ");
+    if !client_flags.is_empty() {
+        client_flags.push(' ');
+    }
     eprintln!(
-        "scot: send problems with `scot solve --coordinator {} \"...\"`; Ctrl-C or SIGTERM stops the cluster",
+        "scot: send problems with `scot solve --coordinator {} {client_flags}\"...\"` (the same flags for \
+         `scot eval`); Ctrl-C or SIGTERM stops the cluster and removes its certificates",
         cluster.coordinator_url()
     );
     // Ctrl-C or SIGTERM: either way the nodes are killed when `cluster` drops.
@@ -267,6 +282,7 @@ async fn up(cluster_args: ClusterArgs) -> anyhow::Result<()> {
 
 async fn solve_once(
     coordinator: &str,
+    tls: Option<&scot_tls::Tls>,
     args: &SolveArgs,
     quiet: bool,
     problem: String,
@@ -276,7 +292,7 @@ async fn solve_once(
         problem,
         options: Some(args.options()),
     };
-    let client = scot_client::SolveClient::connect(coordinator).await?;
+    let client = scot_client::SolveClient::connect(coordinator, tls).await?;
     let result = client
         .solve(request, args.deadline(), |event| {
             if !quiet {

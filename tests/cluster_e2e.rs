@@ -43,7 +43,7 @@ async fn solve(
         problem: problem.to_string(),
         options: Some(options),
     };
-    scot_client::SolveClient::connect(cluster.coordinator_url())
+    scot_client::SolveClient::connect(cluster.coordinator_url(), cluster.client_tls())
         .await?
         .solve(request, Some(REQUEST_TIMEOUT), |_| {})
         .await
@@ -178,9 +178,15 @@ async fn bad_input_is_rejected_and_nodes_stay_healthy(cluster: &mut LocalCluster
         (cluster.drafts[0].url.clone(), cluster.drafts[0].service),
     ] {
         assert_eq!(
-            health_status(&url, service).await,
+            health_status(&url, service, cluster.client_tls()).await,
             Some(ServingStatus::Serving),
             "{service} at {url} is not SERVING after bad input"
+        );
+        // mTLS: without the cluster's client certificate nothing answers.
+        assert_eq!(
+            health_status(&url, service, None).await,
+            None,
+            "{service} at {url} answered a client without a certificate"
         );
     }
 }
@@ -295,6 +301,7 @@ async fn vote_follows_agreement_and_replays_to_the_same_decisions(cluster: &Loca
         let args = scot_eval::EvalArgs {
             data,
             coordinator: cluster.coordinator_url().to_string(),
+            tls: cluster.client_tls_args(),
             out: Some(out.clone()),
             dataset_name: Some("toy".into()),
             limit: None,
@@ -390,6 +397,7 @@ async fn no_draft_node_means_target_fallback(cluster: &mut LocalCluster) {
             cluster.coordinator_url(),
             "--quiet",
         ])
+        .args(cluster.client_tls_args().to_args())
         .args(["--mode", "target-only", "--thinking-max-tokens", "16"])
         .args(["--answer-max-tokens", "16", PROBLEM])
         .output()

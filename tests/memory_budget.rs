@@ -29,7 +29,7 @@ async fn solve(
         options: Some(options),
     };
     let mut events = 0;
-    let client = scot_client::SolveClient::connect(cluster.coordinator_url())
+    let client = scot_client::SolveClient::connect(cluster.coordinator_url(), cluster.client_tls())
         .await
         .expect("connect to the coordinator");
     client
@@ -38,10 +38,13 @@ async fn solve(
         .map_err(|status| (status, events))
 }
 
-async fn load_report(url: &str) -> LoadReport {
-    NodeLoadServiceClient::connect(url.to_string())
+async fn load_report(url: &str, tls: Option<&scot_tls::Tls>) -> LoadReport {
+    let channel = scot_tls::endpoint(url, tls, None)
+        .expect("endpoint")
+        .connect()
         .await
-        .expect("connect to the node")
+        .expect("connect to the node");
+    NodeLoadServiceClient::new(channel)
         .load(LoadRequest {})
         .await
         .expect("load report")
@@ -76,7 +79,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
 
     // Each node reports what its gate holds.
     for node in cluster.targets.iter().chain(&cluster.drafts) {
-        let report = load_report(&node.url).await;
+        let report = load_report(&node.url, cluster.client_tls()).await;
         assert_eq!(
             report.kv_budget_tokens, BUDGET_POSITIONS,
             "{}: {report:?}",
@@ -162,7 +165,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
         let idle = (0, 0, BUDGET_POSITIONS);
         let mut seen = None;
         for _ in 0..100 {
-            let report = load_report(&node.url).await;
+            let report = load_report(&node.url, cluster.client_tls()).await;
             seen = Some((report.running, report.waiting, report.kv_free_tokens));
             if seen == Some(idle) {
                 break;

@@ -1,7 +1,8 @@
 //! A node drains on SIGTERM (`scot draft-node`, a real etcd, the smallest model): it leaves etcd and
 //! turns NOT_SERVING while the work it accepted is still running, refuses new work UNAVAILABLE (so a
 //! coordinator places it elsewhere), finishes every call it accepted — the one running and those
-//! waiting for the engine — and only then exits, cleanly.
+//! waiting for the engine — and only then exits, cleanly. Its admin port's `/ready` (what Kubernetes
+//! probes) follows: 200 while it serves, 503 from the start of the drain.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -38,7 +39,24 @@ impl Drop for Node {
     }
 }
 
-fn start_draft_node(etcd: &str, listen: SocketAddr) -> Node {
+/// The HTTP status of `GET path` at `addr`.
+async fn http_status(addr: SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the admin port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+fn start_draft_node(etcd: &str, listen: SocketAddr, admin: SocketAddr) -> Node {
     let model = scot::models::model_dir().join(MODEL);
     assert!(
         model.is_file(),
@@ -52,6 +70,8 @@ fn start_draft_node(etcd: &str, listen: SocketAddr) -> Node {
         .args(["--max-context", "1024", "--max-concurrent", "1"])
         .arg("--listen")
         .arg(listen.to_string())
+        .arg("--metrics-listen")
+        .arg(admin.to_string())
         .args(["--etcd-endpoints", etcd, "--etcd-prefix", PREFIX])
         .args(["--node-id", "drain-draft"])
         // A long lease: the key can only vanish quickly because the node revoked it.
@@ -95,8 +115,8 @@ async fn health(channel: tonic::transport::Channel) -> i32 {
 async fn on_sigterm_a_node_leaves_etcd_refuses_new_work_and_finishes_what_it_accepted() {
     let etcd = EtcdServer::start();
     let endpoint = etcd.endpoint();
-    let listen = free_addr();
-    let mut node = start_draft_node(&endpoint, listen);
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut node = start_draft_node(&endpoint, listen, admin);
 
     let watcher = EtcdDiscovery::spawn(EtcdConfig::new(vec![endpoint.clone()]).with_prefix(PREFIX))
         .expect("watcher");
@@ -112,6 +132,7 @@ async fn on_sigterm_a_node_leaves_etcd_refuses_new_work_and_finishes_what_it_acc
         .await
         .expect("connect to the draft node");
     assert_eq!(health(channel.clone()).await, ServingStatus::Serving as i32);
+    assert_eq!(http_status(admin, "/ready").await, 200);
 
     // CALLS calls accepted: the first has started writing before the signal.
     let mut streams = Vec::new();
@@ -156,6 +177,12 @@ async fn on_sigterm_a_node_leaves_etcd_refuses_new_work_and_finishes_what_it_acc
         ServingStatus::NotServing as i32,
         "a draining node is NOT_SERVING"
     );
+    assert_eq!(
+        http_status(admin, "/ready").await,
+        503,
+        "draining: not ready"
+    );
+    assert_eq!(http_status(admin, "/health").await, 200, "draining: alive");
     let refused = DraftServiceClient::new(channel.clone())
         .draft(long_drafts(99))
         .await;

@@ -7,7 +7,8 @@ use scot_proto::coordinator_service_client::CoordinatorServiceClient;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::solve_event::Event;
 use scot_proto::{SolveRequest, SolveResult};
-use tonic::transport::{Channel, Endpoint};
+use scot_tls::Tls;
+use tonic::transport::Channel;
 use tonic::Status;
 
 /// How long a connection attempt may take before the coordinator counts as unreachable.
@@ -36,13 +37,14 @@ pub struct SolveClient {
 }
 
 impl SolveClient {
-    /// Connects to the coordinator at `url` (fails fast when nothing listens there).
-    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+    /// Connects to the coordinator at `url` (fails fast when nothing listens there); with `tls`, over
+    /// mTLS with this certificate (the coordinator's must come from the same CA and name the URL's host).
+    pub async fn connect(url: &str, tls: Option<&Tls>) -> Result<Self, ConnectError> {
         let connect_error = |message: String| ConnectError {
             url: url.to_string(),
             message,
         };
-        let channel = Endpoint::from_shared(url.to_string())
+        let channel = scot_tls::endpoint(url, tls, None)
             .map_err(|e| connect_error(with_sources(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
@@ -103,7 +105,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_coordinator_is_a_clear_error() {
-        let err = SolveClient::connect("http://127.0.0.1:1")
+        let err = SolveClient::connect("http://127.0.0.1:1", None)
             .await
             .unwrap_err();
         let text = err.to_string();
@@ -113,7 +115,7 @@ mod tests {
         );
         assert!(text.len() > "cannot connect to the coordinator at http://127.0.0.1:1: ".len());
         assert_eq!(Status::from(err).code(), tonic::Code::Unavailable);
-        let err = SolveClient::connect("not a url").await.unwrap_err();
+        let err = SolveClient::connect("not a url", None).await.unwrap_err();
         assert!(err.to_string().contains("not a url"), "{err}");
     }
 }

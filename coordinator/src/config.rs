@@ -74,6 +74,10 @@ pub struct CoordinatorConfig {
     pub defaults: SolveDefaults,
     #[command(flatten)]
     pub http: HttpConfig,
+    /// mTLS on the gRPC door and towards every node: clients of the door and the nodes must hold a
+    /// certificate from the cluster CA, and a node registered in etcd must hold one naming its id.
+    #[command(flatten)]
+    pub tls: scot_tls::TlsArgs,
 }
 
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -82,6 +86,10 @@ pub struct HttpConfig {
     /// Off when unset.
     #[arg(id = "http_listen", long = "http-listen", env = "SCOT_HTTP_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the admin endpoints (`/health`, `/ready`, `/metrics`), kept off the API's port:
+    /// when set, the API port serves only `/v1` and `/health`. Unset: all on --http-listen.
+    #[arg(long = "admin-listen", env = "SCOT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Requests solved at once, HTTP and gRPC together; more get HTTP 429 / gRPC RESOURCE_EXHAUSTED
     /// (TGI's max_concurrent_requests). Requests waiting for node room count here too.
     #[arg(
@@ -122,6 +130,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: None,
+            admin_listen: None,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             served_model_name: DEFAULT_SERVED_MODEL_NAME.to_string(),
             api_keys_file: None,
@@ -258,16 +267,6 @@ impl Default for SolveDefaults {
     }
 }
 
-/// `host:port` or a URL -> a URL tonic can dial.
-pub fn endpoint_url(address: &str) -> String {
-    let address = address.trim();
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,11 +328,5 @@ mod tests {
         assert_eq!(cli.config.http.served_model_name, "scot");
         let cli = Cli::parse_from(["coordinator", "--target-node", "t:1"]);
         assert_eq!(cli.config.http, HttpConfig::default());
-    }
-
-    #[test]
-    fn endpoint_urls() {
-        assert_eq!(endpoint_url("127.0.0.1:5"), "http://127.0.0.1:5");
-        assert_eq!(endpoint_url(" https://x:5 "), "https://x:5");
     }
 }

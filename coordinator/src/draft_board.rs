@@ -190,9 +190,9 @@ impl DraftBoard {
                 }
             }
             DraftEventKind::Draft(draft) => {
-                let address = self.address(slot);
+                let node = self.node_id(slot);
                 let Some(state) = self.states.get_mut(draft.index as usize) else {
-                    tracing::warn!(node = %address, index = draft.index, "draft node sent an index it was not asked for");
+                    tracing::warn!(node = %node, index = draft.index, "draft node sent an index it was not asked for");
                     return;
                 };
                 if !matches!(state, DraftState::Running { .. }) {
@@ -210,7 +210,7 @@ impl DraftBoard {
                     finish_reason: finish as i32,
                     elapsed_ms: draft.elapsed_ms,
                     offered: false,
-                    node: address,
+                    node,
                     answer: draft_answer(&draft.text, ended_on_its_own).unwrap_or_default(),
                     text: if self.include_texts {
                         draft.text.clone()
@@ -272,7 +272,7 @@ impl DraftBoard {
                         index: index as u32,
                         token_count: *tokens,
                         finish_reason: FinishReason::Cancelled as i32,
-                        node: self.address(*slot),
+                        node: self.node_id(*slot),
                         ..Default::default()
                     },
                     text: None,
@@ -290,10 +290,11 @@ impl DraftBoard {
         })
     }
 
-    fn address(&self, slot: usize) -> String {
+    /// The id of the node on `slot` (what clients see of it).
+    fn node_id(&self, slot: usize) -> String {
         self.slots
             .get(slot)
-            .map(|s| s.node.address.clone())
+            .map(|s| s.node.id.clone())
             .unwrap_or_default()
     }
 
@@ -313,7 +314,7 @@ impl DraftBoard {
     fn note_failure(&mut self, node: &PoolNode, status: &Status) {
         node.call_failed(status);
         self.failures
-            .push(format!("{}: {}", node.address, status.message()));
+            .push(format!("{}: {}", node.id, status.message()));
     }
 }
 

@@ -49,10 +49,7 @@ pub async fn run_drafts(
         event: Some(scot_proto::solve_event::Event::DraftingStarted(
             DraftingStarted {
                 n: order.n,
-                nodes: calls
-                    .iter()
-                    .map(|(a, _)| a.node().address.clone())
-                    .collect(),
+                nodes: calls.iter().map(|(a, _)| a.node().id.clone()).collect(),
             },
         )),
     });
@@ -172,7 +169,7 @@ async fn place_and_call(
                     let node = assignment.node();
                     tracing::warn!(node = %node.address, error = %status, "draft call failed; placing the drafts again");
                     node.call_failed(status);
-                    failures.push(format!("{}: {}", node.address, status.message()));
+                    failures.push(format!("{}: {}", node.id, status.message()));
                 }
             }
             continue;

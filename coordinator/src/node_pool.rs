@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::config::endpoint_url;
 use crate::metrics::{metrics, NodeGauges};
 use crate::node_health::{check_health, fetch_load, Health};
 use crate::placement::{NodeLoad, Placement};
@@ -21,6 +20,7 @@ use crate::pool_members::PoolMembers;
 use crate::timing::Deadline;
 use crate::wait_queue::{Ticket, WaitQueue};
 use scot_proto::LoadReport;
+use scot_tls::Tls;
 
 /// How a pool is run.
 #[derive(Debug, Clone)]
@@ -38,6 +38,20 @@ pub struct PoolSettings {
     pub health_interval: Option<Duration>,
     /// The longest a request waits for room before it is refused.
     pub queue_timeout: Duration,
+    /// mTLS towards the nodes: a node must present a certificate from the cluster CA that names
+    /// the identity below, or it gets no call (its health check fails the handshake).
+    pub tls: Option<Tls>,
+    pub identity: NodeIdentity,
+}
+
+/// The name a member's certificate must carry (with mTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeIdentity {
+    /// The id it registered (etcd): an entry naming another node's address, or a node claiming an
+    /// id it holds no certificate for, fails the handshake.
+    NodeId,
+    /// The host of its address (a flag's fixed list, which the operator wrote).
+    AddressHost,
 }
 
 /// HTTP/2 ping period on a node's channel when background health checks are off.
@@ -61,6 +75,8 @@ impl PoolSettings {
 /// One node of a pool.
 #[derive(Debug)]
 pub struct PoolNode {
+    /// What clients see of the node (never its address).
+    pub id: String,
     pub address: String,
     pub channel: Channel,
     pool: &'static str,
@@ -82,12 +98,13 @@ struct Reported {
 }
 
 impl PoolNode {
-    fn new(pool: &'static str, address: &str, channel: Channel, capacity: usize) -> Self {
+    fn new(pool: &'static str, id: &str, address: &str, channel: Channel, capacity: usize) -> Self {
         let gauges = metrics().pool_node(pool, address);
         gauges.capacity.set(capacity as i64);
         gauges.in_flight.set(0);
         gauges.up.set(0);
         Self {
+            id: id.to_string(),
             address: address.to_string(),
             channel,
             pool,
@@ -174,6 +191,10 @@ impl PoolNode {
         };
         let came_up = next == Health::Up && *health != Health::Up;
         match (&*health, &next) {
+            // Once, not at every check: e.g. an etcd entry whose node fails the mTLS identity check.
+            (Health::Unknown, Health::Down(reason)) => {
+                tracing::warn!(pool = self.pool, node = %self.id, address = %self.address, %reason, "node not in routing: its first health check failed");
+            }
             (Health::Up, Health::Down(reason)) => {
                 tracing::warn!(pool = self.pool, node = %self.address, %reason, "node out of routing");
                 metrics().node_failed(self.pool, "health_check");
@@ -209,11 +230,11 @@ impl PoolNode {
         }
     }
 
-    /// This node's error as the client sees it: the same code, naming the node.
+    /// This node's error as the client sees it: the same code, naming the node by its id.
     pub fn named(&self, status: &Status) -> Status {
         Status::new(
             status.code(),
-            format!("{} node {}: {}", self.pool, self.address, status.message()),
+            format!("{} node {}: {}", self.pool, self.id, status.message()),
         )
     }
 
@@ -298,6 +319,7 @@ pub enum AcquireError {
 /// A member not in routing, and why.
 #[derive(Debug, Clone)]
 pub struct Unreachable {
+    pub id: String,
     pub address: String,
     pub reason: String,
 }
@@ -305,7 +327,8 @@ pub struct Unreachable {
 pub struct NodePool {
     settings: PoolSettings,
     members: PoolMembers,
-    nodes: Mutex<HashMap<String, Arc<PoolNode>>>,
+    /// By (id, address): a node that comes back under its id at a new address is a new member.
+    nodes: Mutex<HashMap<(String, String), Arc<PoolNode>>>,
     queue: Arc<WaitQueue>,
     /// Placements read the loads and add their work under this lock, so two never take the same room.
     placing: Mutex<()>,
@@ -345,10 +368,13 @@ impl NodePool {
     /// reported instead.
     fn sync_members(&self) -> (Vec<Arc<PoolNode>>, Vec<Unreachable>) {
         let members = self.members.members();
-        let listed: HashSet<&str> = members.iter().map(|m| m.address.as_str()).collect();
+        let listed: HashSet<(&str, &str)> = members
+            .iter()
+            .map(|m| (m.id.as_str(), m.address.as_str()))
+            .collect();
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        nodes.retain(|address, _| {
-            let stays = listed.contains(address.as_str());
+        nodes.retain(|(id, address), _| {
+            let stays = listed.contains(&(id.as_str(), address.as_str()));
             if !stays {
                 metrics().forget_pool_node(self.settings.name, address);
             }
@@ -359,7 +385,8 @@ impl NodePool {
         for member in members {
             let slots = member.slots.clamp(1, self.settings.max_slots.max(1));
             let capacity = (slots as usize).saturating_mul(self.settings.capacity_per_slot.max(1));
-            let known = nodes.get(&member.address);
+            let key = (member.id.clone(), member.address.clone());
+            let known = nodes.get(&key);
             if member.slots > slots && known.is_none_or(|node| node.capacity() != capacity) {
                 tracing::warn!(
                     pool = self.settings.name,
@@ -377,19 +404,25 @@ impl NodePool {
                 current.push(node.clone());
                 continue;
             }
-            match Endpoint::from_shared(endpoint_url(&member.address)) {
+            let server_name = match self.settings.identity {
+                NodeIdentity::NodeId => Some(member.id.as_str()),
+                NodeIdentity::AddressHost => None,
+            };
+            match scot_tls::endpoint(&member.address, self.settings.tls.as_ref(), server_name) {
                 Ok(endpoint) => {
                     let channel = self.settings.channel(endpoint);
                     let node = Arc::new(PoolNode::new(
                         self.settings.name,
+                        &member.id,
                         &member.address,
                         channel,
                         capacity,
                     ));
-                    nodes.insert(member.address.clone(), node.clone());
+                    nodes.insert(key, node.clone());
                     current.push(node);
                 }
                 Err(e) => invalid.push(Unreachable {
+                    id: member.id,
                     address: member.address,
                     reason: format!("invalid address: {e}"),
                 }),
@@ -464,11 +497,13 @@ impl NodePool {
                 Health::Up => up.push(node),
                 Health::Down(reason) | Health::CallFailed(reason) => {
                     unreachable.push(Unreachable {
+                        id: node.id.clone(),
                         address: node.address.clone(),
                         reason,
                     })
                 }
                 Health::Unknown => unreachable.push(Unreachable {
+                    id: node.id.clone(),
                     address: node.address.clone(),
                     reason: "not checked yet".to_string(),
                 }),
@@ -544,7 +579,7 @@ fn describe_unreachable(unreachable: &[Unreachable]) -> String {
     } else {
         unreachable
             .iter()
-            .map(|u| format!("{} ({})", u.address, u.reason))
+            .map(|u| format!("{} ({})", u.id, u.reason))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -579,13 +614,21 @@ mod tests {
             health_timeout: Duration::from_millis(300),
             health_interval,
             queue_timeout: Duration::from_millis(100),
+            tls: None,
+            identity: NodeIdentity::AddressHost,
         }
     }
 
     #[tokio::test]
     async fn leases_count_work_and_free_it_when_done_or_dropped() {
         let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        let node = Arc::new(PoolNode::new("draft", "lease-test:1", channel, 4));
+        let node = Arc::new(PoolNode::new(
+            "draft",
+            "draft-0",
+            "lease-test:1",
+            channel,
+            4,
+        ));
         let queue = Arc::new(WaitQueue::new(Default::default()));
         let mut lease = NodeLease::new(node.clone(), queue.clone(), 3);
         assert_eq!((node.outstanding(), node.gauges.in_flight.get()), (3, 3));
@@ -625,10 +668,12 @@ mod tests {
             .unwrap_err();
         match error {
             AcquireError::NoNodes(reason) => {
+                // Clients see the nodes' ids, never their addresses.
                 assert!(
-                    reason.contains("127.0.0.1:9") && reason.contains("not a url"),
+                    reason.contains("draft-0 (") && reason.contains("draft-1 (invalid address"),
                     "{reason}"
-                )
+                );
+                assert!(!reason.contains("127.0.0.1:9"), "{reason}");
             }
             other => panic!("{other:?}"),
         }
@@ -637,7 +682,13 @@ mod tests {
     #[tokio::test]
     async fn a_node_whose_report_shows_its_line_full_gets_no_call_until_one_ends() {
         let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        let node = Arc::new(PoolNode::new("target", "report-test:1", channel, 4));
+        let node = Arc::new(PoolNode::new(
+            "target",
+            "target-0",
+            "report-test:1",
+            channel,
+            4,
+        ));
         let queue = Arc::new(WaitQueue::new(Default::default()));
         assert_eq!(
             node.load(),

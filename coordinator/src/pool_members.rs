@@ -11,14 +11,18 @@ use tokio::sync::watch;
 /// One node of a pool as its discovery lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolMember {
+    /// The node's id: what clients see of it, and with mTLS the name its certificate must carry
+    /// when the pool reads etcd (see `NodeIdentity`).
+    pub id: String,
     pub address: String,
     /// Engine slots the node advertises (its `--max-concurrent`); a flag's address counts as one.
     pub slots: u32,
 }
 
 impl PoolMember {
-    pub fn new(address: impl Into<String>, slots: u32) -> Self {
+    pub fn new(id: impl Into<String>, address: impl Into<String>, slots: u32) -> Self {
         Self {
+            id: id.into(),
             address: address.into(),
             slots,
         }
@@ -50,7 +54,7 @@ impl PoolMembers {
             .pool(self.kind)
             .iter()
             .filter(|node| node.capacity > 0)
-            .map(|node| PoolMember::new(node.address.clone(), node.capacity))
+            .map(|node| PoolMember::new(node.id.clone(), node.address.clone(), node.capacity))
             .collect()
     }
 }
@@ -71,11 +75,11 @@ mod tests {
         let discovery: Arc<dyn Discovery> = Arc::new(StaticDiscovery::new(membership));
         assert_eq!(
             PoolMembers::new(discovery.clone(), NodeKind::Draft).members(),
-            [PoolMember::new("http://d0:1", 2)]
+            [PoolMember::new("d-0", "http://d0:1", 2)]
         );
         assert_eq!(
             PoolMembers::new(discovery, NodeKind::Target).members(),
-            [PoolMember::new("http://t0:1", 1)]
+            [PoolMember::new("t-0", "http://t0:1", 1)]
         );
     }
 
@@ -87,7 +91,10 @@ mod tests {
         ));
         assert_eq!(
             PoolMembers::new(discovery.clone(), NodeKind::Draft).members(),
-            [PoolMember::new("a:1", 1), PoolMember::new("b:2", 1)]
+            [
+                PoolMember::new("draft-0", "a:1", 1),
+                PoolMember::new("draft-1", "b:2", 1)
+            ]
         );
         assert!(PoolMembers::new(discovery, NodeKind::Target)
             .members()

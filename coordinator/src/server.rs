@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::admission::Admission;
-use crate::config::{endpoint_url, CoordinatorConfig};
+use crate::config::CoordinatorConfig;
 use crate::draft_pool::DraftPool;
 use crate::front_door::FrontDoor;
-use crate::http::{router, serve_http, ApiKeys, HttpState};
+use crate::http::{admin_router, router, serve_http, ApiKeys, HttpState};
 use crate::metrics::metrics;
-use crate::node_pool::PoolSettings;
+use crate::node_pool::{NodeIdentity, PoolSettings};
 use crate::service::CoordinatorServiceImpl;
 use crate::solve::Solver;
 use crate::target_pool::TargetPool;
@@ -32,6 +32,8 @@ pub enum CoordinatorError {
     Config(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] scot_tls::TlsError),
 }
 
 /// A coordinator built from its configuration: what both doors serve.
@@ -39,6 +41,9 @@ pub struct Coordinator {
     front: Arc<FrontDoor>,
     model_name: String,
     api_keys: Option<Arc<ApiKeys>>,
+    tls: Option<scot_tls::Tls>,
+    /// `--admin-listen` is set: the admin routes are not on the API's port.
+    admin_apart: bool,
 }
 
 impl Coordinator {
@@ -69,8 +74,9 @@ impl Coordinator {
         live: Option<Arc<dyn Discovery>>,
     ) -> Result<Self, CoordinatorError> {
         check_config(config)?;
+        let tls = config.tls.load()?;
         let members = pool_discovery(config, live)?;
-        let settings = |capacity_per_slot: usize| PoolSettings {
+        let settings = |capacity_per_slot: usize, identity: NodeIdentity| PoolSettings {
             name: "",
             service: "",
             capacity_per_slot,
@@ -79,14 +85,16 @@ impl Coordinator {
             health_interval: (config.health_interval_ms > 0)
                 .then(|| Duration::from_millis(config.health_interval_ms)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+            tls: tls.clone(),
+            identity,
         };
         let drafts = Arc::new(DraftPool::new(
-            members.drafts,
-            settings(config.draft_node_capacity),
+            members.drafts.0,
+            settings(config.draft_node_capacity, members.drafts.1),
         ));
         let targets = Arc::new(TargetPool::new(
-            members.targets,
-            settings(config.target_node_capacity),
+            members.targets.0,
+            settings(config.target_node_capacity, members.targets.1),
         ));
         let admission = Admission::new(config.http.max_concurrent_requests);
         metrics().set_max_concurrent(admission.limit());
@@ -108,6 +116,8 @@ impl Coordinator {
             front: Arc::new(front),
             model_name: config.http.served_model_name.clone(),
             api_keys,
+            tls,
+            admin_apart: config.http.admin_listen.is_some(),
         })
     }
 
@@ -121,6 +131,11 @@ impl Coordinator {
         self.front.admission()
     }
 
+    /// The mTLS material of the gRPC door and the node channels (None: plaintext).
+    pub fn tls(&self) -> Option<&scot_tls::Tls> {
+        self.tls.as_ref()
+    }
+
     /// The gRPC door.
     pub fn grpc_service(&self) -> CoordinatorServiceServer<CoordinatorServiceImpl> {
         CoordinatorServiceServer::new(CoordinatorServiceImpl::new(self.front.clone()))
@@ -128,23 +143,33 @@ impl Coordinator {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// The HTTP door's routes.
-    pub fn http_router(&self) -> axum::Router {
-        router(Arc::new(HttpState::new(
+    fn http_state(&self) -> Arc<HttpState> {
+        Arc::new(HttpState::new(
             self.front.clone(),
             self.model_name.clone(),
             self.api_keys.clone(),
-        )))
+        ))
+    }
+
+    /// The HTTP door's routes (with the admin routes unless `--admin-listen` takes them).
+    pub fn http_router(&self) -> axum::Router {
+        router(self.http_state(), !self.admin_apart)
+    }
+
+    /// The admin listener's routes (`/health`, `/ready`, `/metrics`).
+    pub fn admin_router(&self) -> axum::Router {
+        admin_router(self.http_state())
     }
 }
 
-/// The discovery each pool reads.
+/// The discovery each pool reads, and the name its members' certificates must carry.
 struct PoolDiscovery {
-    drafts: Arc<dyn Discovery>,
-    targets: Arc<dyn Discovery>,
+    drafts: (Arc<dyn Discovery>, NodeIdentity),
+    targets: (Arc<dyn Discovery>, NodeIdentity),
 }
 
-/// Each pool reads its flag's fixed list where it names nodes, else the live discovery; without
+/// Each pool reads its flag's fixed list where it names nodes (certificates checked against the
+/// addresses' hosts), else the live discovery (against the ids the nodes registered); without
 /// either, drafts are empty (target-only still serves) and targets an error.
 fn pool_discovery(
     config: &CoordinatorConfig,
@@ -160,13 +185,13 @@ fn pool_discovery(
     };
     let (drafts, targets) = (listed(&config.draft_nodes), listed(&config.target_nodes));
     for address in &targets {
-        tonic::transport::Endpoint::from_shared(endpoint_url(address))
+        tonic::transport::Endpoint::from_shared(scot_tls::endpoint_url(address, false))
             .map_err(|e| CoordinatorError::Config(format!("--target-node {address}: {e}")))?;
     }
     let fixed: Arc<dyn Discovery> = Arc::new(StaticDiscovery::from_addresses(&drafts, &targets));
     let pick = |listed: &[String]| match &live {
-        Some(live) if listed.is_empty() => live.clone(),
-        _ => fixed.clone(),
+        Some(live) if listed.is_empty() => (live.clone(), NodeIdentity::NodeId),
+        _ => (fixed.clone(), NodeIdentity::AddressHost),
     };
     if targets.is_empty() && live.is_none() {
         return Err(CoordinatorError::Config(
@@ -213,6 +238,7 @@ pub async fn serve(
 ) -> Result<(), CoordinatorError> {
     let coordinator = Coordinator::build(&config)?;
     let stop = CancellationToken::new();
+    start_admin(&config, &coordinator).await?;
     let http = start_http(&config, &coordinator, stop.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     let readiness = tokio::spawn(track_readiness(
@@ -224,9 +250,14 @@ pub async fn serve(
         listen = %config.listen,
         target_nodes = ?config.target_nodes,
         draft_nodes = ?config.draft_nodes,
+        mtls = coordinator.tls().is_some(),
         "coordinator serving"
     );
-    let grpc = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = coordinator.tls() {
+        builder = builder.tls_config(tls.server())?;
+    }
+    let grpc = builder
         .layer(scot_telemetry::GrpcServerLayer)
         .layer(scot_proto::RequestDecodeLayer)
         .add_service(health_service)
@@ -315,6 +346,28 @@ async fn track_readiness(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Binds `--admin-listen` (when set) and serves the admin routes on a background task for as long
+/// as the process lives (probes keep their answers through a drain).
+async fn start_admin(
+    config: &CoordinatorConfig,
+    coordinator: &Coordinator,
+) -> Result<(), CoordinatorError> {
+    let Some(listen) = config.http.admin_listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CoordinatorError::Config(format!("--admin-listen {listen}: {e}")))?;
+    tracing::info!(%listen, "admin endpoints serving (/health, /ready, /metrics)");
+    let router = coordinator.admin_router();
+    tokio::spawn(async move {
+        if let Err(error) = serve_http(listener, router, CancellationToken::new()).await {
+            tracing::error!(%error, "admin server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Binds `--http-listen` (when set) and serves the HTTP door on a background task.

@@ -36,7 +36,9 @@ async fn probes_models_metrics_and_openai_errors() {
     let ready = json(&body);
     assert_eq!(status, 503, "{body}");
     assert_eq!(ready["target"]["ready"], false);
-    assert_eq!(ready["target"]["address"], DEAD_TARGET);
+    // Nodes are named by id; their addresses stay inside the cluster.
+    assert_eq!(ready["target"]["node"], "target-0");
+    assert!(!body.contains(DEAD_TARGET), "{body}");
 
     let (status, _, body) = http_request(addr, "GET", "/v1/models", &[], "").await;
     assert_eq!(status, 200);
@@ -91,8 +93,9 @@ async fn probes_models_metrics_and_openai_errors() {
     );
     let error = &json(&body)["error"];
     assert_eq!(error["code"], "unavailable", "{body}");
+    let message = error["message"].as_str().unwrap();
     assert!(
-        error["message"].as_str().unwrap().contains(DEAD_TARGET),
+        message.contains("target-0 (") && !message.contains(DEAD_TARGET),
         "{body}"
     );
 
@@ -263,4 +266,46 @@ async fn a_missing_keys_file_is_a_start_error() {
         error.to_string().contains("/nonexistent/scot-api-keys"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_takes_ready_and_metrics_off_the_api_port() {
+    let config = coordinator_config(&[
+        "--target-node",
+        DEAD_TARGET,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--health-timeout-ms",
+        "300",
+    ]);
+    let coordinator = Coordinator::build(&config).unwrap();
+    let serve = |router: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_http(listener, router, CancellationToken::new()));
+        addr
+    };
+    let api = serve(coordinator.http_router()).await;
+    let admin = serve(coordinator.admin_router()).await;
+
+    for path in ["/ready", "/metrics"] {
+        let (status, _, body) = http_request(api, "GET", path, &[], "").await;
+        assert_eq!(status, 404, "{path} on the API port: {body}");
+        assert_eq!(json(&body)["error"]["type"], "invalid_request_error");
+    }
+    let (status, _, _) = http_request(api, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = http_request(api, "GET", "/v1/models", &[], "").await;
+    assert_eq!(status, 200);
+
+    let (status, _, body) = http_request(admin, "GET", "/ready", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json(&body)["target"]["node"], "target-0");
+    let (status, _, body) = http_request(admin, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("# EOF"), "{body}");
+    let (status, _, _) = http_request(admin, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = http_request(admin, "GET", "/v1/models", &[], "").await;
+    assert_eq!(status, 404, "the API is not on the admin port");
 }

@@ -11,6 +11,7 @@ use scot_discovery::NodeKind;
 use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop};
 use scot_proto::draft_service_server::DraftServiceServer;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
+use scot_tls::Tls;
 
 pub use scot_node_support::NodeError as DraftNodeError;
 pub use service::DraftNodeService;
@@ -37,23 +38,32 @@ pub struct DraftNodeArgs {
 /// Runs a draft-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
 pub fn run_process(args: DraftNodeArgs) -> Result<(), NodeProcessError> {
     let (model, listen) = (args.config.model.clone(), args.config.listen);
-    scot_node_support::run_node_process(NodeKind::Draft, &args.process, &model, listen, |stop| {
-        serve(args.config, stop)
-    })
+    scot_node_support::run_node_process(
+        NodeKind::Draft,
+        &args.process,
+        &model,
+        listen,
+        |stop, tls| serve(args.config, tls, stop),
+    )
 }
 
 /// Loads the model, then serves the DraftService and gRPC health until `stop` drains it.
-pub async fn serve(config: DraftNodeConfig, stop: NodeStop) -> Result<(), DraftNodeError> {
+pub async fn serve(
+    config: DraftNodeConfig,
+    tls: Option<Tls>,
+    stop: NodeStop,
+) -> Result<(), DraftNodeError> {
     let node = config.model.load_off_runtime().await?;
-    serve_loaded(config.listen, node, stop).await
+    serve_loaded(config.listen, tls, node, stop).await
 }
 
 pub async fn serve_loaded(
     listen: SocketAddr,
+    tls: Option<Tls>,
     node: NodeModel,
     stop: NodeStop,
 ) -> Result<(), DraftNodeError> {
     let service = DraftServiceServer::new(DraftNodeService::new(node.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    scot_node_support::serve_node(NodeKind::Draft, listen, &node, service, &stop).await
+    scot_node_support::serve_node(NodeKind::Draft, listen, tls, &node, service, &stop).await
 }

@@ -18,7 +18,7 @@ use scot_proto::target_service_client::TargetServiceClient;
 use scot_proto::{DraftRequest, SelectRequest, SelectResponse};
 use scot_selection::{estimate_prior, rotate, SelectionPrior, PRIOR_FORMAT};
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
@@ -60,6 +60,9 @@ pub struct CalibrateArgs {
     /// Where the prior goes.
     #[arg(long)]
     pub out: PathBuf,
+    /// mTLS towards the nodes (their certificates must name the endpoints' hosts).
+    #[command(flatten)]
+    pub tls: scot_tls::TlsArgs,
 }
 
 /// What a calibration did.
@@ -96,7 +99,7 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
             "no calibration problem with {n} drafts ({skipped} skipped): pass scot-mode result files with draft texts, or --draft-node and --data"
         )));
     }
-    let mut target = TargetServiceClient::new(connect(&args.target_node).await?)
+    let mut target = TargetServiceClient::new(connect(&args.target_node, &args.tls).await?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut problems = Vec::with_capacity(samples.len());
@@ -213,7 +216,7 @@ async fn draft_samples(
 ) -> Result<(Vec<Sample>, usize), EvalError> {
     let data = args.data.clone().unwrap_or_default();
     let problems = select_window(load_problems(&data)?, args.offset, Some(args.limit));
-    let mut client = DraftServiceClient::new(connect(endpoint).await?)
+    let mut client = DraftServiceClient::new(connect(endpoint, &args.tls).await?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut samples = Vec::new();
     let mut skipped = 0;
@@ -255,12 +258,13 @@ async fn draft_samples(
     Ok((samples, skipped))
 }
 
-async fn connect(endpoint: &str) -> Result<Channel, EvalError> {
+async fn connect(endpoint: &str, tls: &scot_tls::TlsArgs) -> Result<Channel, EvalError> {
     let err = |message: String| EvalError::NodeConnect {
         endpoint: endpoint.to_string(),
         message,
     };
-    Endpoint::from_shared(endpoint.to_string())
+    let tls = tls.load().map_err(|e| err(e.to_string()))?;
+    scot_tls::endpoint(endpoint, tls.as_ref(), None)
         .map_err(|e| err(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
         .connect()

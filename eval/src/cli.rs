@@ -56,6 +56,9 @@ pub struct EvalArgs {
     /// No progress bar (logs only).
     #[arg(long)]
     pub no_progress: bool,
+    /// mTLS towards the coordinator (`scot up` prints its cluster's).
+    #[command(flatten)]
+    pub tls: scot_tls::TlsArgs,
 }
 
 /// What a `scot eval` run did.
@@ -121,7 +124,11 @@ pub async fn run_eval(args: EvalArgs) -> Result<EvalSummary, EvalError> {
         return Ok(summary);
     }
 
-    let client = SolveClient::connect(&args.coordinator).await?;
+    let tls = args
+        .tls
+        .load()
+        .map_err(|e| EvalError::InvalidArgument(e.to_string()))?;
+    let client = SolveClient::connect(&args.coordinator, tls.as_ref()).await?;
     let mut writer = ResultWriter::open(&out)?;
     let template = RequestTemplate {
         dataset,

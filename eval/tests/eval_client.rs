@@ -125,6 +125,7 @@ fn args(data: &std::path::Path, out: &std::path::Path, endpoint: &str, mode: Mod
             ..SolveKnobs::default()
         },
         no_progress: true,
+        tls: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::metrics::gauge::Gauge;
 
 use scot_discovery::NodeKind;
+use scot_tls::Tls;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
@@ -53,12 +54,14 @@ pub enum NodeError {
     Config(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Serves `service` and gRPC health on `listen` until `stop` is requested and the node drained (Ok:
+/// Serves `service` and gRPC health on `listen` (with mTLS when `tls` is set: clients without a
+/// certificate from the cluster CA fail the handshake) until `stop` is requested and the node drained (Ok:
 /// the service NOT_SERVING at once, new engine jobs refused, accepted ones finished within the grace
 /// period), or a rank of the node's model fails (Err(RankFailed)).
 pub async fn serve_node<S>(
     kind: NodeKind,
     listen: SocketAddr,
+    tls: Option<Tls>,
     node: &NodeModel,
     service: S,
     stop: &NodeStop,
@@ -76,6 +79,7 @@ where
     health
         .set_service_status(S::NAME, ServingStatus::Serving)
         .await;
+    scot_telemetry::set_ready(true);
     let failure = node.gate.failure().clone();
     failure.attach_health(health.clone(), S::NAME).await;
     TENSOR_PARALLEL_RANKS.set(i64::try_from(node.tensor_parallel).unwrap_or(i64::MAX));
@@ -83,11 +87,16 @@ where
         %listen,
         model = %node.model.info().name,
         tensor_parallel = node.tensor_parallel,
+        mtls = tls.is_some(),
         "{} node serving",
         kind.as_str()
     );
     let server_stop = CancellationToken::new();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server())?;
+    }
+    let server = builder
         .layer(scot_telemetry::GrpcServerLayer)
         .layer(scot_proto::RequestDecodeLayer)
         .add_service(health_service)
@@ -102,6 +111,7 @@ where
         health
             .set_service_status(S::NAME, ServingStatus::NotServing)
             .await;
+        scot_telemetry::set_ready(false);
         node.gate.start_draining();
         stop.refusing_new_work();
         tracing::info!(

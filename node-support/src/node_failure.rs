@@ -89,6 +89,7 @@ impl NodeFailure {
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
+        scot_telemetry::set_ready(false);
         tracing::error!(
             rank = failure.rank,
             error = %failure.message,

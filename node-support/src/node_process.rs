@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use scot_discovery::{DiscoveryError, NodeKind, RegistrationArgs};
+use scot_tls::{Tls, TlsArgs, TlsError};
 
 use crate::discovery_registration::serve_registered;
 use crate::grpc_server::NodeError;
@@ -28,6 +29,9 @@ pub struct NodeProcessArgs {
     /// etcd registration (off unless --etcd-endpoints / SCOT_ETCD_ENDPOINTS is set).
     #[command(flatten)]
     pub registration: RegistrationArgs,
+    /// mTLS: with a certificate the node serves only clients whose certificate the cluster CA signed.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,8 @@ pub enum NodeProcessError {
     Process(#[from] ProcessError),
     #[error("--metrics-listen")]
     MetricsListen(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("etcd registration")]
     Registration(#[source] DiscoveryError),
     #[error("{kind} node failed")]
@@ -47,18 +53,20 @@ pub enum NodeProcessError {
 }
 
 /// Runs a node process: the runtime and telemetry (service `scot-<kind>-node`), the metrics
-/// endpoint, then `serve(stop)` (the node's load-then-serve future), registered in etcd when
-/// configured; SIGTERM or Ctrl-C requests the stop, and the node drains (see [`NodeStop`]).
+/// endpoint, then `serve(stop, tls)` (the node's load-then-serve future, with the node's mTLS material
+/// when configured), registered in etcd when configured; SIGTERM or Ctrl-C requests the stop, and the node drains (see [`NodeStop`]).
 pub fn run_node_process<F>(
     kind: NodeKind,
     process: &NodeProcessArgs,
     model: &ModelArgs,
     listen: SocketAddr,
-    serve: impl FnOnce(NodeStop) -> F,
+    serve: impl FnOnce(NodeStop, Option<Tls>) -> F,
 ) -> Result<(), NodeProcessError>
 where
     F: Future<Output = Result<(), NodeError>>,
 {
+    // Read before the runtime and the model, so a bad certificate flag fails fast.
+    let tls = process.tls.load()?;
     let service_name = format!("scot-{}-node", kind.as_str());
     run_server_process(&service_name, async {
         scot_telemetry::spawn_metrics_server(process.metrics_listen)
@@ -68,7 +76,7 @@ where
             shutdown_signal(),
             Duration::from_secs(process.drain_grace_secs),
         );
-        let serve = serve(stop.clone());
+        let serve = serve(stop.clone(), tls);
         serve_registered(&process.registration, kind, model, listen, &stop, serve)
             .await
             .map_err(NodeProcessError::Registration)?

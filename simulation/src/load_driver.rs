@@ -41,7 +41,7 @@ pub fn simulated_problem(i: usize, tokens: usize) -> String {
 pub async fn connect(url: &str, connections: usize) -> Result<Vec<SolveClient>> {
     let mut clients = Vec::new();
     for _ in 0..connections.max(1) {
-        clients.push(SolveClient::connect(url).await?);
+        clients.push(SolveClient::connect(url, None).await?);
     }
     Ok(clients)
 }

@@ -194,12 +194,13 @@ async fn solve(client: SolveClient, cli: Cli, i: usize) -> Outcome {
 /// Runs `requests` requests, `concurrency` at a time; `progress` counts those finished.
 async fn drive(
     url: &str,
+    tls: Option<&scot_tls::Tls>,
     cli: &Cli,
     requests: usize,
     concurrency: usize,
     progress: Arc<AtomicUsize>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let client = SolveClient::connect(url).await?;
+    let client = SolveClient::connect(url, tls).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
@@ -320,13 +321,15 @@ fn start_load(
     Arc<AtomicUsize>,
 ) {
     let progress = Arc::new(AtomicUsize::new(0));
-    let (url, cli, counter) = (
+    let (url, tls, cli, counter) = (
         cluster.coordinator_url().to_string(),
+        cluster.client_tls().cloned(),
         cli.clone(),
         progress.clone(),
     );
-    let load =
-        tokio::spawn(async move { drive(&url, &cli, requests, cli.concurrency, counter).await });
+    let load = tokio::spawn(async move {
+        drive(&url, tls.as_ref(), &cli, requests, cli.concurrency, counter).await
+    });
     (load, progress)
 }
 
@@ -357,6 +360,7 @@ async fn baseline(cli: &Cli) -> anyhow::Result<String> {
     let progress = Arc::new(AtomicUsize::new(0));
     let outcomes = drive(
         cluster.coordinator_url(),
+        cluster.client_tls(),
         cli,
         cli.requests,
         cli.concurrency,
@@ -456,6 +460,7 @@ async fn overload(cli: &Cli) -> anyhow::Result<String> {
     let burst = cli.overload_capacity * 10;
     let outcomes = drive(
         cluster.coordinator_url(),
+        cluster.client_tls(),
         cli,
         burst,
         burst,
@@ -505,12 +510,15 @@ async fn drain(cli: &Cli, coordinator: bool) -> anyhow::Result<String> {
     let progress = Arc::new(AtomicUsize::new(0));
     let requests = cli.drain_requests;
     let load = {
-        let (url, cli, progress) = (
+        let (url, tls, cli, progress) = (
             cluster.coordinator_url().to_string(),
+            cluster.client_tls().cloned(),
             cli.clone(),
             progress.clone(),
         );
-        tokio::spawn(async move { drive(&url, &cli, requests, requests, progress).await })
+        tokio::spawn(
+            async move { drive(&url, tls.as_ref(), &cli, requests, requests, progress).await },
+        )
     };
     // All requests admitted and drafting before the signal.
     tokio::time::sleep(Duration::from_secs(2)).await;

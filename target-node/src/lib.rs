@@ -15,6 +15,7 @@ use scot_discovery::NodeKind;
 use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop};
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
+use scot_tls::Tls;
 
 pub use scot_node_support::NodeError as TargetNodeError;
 pub use selection_prior::SelectionPriors;
@@ -47,22 +48,31 @@ pub struct TargetNodeArgs {
 /// Runs a target-node process until Ctrl-C or SIGTERM (see [`scot_node_support::run_node_process`]).
 pub fn run_process(args: TargetNodeArgs) -> Result<(), NodeProcessError> {
     let (model, listen) = (args.config.model.clone(), args.config.listen);
-    scot_node_support::run_node_process(NodeKind::Target, &args.process, &model, listen, |stop| {
-        serve(args.config, stop)
-    })
+    scot_node_support::run_node_process(
+        NodeKind::Target,
+        &args.process,
+        &model,
+        listen,
+        |stop, tls| serve(args.config, tls, stop),
+    )
 }
 
 /// Loads the model, then serves the TargetService and gRPC health until `stop` drains it, or until
 /// a tensor-parallel rank fails (then health turns NOT_SERVING first and this returns the failure).
-pub async fn serve(config: TargetNodeConfig, stop: NodeStop) -> Result<(), TargetNodeError> {
+pub async fn serve(
+    config: TargetNodeConfig,
+    tls: Option<Tls>,
+    stop: NodeStop,
+) -> Result<(), TargetNodeError> {
     let node = config.model.load_off_runtime().await?;
     let priors = SelectionPriors::load(&config.selection_prior, &node)
         .map_err(|e| TargetNodeError::Config(Box::new(e)))?;
-    serve_loaded(config.listen, node, priors, stop).await
+    serve_loaded(config.listen, tls, node, priors, stop).await
 }
 
 pub async fn serve_loaded(
     listen: SocketAddr,
+    tls: Option<Tls>,
     node: NodeModel,
     priors: SelectionPriors,
     stop: NodeStop,
@@ -70,5 +80,5 @@ pub async fn serve_loaded(
     let service = TargetServiceServer::new(TargetNodeService::new(node.clone(), priors))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    scot_node_support::serve_node(NodeKind::Target, listen, &node, service, &stop).await
+    scot_node_support::serve_node(NodeKind::Target, listen, tls, &node, service, &stop).await
 }

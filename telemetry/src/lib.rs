@@ -10,7 +10,7 @@ pub mod shutdown;
 pub mod tracing_setup;
 
 pub use grpc_server_layer::GrpcServerLayer;
-pub use metrics_endpoint::{metrics_response, spawn_metrics_server};
+pub use metrics_endpoint::{metrics_response, set_ready, spawn_metrics_server};
 pub use propagation::{
     extract_context, inject_current_context, set_parent_from_headers, HeaderExtractor,
     MetadataInjector,

@@ -1,10 +1,13 @@
-//! The small HTTP server the draft and target nodes expose metrics on (`--metrics-listen`):
-//! `GET /metrics` (Prometheus) and `GET /health`. The coordinator serves the same `/metrics` on its
-//! own HTTP port.
+//! The small HTTP admin server the draft and target nodes expose on `--metrics-listen`: `GET /metrics`
+//! (Prometheus), `GET /health` (the process is up) and `GET /ready` (the node serves: what Kubernetes
+//! probes ask, since a kubelet's gRPC probe cannot speak the nodes' mTLS). The coordinator serves the
+//! same `/metrics` on its admin port.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -16,10 +19,27 @@ pub fn metrics_response() -> Response {
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], encode_metrics()).into_response()
 }
 
+/// Whether this process serves (its gRPC health says SERVING); false until it says so.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Sets what `/ready` answers: the node serving (true) or loading, draining or failed (false).
+pub fn set_ready(ready: bool) {
+    READY.store(ready, Ordering::SeqCst);
+}
+
+async fn ready() -> Response {
+    if READY.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
 fn router() -> Router {
     Router::new()
         .route("/metrics", get(|| async { metrics_response() }))
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
 }
 
 /// Binds `listen` (an error now if the port is taken) and serves metrics on a background task.

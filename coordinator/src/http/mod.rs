@@ -1,7 +1,8 @@
 //! The coordinator's HTTP door (axum): the OpenAI-compatible `POST /v1/chat/completions` (streamed as
 //! SSE or not), `GET /v1/models`, `/health` (liveness), `/ready` (the target node answers its health
-//! check) and `/metrics` (Prometheus). Requests go through the same front door as gRPC's. With API
-//! keys configured, the `/v1` routes need `Authorization: Bearer <key>` (the probes stay open).
+//! check) and `/metrics` (Prometheus); with `--admin-listen` the last two move to their own listener.
+//! Requests go through the same front door as gRPC's. With API keys configured, the `/v1` routes need
+//! `Authorization: Bearer <key>` (the probes stay open).
 
 mod api_error;
 mod api_keys;
@@ -55,7 +56,9 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub fn router(state: Arc<HttpState>) -> Router {
+/// The API's routes: `/v1` and `/health`, and the admin routes too unless they have their own
+/// listener (`with_admin` false).
+pub fn router(state: Arc<HttpState>, with_admin: bool) -> Router {
     if let Some(keys) = &state.api_keys {
         keys.watch();
     }
@@ -66,13 +69,30 @@ pub fn router(state: Arc<HttpState>) -> Router {
             state.clone(),
             require_api_key,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(api)
+        .route("/health", get(probes::health));
+    let routes = if with_admin {
+        routes.merge(admin_routes())
+    } else {
+        routes
+    };
+    routes.fallback(probes::not_found).with_state(state)
+}
+
+/// The admin listener's routes (`--admin-listen`): liveness, readiness with the pools' state, and
+/// Prometheus metrics; nothing a client of the API needs.
+pub fn admin_router(state: Arc<HttpState>) -> Router {
+    admin_routes()
         .route("/health", get(probes::health))
-        .route("/ready", get(probes::ready))
-        .route("/metrics", get(probes::metrics))
         .fallback(probes::not_found)
         .with_state(state)
+}
+
+fn admin_routes() -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/ready", get(probes::ready))
+        .route("/metrics", get(probes::metrics))
 }
 
 /// Lets a request through when keys are off or it carries a known key under its rate.

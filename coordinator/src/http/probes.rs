@@ -17,42 +17,43 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The target pool's state: (the address shown, Ok when some target is in routing, every node up,
-/// every node down with why). Health comes from the pool's checks (a node never checked is checked now).
+/// The target pool's state: (the node shown, Ok when some target is in routing, every node up,
+/// every node down with why), nodes named by id (their addresses are in the coordinator's log).
+/// Health comes from the pool's checks (a node never checked is checked now).
 async fn target_ready(state: &HttpState) -> (String, Result<(), String>, Vec<String>, Vec<String>) {
     let (up, down) = state.front.solver().target_pool().reachable().await;
-    let up_list: Vec<String> = up.iter().map(|n| n.address.clone()).collect();
+    let up_list: Vec<String> = up.iter().map(|n| n.id.clone()).collect();
     let down_list: Vec<String> = down
         .iter()
-        .map(|u| format!("{} ({})", u.address, u.reason))
+        .map(|u| format!("{} ({})", u.id, u.reason))
         .collect();
-    let (address, ready) = match (up.first(), down.first()) {
-        (Some(node), _) => (node.address.clone(), Ok(())),
-        (None, Some(first)) => (first.address.clone(), Err(down_list.join("; "))),
+    let (node, ready) = match (up.first(), down.first()) {
+        (Some(node), _) => (node.id.clone(), Ok(())),
+        (None, Some(first)) => (first.id.clone(), Err(down_list.join("; "))),
         (None, None) => (String::new(), Err("no target node configured".to_string())),
     };
-    (address, ready, up_list, down_list)
+    (node, ready, up_list, down_list)
 }
 
-/// Probes the draft nodes (which updates the pool gauges): (reachable, unreachable addresses).
+/// Probes the draft nodes (which updates the pool gauges): (reachable, unreachable), by id.
 async fn probe_pool(state: &HttpState) -> (Vec<String>, Vec<String>) {
     let (ready, unreachable) = state.front.solver().draft_pool().reachable().await;
     (
-        ready.iter().map(|n| n.address.clone()).collect(),
+        ready.iter().map(|n| n.id.clone()).collect(),
         unreachable
             .iter()
-            .map(|u| format!("{} ({})", u.address, u.reason))
+            .map(|u| format!("{} ({})", u.id, u.reason))
             .collect(),
     )
 }
 
 pub async fn ready(State(state): State<Arc<HttpState>>) -> Response {
-    let ((target_address, target, targets_up, targets_down), (drafts_up, drafts_down)) =
+    let ((target_node, target, targets_up, targets_down), (drafts_up, drafts_down)) =
         tokio::join!(target_ready(&state), probe_pool(&state));
     let body = json!({
         "status": if target.is_ok() { "ready" } else { "not_ready" },
         "target": {
-            "address": target_address,
+            "node": target_node,
             "ready": target.is_ok(),
             "error": target.as_ref().err(),
         },

@@ -80,6 +80,7 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
     tokio::spawn(async move {
         scot_draft_node::serve_loaded(
             draft,
+            None,
             draft_model,
             scot_node_support::NodeStop::new(std::time::Duration::ZERO),
         )
@@ -89,6 +90,7 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
     tokio::spawn(async move {
         scot_target_node::serve_loaded(
             target,
+            None,
             target_model,
             scot_target_node::SelectionPriors::default(),
             scot_node_support::NodeStop::new(std::time::Duration::ZERO),

@@ -381,23 +381,44 @@ async fn health(
 
 pub async fn serve_draft(node: Arc<FakeDraft>) -> Served {
     let (address, incoming) = listen().await;
-    serve_draft_on(node, address, incoming).await
+    serve_draft_on(node, address, incoming, None).await
+}
+
+/// A draft node that serves mTLS with `tls`'s certificate (clients need one from its CA).
+pub async fn serve_draft_tls(node: Arc<FakeDraft>, tls: &scot_tls::Tls) -> Served {
+    let (address, incoming) = listen().await;
+    serve_draft_on(node, address, incoming, Some(tls)).await
 }
 
 /// A draft node on a given loopback address (one that nothing listened on a moment ago).
 pub async fn serve_draft_at(node: Arc<FakeDraft>, address: &str) -> Served {
     let listener = TcpListener::bind(address).await.unwrap();
-    serve_draft_on(node, address.to_string(), TcpListenerStream::new(listener)).await
+    serve_draft_on(
+        node,
+        address.to_string(),
+        TcpListenerStream::new(listener),
+        None,
+    )
+    .await
+}
+
+fn server(tls: Option<&scot_tls::Tls>) -> tonic::transport::Server {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => builder.tls_config(tls.server()).unwrap(),
+        None => builder,
+    }
 }
 
 async fn serve_draft_on(
     node: Arc<FakeDraft>,
     address: String,
     incoming: TcpListenerStream,
+    tls: Option<&scot_tls::Tls>,
 ) -> Served {
     let (health, health_service) = health(DRAFT_SERVICE).await;
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server(tls)
             .add_service(health_service)
             .add_service(DraftServiceServer::new(DraftHandle(node)))
             .serve_with_incoming(incoming),
@@ -414,10 +435,15 @@ pub async fn start_draft(node: Arc<FakeDraft>) -> String {
 }
 
 pub async fn serve_target(node: Arc<FakeTarget>) -> Served {
+    serve_target_tls(node, None).await
+}
+
+/// A target node, serving mTLS with `tls`'s certificate when set.
+pub async fn serve_target_tls(node: Arc<FakeTarget>, tls: Option<&scot_tls::Tls>) -> Served {
     let (address, incoming) = listen().await;
     let (health, health_service) = health(TARGET_SERVICE).await;
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server(tls)
             .add_service(health_service)
             .add_service(TargetServiceServer::new(TargetHandle(node)))
             .serve_with_incoming(incoming),
@@ -484,17 +510,17 @@ pub async fn serve_coordinator_with_targets(
     serve_built(Built::build_with_discovery(&config, Arc::new(discovery)).unwrap()).await
 }
 
-/// Serves a built coordinator's gRPC door on a fresh loopback port.
-async fn serve_built(built: Built) -> Coordinator {
+/// Serves a built coordinator's gRPC door on a fresh loopback port (mTLS when it has certificates).
+pub async fn serve_built(built: Built) -> Coordinator {
     let solver = built.solver().clone();
     let (address, incoming) = listen().await;
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server(built.tls())
             .add_service(built.grpc_service())
             .serve_with_incoming(incoming),
     );
     Coordinator {
-        url: format!("http://{address}"),
+        url: scot_tls::endpoint_url(&address, built.tls().is_some()),
         solver,
     }
 }
