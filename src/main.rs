@@ -29,9 +29,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Invocation {
     #[command(flatten)]
-    Tool(Command),
+    Tool(Box<Command>),
     #[command(flatten)]
-    Server(server_command::ServerCommand),
+    Server(Box<server_command::ServerCommand>),
 }
 
 #[derive(Subcommand)]
@@ -158,7 +158,7 @@ impl ClusterArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().invocation {
         Invocation::Server(server) => server.run(),
-        Invocation::Tool(command) => tokio::runtime::Runtime::new()?.block_on(run_tool(command)),
+        Invocation::Tool(command) => tokio::runtime::Runtime::new()?.block_on(run_tool(*command)),
     }
 }
 

@@ -23,10 +23,29 @@ static SIMPLE_LHS: LazyLock<Regex> = LazyLock::new(|| {
 /// Whether the prediction and the gold answer denote the same final answer (both raw; each side is
 /// normalised here).
 pub fn answers_equal(prediction: &str, gold: &str) -> bool {
+    // Runaway text (a draft that never stops) is no final answer worth normalising: exact text.
+    if prediction.len() > MAX_ANSWER_BYTES || gold.len() > MAX_ANSWER_BYTES {
+        let (p, g) = (prediction.trim(), gold.trim());
+        return !p.is_empty() && p == g;
+    }
     let p = normalize(prediction);
     let g = normalize(gold);
-    !p.is_empty() && !g.is_empty() && equal_normalized(&p, &g)
+    if p.is_empty() || g.is_empty() {
+        return false;
+    }
+    // A final answer is short; a long one (a draft's runaway text) is compared as text only, so
+    // its nesting and list length cannot make the comparison deep or quadratic.
+    if p.len() > MAX_COMPARED_BYTES || g.len() > MAX_COMPARED_BYTES {
+        return p == g;
+    }
+    equal_normalized(&p, &g)
 }
+
+/// Longest normalised answer compared by structure and value (longer ones: exact text).
+const MAX_COMPARED_BYTES: usize = 1000;
+
+/// Longest raw answer normalised at all.
+const MAX_ANSWER_BYTES: usize = 16 << 10;
 
 fn equal_normalized(p: &str, g: &str) -> bool {
     if p == g {

@@ -14,6 +14,7 @@ pub fn evaluate(expr: &str, assignment: usize) -> Option<(f64, BTreeSet<String>)
         pos: 0,
         assignment,
         variables: BTreeSet::new(),
+        depth: 0,
     };
     let value = parser.expr()?;
     if parser.pos != parser.tokens.len() || !value.is_finite() {
@@ -121,7 +122,12 @@ struct Parser {
     pos: usize,
     assignment: usize,
     variables: BTreeSet<String>,
+    /// Nesting of the recursive rules now (a hostile answer can nest deeper than any stack).
+    depth: usize,
 }
+
+/// Deepest nesting of groups and signs evaluated; deeper text is not an expression we evaluate.
+const MAX_DEPTH: usize = 100;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -141,7 +147,22 @@ impl Parser {
         self.eat(sym).then_some(())
     }
 
+    /// Runs a rule one level deeper; None past [`MAX_DEPTH`].
+    fn nested(&mut self, rule: fn(&mut Self) -> Option<f64>) -> Option<f64> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let value = rule(self);
+        self.depth -= 1;
+        value
+    }
+
     fn expr(&mut self) -> Option<f64> {
+        self.nested(Self::sum)
+    }
+
+    fn sum(&mut self) -> Option<f64> {
         let mut value = self.term()?;
         loop {
             if self.eat('+') {
@@ -180,15 +201,19 @@ impl Parser {
 
     fn unary(&mut self) -> Option<f64> {
         if self.eat('-') {
-            return Some(-self.unary()?);
+            return Some(-self.nested(Self::unary)?);
         }
         if self.eat('+') {
-            return self.unary();
+            return self.nested(Self::unary);
         }
         self.power()
     }
 
     fn power(&mut self) -> Option<f64> {
+        self.nested(Self::power_of)
+    }
+
+    fn power_of(&mut self) -> Option<f64> {
         let base = self.postfix()?;
         if !self.eat('^') {
             return Some(base);
@@ -200,7 +225,7 @@ impl Parser {
     /// `^{...}`, `^-1`, or a single character: in LaTeX `x^23` is `x^2 * 3`.
     fn exponent(&mut self) -> Option<f64> {
         if self.eat('-') {
-            return Some(-self.exponent()?);
+            return Some(-self.nested(Self::exponent)?);
         }
         if let Some(Token::Num(digits)) = self.peek().cloned() {
             let first: String = digits.chars().take(1).collect();

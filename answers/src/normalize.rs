@@ -150,8 +150,9 @@ pub fn normalize(answer: &str) -> String {
     }
 
     // Outer braces and a bare token in brackets: "{5}" -> "5", "(B)" -> "B".
-    while s.starts_with('{') && s.ends_with('}') && closing_of_first(&s) == Some(s.len() - 1) {
-        s = s[1..s.len() - 1].to_string();
+    let layers = outer_brace_layers(&s);
+    if layers > 0 {
+        s = s[layers..s.len() - layers].to_string();
     }
     if let Some(c) = WRAPPED_TOKEN.captures(&s) {
         if c[1].chars().all(|ch| ch.is_ascii_alphabetic()) || c[1].len() == 1 {
@@ -159,6 +160,31 @@ pub fn normalize(answer: &str) -> String {
         }
     }
     s
+}
+
+/// How many `{...}` wrap the whole of `s` (`{{5}}`: 2, `{5}{6}`: 0), found in one pass (peeling
+/// one layer per scan is quadratic in the nesting, which hostile text makes deep).
+fn outer_brace_layers(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let leading = bytes.iter().take_while(|&&b| b == b'{').count();
+    // Where each leading brace closes, matched as `closing_of_first` does (any bracket kind).
+    let mut closes = vec![usize::MAX; leading];
+    let mut open = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => open.push(i),
+            b')' | b']' | b'}' => match open.pop() {
+                Some(at) if at < leading => closes[at] = i,
+                Some(_) => {}
+                None => break,
+            },
+            _ => {}
+        }
+    }
+    let last = bytes.len().saturating_sub(1);
+    (0..leading)
+        .take_while(|&j| j < last - j && closes[j] == last - j)
+        .count()
 }
 
 /// Byte index of the bracket that closes the bracket at index 0 (any of `([{` / `)]}` count).
@@ -177,4 +203,30 @@ pub(crate) fn closing_of_first(s: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outer_braces_are_counted_where_they_wrap_everything() {
+        for (text, layers) in [
+            ("5", 0),
+            ("{5}", 1),
+            ("{{5}}", 2),
+            ("{5}{6}", 0),
+            ("{{5}{6}}", 1),
+            ("{(1,2)}", 1),
+            ("{", 0),
+            ("{{", 0),
+            ("{}", 1),
+            ("{5}}", 0),
+        ] {
+            assert_eq!(outer_brace_layers(text), layers, "{text}");
+        }
+        assert_eq!(normalize("{{{12}}}"), "12");
+        let deep = format!("{}7{}", "{".repeat(50_000), "}".repeat(50_000));
+        assert_eq!(normalize(&deep), "7");
+    }
 }

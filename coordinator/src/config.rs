@@ -90,6 +90,28 @@ pub struct HttpConfig {
     /// when set, the API port serves only `/v1` and `/health`. Unset: all on --http-listen.
     #[arg(long = "admin-listen", env = "SCOT_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Open HTTP connections at most (API and admin ports each); a connection past it is closed at
+    /// once.
+    #[arg(
+        long = "http-max-connections",
+        env = "SCOT_HTTP_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS
+    )]
+    pub max_connections: usize,
+    /// Seconds a request's headers may take to arrive (a slow client holding a connection open).
+    #[arg(
+        long = "http-header-timeout-secs",
+        env = "SCOT_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = DEFAULT_HTTP_HEADER_TIMEOUT_SECS
+    )]
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive; past it, 408.
+    #[arg(
+        long = "http-body-timeout-secs",
+        env = "SCOT_HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = DEFAULT_HTTP_BODY_TIMEOUT_SECS
+    )]
+    pub body_timeout_secs: u64,
     /// Requests solved at once, HTTP and gRPC together; more get HTTP 429 / gRPC RESOURCE_EXHAUSTED
     /// (TGI's max_concurrent_requests). Requests waiting for node room count here too.
     #[arg(
@@ -124,13 +146,29 @@ pub struct HttpConfig {
 }
 
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 128;
+const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_HTTP_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_HTTP_BODY_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_SERVED_MODEL_NAME: &str = "scot";
+
+impl HttpConfig {
+    /// The limits every HTTP listener of the coordinator runs with.
+    pub fn connection_limits(&self) -> crate::ConnectionLimits {
+        crate::ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+        }
+    }
+}
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: None,
             admin_listen: None,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            header_timeout_secs: DEFAULT_HTTP_HEADER_TIMEOUT_SECS,
+            body_timeout_secs: DEFAULT_HTTP_BODY_TIMEOUT_SECS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             served_model_name: DEFAULT_SERVED_MODEL_NAME.to_string(),
             api_keys_file: None,

@@ -41,7 +41,7 @@ mod wait_queue;
 
 pub use config::{CoordinatorConfig, HttpConfig, SolveDefaults};
 pub use draft_pool::DraftPool;
-pub use http::serve_http;
+pub use http::{serve_http, ConnectionLimits};
 pub use server::{serve, Coordinator, CoordinatorError};
 pub use solve::Solver;
 pub use target_pool::TargetPool;

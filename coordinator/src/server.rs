@@ -44,6 +44,7 @@ pub struct Coordinator {
     tls: Option<scot_tls::Tls>,
     /// `--admin-listen` is set: the admin routes are not on the API's port.
     admin_apart: bool,
+    body_timeout: Duration,
 }
 
 impl Coordinator {
@@ -118,6 +119,7 @@ impl Coordinator {
             api_keys,
             tls,
             admin_apart: config.http.admin_listen.is_some(),
+            body_timeout: Duration::from_secs(config.http.body_timeout_secs.max(1)),
         })
     }
 
@@ -148,6 +150,7 @@ impl Coordinator {
             self.front.clone(),
             self.model_name.clone(),
             self.api_keys.clone(),
+            self.body_timeout,
         ))
     }
 
@@ -361,9 +364,9 @@ async fn start_admin(
         .await
         .map_err(|e| CoordinatorError::Config(format!("--admin-listen {listen}: {e}")))?;
     tracing::info!(%listen, "admin endpoints serving (/health, /ready, /metrics)");
-    let router = coordinator.admin_router();
+    let (router, limits) = (coordinator.admin_router(), config.http.connection_limits());
     tokio::spawn(async move {
-        if let Err(error) = serve_http(listener, router, CancellationToken::new()).await {
+        if let Err(error) = serve_http(listener, router, limits, CancellationToken::new()).await {
             tracing::error!(%error, "admin server stopped");
         }
     });
@@ -383,9 +386,9 @@ async fn start_http(
         .await
         .map_err(|e| CoordinatorError::Config(format!("--http-listen {listen}: {e}")))?;
     tracing::info!(%listen, model = %config.http.served_model_name, "HTTP API serving");
-    let router = coordinator.http_router();
+    let (router, limits) = (coordinator.http_router(), config.http.connection_limits());
     Ok(Some(tokio::spawn(async move {
-        if let Err(error) = serve_http(listener, router, stop).await {
+        if let Err(error) = serve_http(listener, router, limits, stop).await {
             tracing::error!(%error, "HTTP server stopped");
         }
     })))

@@ -137,6 +137,7 @@ async fn over_capacity_is_a_429() {
     tokio::spawn(serve_http(
         listener,
         coordinator.http_router(),
+        config.http.connection_limits(),
         CancellationToken::new(),
     ));
 
@@ -279,10 +280,16 @@ async fn the_admin_listener_takes_ready_and_metrics_off_the_api_port() {
         "300",
     ]);
     let coordinator = Coordinator::build(&config).unwrap();
+    let limits = config.http.connection_limits();
     let serve = |router: axum::Router| async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_http(listener, router, CancellationToken::new()));
+        tokio::spawn(serve_http(
+            listener,
+            router,
+            limits,
+            CancellationToken::new(),
+        ));
         addr
     };
     let api = serve(coordinator.http_router()).await;

@@ -77,6 +77,54 @@ impl ApiError {
         }
     }
 
+    /// 413: the body is over the API's limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("The request body is larger than {limit} bytes"),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("payload_too_large"),
+        }
+    }
+
+    /// 415: a body that is not JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "The request body must be JSON (Content-Type: application/json)".to_string(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("unsupported_media_type"),
+        }
+    }
+
+    /// 408: the body did not arrive within the body timeout.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "The request body did not arrive within {} s",
+                limit.as_secs()
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("request_timeout"),
+        }
+    }
+
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "Method not allowed: /v1/chat/completions takes POST, the other routes GET"
+                .to_string(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("method_not_allowed"),
+        }
+    }
+
     /// 429: the front door's refusal `message`.
     pub fn over_capacity(message: String) -> Self {
         Self {

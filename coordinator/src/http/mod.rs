@@ -9,12 +9,14 @@ mod api_keys;
 mod api_types;
 mod chat_handler;
 mod completion;
+mod http_listener;
 mod probes;
+mod request_guard;
 mod request_mapping;
 mod sse_chunks;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -28,6 +30,7 @@ use crate::front_door::FrontDoor;
 use api_error::ApiError;
 pub use api_keys::ApiKeys;
 use api_keys::Denied;
+pub use http_listener::ConnectionLimits;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -37,15 +40,23 @@ pub struct HttpState {
     pub created: u64,
     /// None: the API is open (no keys configured).
     pub api_keys: Option<Arc<ApiKeys>>,
+    /// How long a request body may take to arrive (408 past it).
+    pub body_timeout: Duration,
 }
 
 impl HttpState {
-    pub fn new(front: Arc<FrontDoor>, model_name: String, api_keys: Option<Arc<ApiKeys>>) -> Self {
+    pub fn new(
+        front: Arc<FrontDoor>,
+        model_name: String,
+        api_keys: Option<Arc<ApiKeys>>,
+        body_timeout: Duration,
+    ) -> Self {
         Self {
             front,
             model_name,
             created: unix_now(),
             api_keys,
+            body_timeout,
         }
     }
 }
@@ -62,8 +73,12 @@ pub fn router(state: Arc<HttpState>, with_admin: bool) -> Router {
     if let Some(keys) = &state.api_keys {
         keys.watch();
     }
+    let chat = post(chat_handler::chat_completions).layer(middleware::from_fn_with_state(
+        state.clone(),
+        request_guard::read_body,
+    ));
     let api = Router::new()
-        .route("/v1/chat/completions", post(chat_handler::chat_completions))
+        .route("/v1/chat/completions", chat)
         .route("/v1/models", get(probes::models))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -77,7 +92,10 @@ pub fn router(state: Arc<HttpState>, with_admin: bool) -> Router {
     } else {
         routes
     };
-    routes.fallback(probes::not_found).with_state(state)
+    routes
+        .fallback(probes::not_found)
+        .method_not_allowed_fallback(probes::method_not_allowed)
+        .with_state(state)
 }
 
 /// The admin listener's routes (`--admin-listen`): liveness, readiness with the pools' state, and
@@ -117,13 +135,12 @@ async fn require_api_key(
     next.run(request).await
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled.
+/// Serves `router` on `listener` under `limits` until `stop` is cancelled, then lets open requests end.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    http_listener::serve(listener, router, limits, stop).await
 }

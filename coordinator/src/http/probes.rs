@@ -85,6 +85,10 @@ pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     scot_telemetry::metrics_response()
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,

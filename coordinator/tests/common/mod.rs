@@ -119,6 +119,86 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
     }
 }
 
+/// A draft node and a target node, both on the smallest model (fast to load), with no coordinator.
+pub async fn start_smol_nodes() -> Cluster {
+    const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
+    let (draft_model, target_model) = tokio::join!(load(SMOL), load(SMOL));
+    let (draft, target) = (free_addr(), free_addr());
+    tokio::spawn(async move {
+        scot_draft_node::serve_loaded(
+            draft,
+            None,
+            draft_model,
+            scot_node_support::NodeStop::new(Duration::ZERO),
+        )
+        .await
+        .expect("draft node")
+    });
+    tokio::spawn(async move {
+        scot_target_node::serve_loaded(
+            target,
+            None,
+            target_model,
+            scot_target_node::SelectionPriors::default(),
+            scot_node_support::NodeStop::new(Duration::ZERO),
+        )
+        .await
+        .expect("target node")
+    });
+    wait_listening(draft).await;
+    wait_listening(target).await;
+    Cluster {
+        http: free_addr(),
+        draft,
+        target,
+        stop: CancellationToken::new(),
+    }
+}
+
+/// The gRPC door of a coordinator built from `flags`, on a free port (with gRPC health, as served).
+pub async fn serve_coordinator_grpc(flags: &[&str]) -> SocketAddr {
+    let coordinator = Built::build(&coordinator_config(flags)).expect("coordinator config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            "scot.v1.CoordinatorService",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(scot_proto::RequestDecodeLayer)
+            .add_service(health_service)
+            .add_service(coordinator.grpc_service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// The gRPC health of `service` at `addr`; None when it cannot be asked.
+pub async fn grpc_health(
+    addr: SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .ok()?;
+    tonic_health::pb::health_check_response::ServingStatus::try_from(response.into_inner().status)
+        .ok()
+}
+
 #[derive(Parser)]
 struct Coordinator {
     #[command(flatten)]
@@ -139,7 +219,12 @@ pub async fn serve_coordinator_http(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(serve_http(listener, coordinator.http_router(), stop));
+    tokio::spawn(serve_http(
+        listener,
+        coordinator.http_router(),
+        config.http.connection_limits(),
+        stop,
+    ));
     addr
 }
 
