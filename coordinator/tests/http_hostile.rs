@@ -32,14 +32,8 @@ async fn send_raw(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
         .await
         .expect("the server hung on a hostile request");
     let _ = read;
-    let response = String::from_utf8_lossy(&response).to_string();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let (status, _, body) = common::split_response(&response);
+    (status, body)
 }
 
 /// A request with `method`, `path`, the given headers and `body` (Content-Length added unless a

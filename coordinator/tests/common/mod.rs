@@ -72,9 +72,9 @@ pub struct Cluster {
     pub stop: CancellationToken,
 }
 
-/// Loads both models, serves the nodes and the coordinator's HTTP API; `flags` are coordinator flags.
-pub async fn start_cluster(flags: &[&str]) -> Cluster {
-    let (draft_model, target_model) = tokio::join!(load(DRAFT_MODEL), load(TARGET_MODEL));
+/// Serves `draft_model` and `target_model` as a draft and a target node on free loopback ports
+/// (plaintext, in this process); their addresses once both listen.
+async fn serve_nodes(draft_model: NodeModel, target_model: NodeModel) -> (SocketAddr, SocketAddr) {
     let draft = free_addr();
     let target = free_addr();
     tokio::spawn(async move {
@@ -100,6 +100,13 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
     });
     wait_listening(draft).await;
     wait_listening(target).await;
+    (draft, target)
+}
+
+/// Loads both models, serves the nodes and the coordinator's HTTP API; `flags` are coordinator flags.
+pub async fn start_cluster(flags: &[&str]) -> Cluster {
+    let (draft_model, target_model) = tokio::join!(load(DRAFT_MODEL), load(TARGET_MODEL));
+    let (draft, target) = serve_nodes(draft_model, target_model).await;
     let mut args = vec![
         "coordinator".to_string(),
         "--target-node".into(),
@@ -123,30 +130,7 @@ pub async fn start_cluster(flags: &[&str]) -> Cluster {
 pub async fn start_smol_nodes() -> Cluster {
     const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
     let (draft_model, target_model) = tokio::join!(load(SMOL), load(SMOL));
-    let (draft, target) = (free_addr(), free_addr());
-    tokio::spawn(async move {
-        scot_draft_node::serve_loaded(
-            draft,
-            None,
-            draft_model,
-            scot_node_support::NodeStop::new(Duration::ZERO),
-        )
-        .await
-        .expect("draft node")
-    });
-    tokio::spawn(async move {
-        scot_target_node::serve_loaded(
-            target,
-            None,
-            target_model,
-            scot_target_node::SelectionPriors::default(),
-            scot_node_support::NodeStop::new(Duration::ZERO),
-        )
-        .await
-        .expect("target node")
-    });
-    wait_listening(draft).await;
-    wait_listening(target).await;
+    let (draft, target) = serve_nodes(draft_model, target_model).await;
     Cluster {
         http: free_addr(),
         draft,
@@ -249,7 +233,12 @@ pub async fn http_request(
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read");
-    let response = String::from_utf8_lossy(&response).to_string();
+    split_response(&response)
+}
+
+/// An HTTP/1.1 response's status (0 when there is none: the connection was closed), head and body.
+pub fn split_response(response: &[u8]) -> (u16, String, String) {
+    let response = String::from_utf8_lossy(response).to_string();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
         .split_whitespace()
