@@ -349,10 +349,11 @@ impl CoordinatorMetrics {
     }
 
     /// The gauges of one node of `pool` (`draft` or `target`).
-    pub fn pool_node(&self, pool: &str, address: &str) -> NodeGauges {
+    /// A node's gauges, labelled by its id (unique in its pool; an address can be claimed twice).
+    pub fn pool_node(&self, pool: &str, id: &str) -> NodeGauges {
         let labels = NodeLabels {
             pool: pool.to_string(),
-            node: address.to_string(),
+            node: id.to_string(),
         };
         NodeGauges {
             in_flight: self.node_in_flight.get_or_create(&labels).clone(),
@@ -362,10 +363,10 @@ impl CoordinatorMetrics {
     }
 
     /// A node left its pool: its series go away.
-    pub fn forget_pool_node(&self, pool: &str, address: &str) {
+    pub fn forget_pool_node(&self, pool: &str, id: &str) {
         let labels = NodeLabels {
             pool: pool.to_string(),
-            node: address.to_string(),
+            node: id.to_string(),
         };
         self.node_in_flight.remove(&labels);
         self.node_capacity.remove(&labels);

@@ -99,7 +99,7 @@ struct Reported {
 
 impl PoolNode {
     fn new(pool: &'static str, id: &str, address: &str, channel: Channel, capacity: usize) -> Self {
-        let gauges = metrics().pool_node(pool, address);
+        let gauges = metrics().pool_node(pool, id);
         gauges.capacity.set(capacity as i64);
         gauges.in_flight.set(0);
         gauges.up.set(0);
@@ -375,8 +375,9 @@ impl NodePool {
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         nodes.retain(|(id, address), _| {
             let stays = listed.contains(&(id.as_str(), address.as_str()));
-            if !stays {
-                metrics().forget_pool_node(self.settings.name, address);
+            // Forgotten unless the same id is still listed (it moved to a new address).
+            if !stays && !members.iter().any(|m| &m.id == id) {
+                metrics().forget_pool_node(self.settings.name, id);
             }
             stays
         });
