@@ -4,6 +4,7 @@
 //! too) and gets its expected status; every server is still SERVING afterwards.
 
 mod common;
+mod fakes;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -586,7 +587,7 @@ async fn hostile_grpc_requests_get_their_status_and_every_server_stays_serving()
         (t, "scot.v1.TargetService"),
     ] {
         assert_eq!(
-            common::grpc_health(addr, service).await,
+            fakes::health_of(&format!("http://{addr}"), service).await,
             Some(tonic_health::pb::health_check_response::ServingStatus::Serving),
             "{service} is not SERVING after the hostile requests"
         );

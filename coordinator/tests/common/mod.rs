@@ -163,26 +163,6 @@ pub async fn serve_coordinator_grpc(flags: &[&str]) -> SocketAddr {
     addr
 }
 
-/// The gRPC health of `service` at `addr`; None when it cannot be asked.
-pub async fn grpc_health(
-    addr: SocketAddr,
-    service: &str,
-) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let response = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.to_string(),
-        })
-        .await
-        .ok()?;
-    tonic_health::pb::health_check_response::ServingStatus::try_from(response.into_inner().status)
-        .ok()
-}
-
 #[derive(Parser)]
 struct Coordinator {
     #[command(flatten)]
