@@ -327,8 +327,9 @@ pub struct Unreachable {
 pub struct NodePool {
     settings: PoolSettings,
     members: PoolMembers,
-    /// By (id, address): a node that comes back under its id at a new address is a new member.
-    nodes: Mutex<HashMap<(String, String), Arc<PoolNode>>>,
+    /// By id (unique in a pool); a node that comes back under its id at a new address replaces the
+    /// old member.
+    nodes: Mutex<HashMap<String, Arc<PoolNode>>>,
     queue: Arc<WaitQueue>,
     /// Placements read the loads and add their work under this lock, so two never take the same room.
     placing: Mutex<()>,
@@ -373,8 +374,8 @@ impl NodePool {
             .map(|m| (m.id.as_str(), m.address.as_str()))
             .collect();
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        nodes.retain(|(id, address), _| {
-            let stays = listed.contains(&(id.as_str(), address.as_str()));
+        nodes.retain(|id, node| {
+            let stays = listed.contains(&(id.as_str(), node.address.as_str()));
             // Forgotten unless the same id is still listed (it moved to a new address).
             if !stays && !members.iter().any(|m| &m.id == id) {
                 metrics().forget_pool_node(self.settings.name, id);
@@ -386,8 +387,7 @@ impl NodePool {
         for member in members {
             let slots = member.slots.clamp(1, self.settings.max_slots.max(1));
             let capacity = (slots as usize).saturating_mul(self.settings.capacity_per_slot.max(1));
-            let key = (member.id.clone(), member.address.clone());
-            let known = nodes.get(&key);
+            let known = nodes.get(&member.id);
             if member.slots > slots && known.is_none_or(|node| node.capacity() != capacity) {
                 tracing::warn!(
                     pool = self.settings.name,
@@ -419,7 +419,7 @@ impl NodePool {
                         channel,
                         capacity,
                     ));
-                    nodes.insert(key, node.clone());
+                    nodes.insert(member.id.clone(), node.clone());
                     current.push(node);
                 }
                 Err(e) => invalid.push(Unreachable {
