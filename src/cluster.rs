@@ -42,6 +42,8 @@ pub struct ClusterSpec {
     pub coordinator_args: Vec<String>,
     /// Selection prior files for the target node.
     pub selection_priors: Vec<PathBuf>,
+    /// Token-level speculation in the target nodes with the draft model: tokens per round (None: off).
+    pub target_speculation: Option<usize>,
     /// How long model loading may take before start-up fails.
     pub startup_timeout: Duration,
     /// When a node binary is missing from `bin_dir`, run `<fallback_exe> <binary-name> …` instead (the
@@ -76,6 +78,7 @@ impl ClusterSpec {
             log_filter: "warn".to_string(),
             coordinator_args: Vec::new(),
             selection_priors: Vec::new(),
+            target_speculation: None,
             startup_timeout: Duration::from_secs(900),
             fallback_exe: None,
             tls: true,
@@ -295,6 +298,10 @@ impl LocalCluster {
             command.args(&spec.node_args);
             for prior in &spec.selection_priors {
                 command.arg("--selection-prior").arg(prior);
+            }
+            if let Some(tokens) = spec.target_speculation {
+                command.arg("--speculative-draft").arg(&spec.draft_model);
+                command.arg("--speculative-tokens").arg(tokens.to_string());
             }
             command.args(certificate(&format!("target-{i}"))?);
             let name = match spec.target_nodes {

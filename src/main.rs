@@ -114,6 +114,13 @@ struct ClusterArgs {
     /// Selection prior files for the target node (`scot calibrate`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     selection_prior: Vec<PathBuf>,
+    /// Token-level speculative decoding in the target node, with the draft model proposing
+    /// `--speculative-tokens` tokens per round (greedy output unchanged).
+    #[arg(long)]
+    speculative: bool,
+    /// Tokens the draft proposes per round with `--speculative`.
+    #[arg(long, default_value_t = scot_node_support::DEFAULT_SPECULATIVE_TOKENS)]
+    speculative_tokens: usize,
     /// Extra coordinator flags, e.g. `--coordinator-arg=--default-selection-policy=vote`.
     #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
     coordinator_args: Vec<String>,
@@ -145,6 +152,7 @@ impl ClusterArgs {
         spec.max_context = self.max_context;
         spec.coordinator_port = self.port;
         spec.selection_priors = self.selection_prior.clone();
+        spec.target_speculation = self.speculative.then_some(self.speculative_tokens);
         spec.coordinator_args = self.coordinator_args.clone();
         spec.tls = !self.plaintext;
         spec.log_filter = self

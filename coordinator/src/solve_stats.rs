@@ -94,6 +94,8 @@ impl StatsRecorder {
         self.stats.target_prompt_tokens += result.prompt_tokens;
         self.stats.prompt_tokens = result.prompt_tokens;
         self.stats.target_model = result.model.clone();
+        self.stats.speculative_proposed_tokens = result.speculative_proposed_tokens;
+        self.stats.speculative_accepted_tokens = result.speculative_accepted_tokens;
     }
 
     /// Draft-only: the draft is the answer.

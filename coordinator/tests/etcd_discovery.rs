@@ -134,6 +134,7 @@ async fn coordinator_finds_nodes_in_etcd_and_drops_a_vanished_draft_node() {
             listen: target_addr,
             model: target_cli.model.clone(),
             selection_prior: Vec::new(),
+            speculative: Default::default(),
         };
         let stop = scot_node_support::NodeStop::new(Duration::ZERO);
         let serve = scot_target_node::serve(config, None, stop.clone());

@@ -121,6 +121,12 @@ impl SequenceCache {
         self.len += seq;
     }
 
+    /// Forgets every position from `len` on (rejected speculative tokens); their slots are
+    /// overwritten by the next write. A `len` past the end changes nothing.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// An independent deep copy (its own buffers).
     pub fn fork(&self) -> Result<Self> {
         let layers = self
@@ -171,6 +177,10 @@ impl ShardedCache {
 
     pub fn reserve(&mut self, extra: usize) -> Result<()> {
         self.shards.iter_mut().try_for_each(|s| s.reserve(extra))
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.shards.iter_mut().for_each(|s| s.truncate(len));
     }
 
     pub fn shards_mut(&mut self) -> &mut [SequenceCache] {

@@ -2,8 +2,8 @@
 //!
 //! Qwen2 and Llama decoders on candle, loaded from GGUF or safetensors, with an explicit KV cache:
 //! one prompt is prefilled once and forked into a batch of sampled sequences (drafting), a session can
-//! be extended and continued (think, then answer), and a prompt can be scored at its last position
-//! (selection).
+//! be extended and continued (think, then answer), optionally with a draft model speculating its
+//! tokens, and a prompt can be scored at its last position (selection).
 
 mod batch;
 mod bounded_read;
@@ -25,6 +25,7 @@ mod rope;
 mod sampling;
 mod session;
 mod shard;
+mod speculative;
 mod stop;
 mod tensor_parallel;
 pub mod tokenizer;
@@ -46,4 +47,5 @@ pub use kv_cache::allocated_positions as kv_allocated_positions;
 pub use lora::LoraAdapter;
 pub use model::{LoadOptions, Model};
 pub use session::Session;
+pub use speculative::{SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
 pub use tokenizer::TextTokenizer;

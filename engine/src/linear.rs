@@ -17,6 +17,10 @@ pub(crate) enum Rows {
     /// One row per sequence of a decoding batch: every row must come out bit-identical to a
     /// single-row call, so batched drafting reproduces single-sequence runs exactly.
     Independent,
+    /// Consecutive tokens of ONE sequence that must come out as if decoded one step at a time
+    /// (speculative verification): linears as `Independent`, attention row by row, and the
+    /// logits of every position.
+    Steps,
 }
 
 #[derive(Debug, Clone)]
@@ -93,11 +97,16 @@ impl Linear {
     /// `x` is `[rows, in]`; returns `[rows, out]`.
     pub fn forward(&self, x: &Tensor, rows: Rows) -> Result<Tensor> {
         let m = x.dim(0)?;
-        let y = if rows == Rows::Independent && row_count_changes_kernel(&self.weight, m) {
-            let parts = (0..m)
-                .map(|i| self.matmul(&x.narrow(0, i, 1)?))
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::cat(&parts, 0)?
+        let y = if rows != Rows::SameSequence && row_count_changes_kernel(&self.weight, m) {
+            match self.q6k_rows_as_single(x)? {
+                Some(y) => y,
+                None => {
+                    let parts = (0..m)
+                        .map(|i| self.matmul(&x.narrow(0, i, 1)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    Tensor::cat(&parts, 0)?
+                }
+            }
         } else {
             self.matmul(x)?
         };
@@ -141,11 +150,96 @@ impl Linear {
         })
     }
 
+    /// Several rows through a Q6K weight, each bit-identical to a single-row call but reading the
+    /// weight once per tile of rows: on x86 candle sends one row to its generic GEMV
+    /// (`k_quants::matmul`, m = 1) and several to repacked tiles of other rounding; calling the
+    /// generic kernel with all rows runs the same per-element dot products. None where that does
+    /// not hold or the weight is not in CPU memory (the caller then goes row by row).
+    fn q6k_rows_as_single(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use candle_core::quantized::k_quants::{self, BlockQ6K};
+            let Weight::Quantized(QMatMul::QTensor(q), GgmlDType::Q6K) = &self.weight else {
+                return Ok(None);
+            };
+            if !x.device().is_cpu() || !q.device().is_cpu() {
+                return Ok(None);
+            }
+            let (n, k) = q.shape().dims2()?;
+            let m = x.dim(0)?;
+            let data = q.data()?;
+            let std::borrow::Cow::Borrowed(bytes) = data else {
+                return Ok(None);
+            };
+            let size = std::mem::size_of::<BlockQ6K>();
+            let blocks_per_row = k.div_ceil(k_quants::QK_K);
+            if bytes.len() != n * blocks_per_row * size
+                || bytes
+                    .as_ptr()
+                    .align_offset(std::mem::align_of::<BlockQ6K>())
+                    != 0
+            {
+                return Ok(None);
+            }
+            // SAFETY: the bytes are the QTensor's own Q6K block storage (candle keeps it as a
+            // Vec<BlockQ6K>, so it is aligned, as checked), `n * blocks_per_row` whole blocks, and
+            // they outlive `blocks` (borrowed from `q`).
+            let blocks = unsafe {
+                std::slice::from_raw_parts(bytes.as_ptr().cast::<BlockQ6K>(), bytes.len() / size)
+            };
+            let lhs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut dst = vec![0f32; m * n];
+            k_quants::matmul((m, k, n), &lhs, blocks, &mut dst)?;
+            Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = x;
+            Ok(None)
+        }
+    }
+
     fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match &self.weight {
             Weight::Quantized(q, _) => q.forward(&x)?,
             Weight::Dense(w) => x.matmul(&w.t()?)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows that must match single-row calls do, bit for bit, for every weight type whose kernel
+    /// depends on the row count (Q6K takes the shared-read path on x86), at odd output sizes too.
+    #[test]
+    fn independent_rows_equal_single_row_calls() {
+        let device = Device::Cpu;
+        for (dtype, n) in [
+            (GgmlDType::Q6K, 64),
+            (GgmlDType::Q6K, 37),
+            (GgmlDType::Q4K, 64),
+            (GgmlDType::Q8_0, 33),
+        ] {
+            let k = 512;
+            let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let linear = Linear::from_qtensor(Arc::new(q), None).unwrap();
+            for m in [2, 5, 17] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &device).unwrap();
+                for rows in [Rows::Independent, Rows::Steps] {
+                    let all = linear.forward(&x, rows).unwrap();
+                    for i in 0..m {
+                        let one = linear.forward(&x.narrow(0, i, 1).unwrap(), rows).unwrap();
+                        let a: Vec<f32> = all.get(i).unwrap().to_vec1().unwrap();
+                        let b: Vec<f32> = one.get(0).unwrap().to_vec1().unwrap();
+                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{dtype:?} n={n} m={m} row {i} differs");
+                    }
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::generation::{BatchEvent, CancelToken, SamplingParams, SequenceOutput,
 use crate::lora::LoraAdapter;
 use crate::session::Session;
 use crate::shard::head_plan;
+use crate::speculative::Speculator;
 use crate::tensor_parallel::Ranks;
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
@@ -342,6 +343,12 @@ impl Model {
     /// A new session with an empty KV cache.
     pub fn session(&self) -> Result<Session<'_>> {
         Session::new(self)
+    }
+
+    /// A new session whose `generate` decodes speculatively with `speculator`'s draft (made for
+    /// this model by [`Speculator::new`]); greedy output is identical to a plain session's.
+    pub fn speculative_session<'m>(&'m self, speculator: &'m Speculator) -> Result<Session<'m>> {
+        Session::speculative(self, speculator)
     }
 
     /// Drafting: prefill `prompt` once, fork the cache into `sequences.len()` sequences decoding

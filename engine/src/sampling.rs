@@ -32,6 +32,10 @@ impl Sampler {
         })
     }
 
+    pub fn is_greedy(&self) -> bool {
+        self.params.is_greedy()
+    }
+
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
         if logits.is_empty() {
             return Err(EngineError::InvalidRequest("empty logits".into()));
@@ -39,9 +43,55 @@ impl Sampler {
         if self.params.is_greedy() {
             return Ok(argmax(logits));
         }
+        let cands = self.candidates(logits);
+        let total: f64 = cands.iter().map(|c| c.1).sum();
+        if cands.is_empty() || !total.is_finite() || total <= 0.0 {
+            return Ok(argmax(logits));
+        }
+        let r = self.rng.random::<f64>() * total;
+        let mut acc = 0.0;
+        for &(tok, p) in &cands {
+            acc += p;
+            if r < acc {
+                return Ok(tok);
+            }
+        }
+        Ok(cands[cands.len() - 1].0)
+    }
+
+    /// The distribution `sample` draws from, over the whole vocabulary (sums to 1): one-hot at the
+    /// argmax when greedy. Speculative decoding compares the target's and the draft's.
+    pub fn probabilities(&self, logits: &[f32]) -> Result<Vec<f64>> {
+        if logits.is_empty() {
+            return Err(EngineError::InvalidRequest("empty logits".into()));
+        }
+        let mut probs = vec![0.0; logits.len()];
+        let cands = if self.params.is_greedy() {
+            Vec::new()
+        } else {
+            self.candidates(logits)
+        };
+        let total: f64 = cands.iter().map(|c| c.1).sum();
+        if cands.is_empty() || !total.is_finite() || total <= 0.0 {
+            probs[argmax(logits) as usize] = 1.0;
+            return Ok(probs);
+        }
+        for (tok, p) in cands {
+            probs[tok as usize] = p / total;
+        }
+        Ok(probs)
+    }
+
+    /// A uniform draw in [0, 1) from this sampler's own stream.
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    /// Candidates (token, unnormalised probability) after temperature, top-k and top-p, most likely
+    /// first when filtering needed an order.
+    fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
         let temp = self.params.temperature as f64;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        // Candidates (token, unnormalised probability), most likely first when filtering needs order.
         let mut cands: Vec<(u32, f64)> = logits
             .iter()
             .enumerate()
@@ -68,20 +118,31 @@ impl Sampler {
             }
             cands.truncate(keep);
         }
-        let total: f64 = cands.iter().map(|c| c.1).sum();
-        if cands.is_empty() || !total.is_finite() || total <= 0.0 {
-            return Ok(argmax(logits));
-        }
-        let r = self.rng.random::<f64>() * total;
-        let mut acc = 0.0;
-        for &(tok, p) in &cands {
-            acc += p;
-            if r < acc {
-                return Ok(tok);
-            }
-        }
-        Ok(cands[cands.len() - 1].0)
+        cands
     }
+}
+
+/// The token a uniform draw `u` in [0, 1) picks from `probs` (not necessarily normalised); None
+/// when they hold no mass.
+pub(crate) fn pick(probs: &[f64], u: f64) -> Option<u32> {
+    let total: f64 = probs.iter().sum();
+    if !total.is_finite() || total <= 0.0 {
+        return None;
+    }
+    let r = u * total;
+    let mut acc = 0.0;
+    let mut last = None;
+    for (tok, &p) in probs.iter().enumerate() {
+        if p <= 0.0 {
+            continue;
+        }
+        acc += p;
+        last = Some(tok as u32);
+        if r < acc {
+            return last;
+        }
+    }
+    last
 }
 
 /// Index of the largest logit (the lowest index on ties; NaNs never win).

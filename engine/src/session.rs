@@ -10,6 +10,7 @@ use crate::kv_cache::ShardedCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
+use crate::speculative::{self, Drafter, SpeculationStats, Speculator};
 use crate::stop::SequenceRun;
 use crate::transformer::log_softmax;
 
@@ -20,6 +21,11 @@ pub struct Session<'m> {
     model: &'m Model,
     cache: ShardedCache,
     logits: Option<Vec<f32>>,
+    /// Speculative decoding's draft, when the session was made with one (dropped once its context
+    /// is full).
+    drafter: Option<Box<Drafter<'m>>>,
+    /// What speculation did (None: a plain session).
+    speculation: Option<SpeculationStats>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -37,7 +43,22 @@ impl<'m> Session<'m> {
             model,
             cache: model.ranks().new_cache(model.info().context_length)?,
             logits: None,
+            drafter: None,
+            speculation: None,
         })
+    }
+
+    /// A session whose `generate` lets `speculator`'s draft propose tokens for this model to verify.
+    pub(crate) fn speculative(model: &'m Model, speculator: &'m Speculator) -> Result<Self> {
+        let mut session = Self::new(model)?;
+        session.drafter = Some(Box::new(Drafter::new(speculator)?));
+        session.speculation = Some(SpeculationStats::default());
+        Ok(session)
+    }
+
+    /// What speculative decoding did so far (None: a plain session).
+    pub fn speculation(&self) -> Option<SpeculationStats> {
+        self.speculation
     }
 
     /// Tokens in the cache.
@@ -89,6 +110,14 @@ impl<'m> Session<'m> {
                 self.logits = Some(logits.flatten_all()?.to_vec1::<f32>()?);
             }
         }
+        if let Some(drafter) = &mut self.drafter {
+            match drafter.follow(tokens, cancel) {
+                Ok(()) => {}
+                // A draft model with a shorter context: plain decoding from here.
+                Err(EngineError::ContextOverflow { .. }) => self.drafter = None,
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -124,6 +153,11 @@ impl<'m> Session<'m> {
             model: self.model,
             cache: self.cache.fork()?,
             logits: self.logits.clone(),
+            drafter: match &self.drafter {
+                Some(d) => Some(Box::new(d.fork()?)),
+                None => None,
+            },
+            speculation: self.speculation,
         })
     }
 
@@ -137,6 +171,9 @@ impl<'m> Session<'m> {
         on_token: &mut dyn FnMut(&TokenEvent),
         cancel: &CancelToken,
     ) -> Result<SequenceOutput> {
+        if self.drafter.is_some() {
+            return speculative::generate(self, sampling, stop, on_token, cancel);
+        }
         let started = Instant::now();
         let mut sampler = Sampler::new(sampling)?;
         let model = self.model;
@@ -170,6 +207,52 @@ impl<'m> Session<'m> {
                 return run.finish(reason);
             }
         }
+    }
+
+    pub(crate) fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// One decoding step of `token` (a single row, as plain decoding): returns and keeps its logits.
+    /// The drafter, if any, is not told (speculative decoding keeps it in step itself).
+    pub(crate) fn step(&mut self, token: u32) -> Result<Vec<f32>> {
+        let logits = self.forward_rows(&[token], Rows::Independent)?;
+        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        self.logits = Some(logits.clone());
+        Ok(logits)
+    }
+
+    /// Appends `tokens` to the cache and returns the logits `rows` asks for.
+    pub(crate) fn forward_rows(
+        &mut self,
+        tokens: &[u32],
+        rows: Rows,
+    ) -> Result<candle_core::Tensor> {
+        self.model
+            .ranks()
+            .forward(tokens, &mut [&mut self.cache], rows, true)?
+            .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))
+    }
+
+    /// Forgets the positions from `len` on (the logits are then the caller's to set).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.cache.truncate(len);
+    }
+
+    pub(crate) fn set_logits(&mut self, logits: Vec<f32>) {
+        self.logits = Some(logits);
+    }
+
+    pub(crate) fn drafter_mut(&mut self) -> Option<&mut Drafter<'m>> {
+        self.drafter.as_deref_mut()
+    }
+
+    pub(crate) fn speculation_mut(&mut self) -> Option<&mut SpeculationStats> {
+        self.speculation.as_mut()
+    }
+
+    pub(crate) fn drop_drafter(&mut self) {
+        self.drafter = None;
     }
 
     pub(crate) fn into_parts(self) -> (ShardedCache, Option<Vec<f32>>) {

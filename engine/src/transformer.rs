@@ -117,7 +117,8 @@ impl Transformer {
 
     /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
     /// major) through the model, appending to each cache. All caches must hold the same number of
-    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked.
+    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked, or
+    /// with `Rows::Steps` every position's (`[batch * seq, vocab]`).
     /// `tp` is this rank's part in a tensor-parallel model (`None`: the whole model, no collective):
     /// its partial attention and MLP outputs are summed over the ranks, its logits gathered.
     pub fn forward(
@@ -143,7 +144,7 @@ impl Transformer {
         let hp = &self.hp;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embedding.lookup(&ids)?; // [batch*seq, hidden]
-        let mask = if seq > 1 {
+        let mask = if seq > 1 && rows != Rows::Steps {
             Some(causal_mask(seq, pos, &self.device)?)
         } else {
             None
@@ -169,7 +170,12 @@ impl Transformer {
             let mut outs = Vec::with_capacity(batch);
             for (b, cache) in caches.iter_mut().enumerate() {
                 let (k_all, v_all) = cache.write(layer, &k.get(b)?, &v.get(b)?)?;
-                outs.push(attend(&q.get(b)?, &k_all, &v_all, mask.as_ref(), hp)?);
+                let q_b = q.get(b)?;
+                if rows == Rows::Steps {
+                    outs.push(attend_steps(&q_b, &k_all, &v_all, pos, hp)?);
+                } else {
+                    outs.push(attend(&q_b, &k_all, &v_all, mask.as_ref(), hp)?);
+                }
             }
             let attn = if batch == 1 {
                 outs.pop()
@@ -197,11 +203,15 @@ impl Transformer {
         if !want_logits {
             return Ok(None);
         }
-        let last = x
-            .reshape((batch, seq, hp.hidden))?
-            .narrow(1, seq - 1, 1)?
-            .reshape((batch, hp.hidden))?
-            .contiguous()?;
+        // Steps want every position's logits; otherwise only the last of each sequence.
+        let last = if rows == Rows::Steps {
+            x
+        } else {
+            x.reshape((batch, seq, hp.hidden))?
+                .narrow(1, seq - 1, 1)?
+                .reshape((batch, hp.hidden))?
+                .contiguous()?
+        };
         let last = candle_nn::ops::rms_norm(&last, &self.norm, hp.rms_eps as f32)?;
         let logits = self.output.forward(&last, rows)?;
         match &tp {
@@ -252,6 +262,31 @@ fn attend(
         .reshape((hp.n_head, seq, hp.head_dim))?
         .transpose(0, 1)?
         .reshape((seq, hp.n_head * hp.head_dim))?)
+}
+
+/// Attention of consecutive query positions `pos..pos + seq` of one sequence, each over the cache up
+/// to itself and computed alone, exactly as the single steps that decode them one by one.
+fn attend_steps(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    pos: usize,
+    hp: &Hyperparams,
+) -> Result<Tensor> {
+    let seq = q.dim(1)?;
+    let rows = (0..seq)
+        .map(|t| {
+            let visible = pos + t + 1;
+            attend(
+                &q.narrow(1, t, 1)?.contiguous()?,
+                &k.narrow(1, 0, visible)?,
+                &v.narrow(1, 0, visible)?,
+                None,
+                hp,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&rows, 0)?)
 }
 
 /// Row-wise log-softmax of one logits vector, in f64 for accuracy over large vocabularies.

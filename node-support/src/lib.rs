@@ -1,7 +1,8 @@
 //! scot-node-support: the node runtime scot's draft and target nodes share.
 //!
 //! Loading: the model flags ([`ModelArgs`]) load a [`NodeModel`] (model, template sets, engine gate)
-//! with the model's [fingerprint](model_fingerprint). Requests: the node's [`EngineGate`] admits a
+//! with the model's [fingerprint](model_fingerprint), and optionally a speculative draft beside it
+//! ([`SpeculativeArgs`]). Requests: the node's [`EngineGate`] admits a
 //! call or refuses it at once ([`Admitted`]); [`NodeModel::prompts`] builds its prompts with the
 //! model's chat format and fits them to the context, on the blocking pool; the engine job runs off the
 //! async runtime once it has a turn and its [`KvBudget`] room ([`spawn_engine_stream`],
@@ -30,6 +31,7 @@ mod node_process;
 mod node_stop;
 mod request_id;
 mod runtime;
+mod speculation;
 mod status;
 
 pub use discovery_registration::serve_registered;
@@ -48,4 +50,5 @@ pub use node_process::{run_node_process, NodeProcessArgs, NodeProcessError};
 pub use node_stop::{NodeStop, DEFAULT_DRAIN_GRACE_SECS};
 pub use request_id::request_id;
 pub use runtime::{run_server_process, shutdown_signal, ProcessError};
+pub use speculation::{record_speculation, SpeculativeArgs, DEFAULT_SPECULATIVE_TOKENS};
 pub use status::{engine_status, template_status};

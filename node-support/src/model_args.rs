@@ -10,6 +10,7 @@ use crate::engine_chat::ThinkingPrompt;
 use crate::engine_gate::EngineGate;
 use crate::kv_budget::{default_cpu_budget_bytes, mib_to_bytes, KvBudget};
 use crate::node_model::NodeModel;
+use crate::speculation::SpeculativeArgs;
 
 /// Default `--max-queued`: room for four coordinators each at their default per-node limit (16).
 pub const DEFAULT_MAX_QUEUED: usize = 64;
@@ -127,14 +128,29 @@ pub enum LoadError {
 impl ModelArgs {
     /// [`ModelArgs::load`] on a blocking thread, so loading never stalls the async runtime.
     pub async fn load_off_runtime(&self) -> Result<NodeModel, LoadError> {
-        let args = self.clone();
-        tokio::task::spawn_blocking(move || args.load())
+        self.load_off_runtime_with(&SpeculativeArgs::default())
+            .await
+    }
+
+    /// [`ModelArgs::load_with`] on a blocking thread.
+    pub async fn load_off_runtime_with(
+        &self,
+        speculative: &SpeculativeArgs,
+    ) -> Result<NodeModel, LoadError> {
+        let (args, speculative) = (self.clone(), speculative.clone());
+        tokio::task::spawn_blocking(move || args.load_with(&speculative))
             .await
             .map_err(|e| LoadError::Thread(e.to_string()))?
     }
 
     /// Loads the templates first (cheap, fails fast) and then the model.
     pub fn load(&self) -> Result<NodeModel, LoadError> {
+        self.load_with(&SpeculativeArgs::default())
+    }
+
+    /// [`ModelArgs::load`], with the speculative draft `speculative` names (if any) loaded after the
+    /// model; the KV budget then counts both caches per position.
+    pub fn load_with(&self, speculative: &SpeculativeArgs) -> Result<NodeModel, LoadError> {
         let templates = match &self.templates_dir {
             Some(dir) => TemplateLibrary::load(dir)?,
             None => TemplateLibrary::builtin(),
@@ -168,9 +184,19 @@ impl ModelArgs {
             );
             model.fail_rank_after(fault.rank, fault.forward_calls);
         }
+        let speculator = speculative
+            .load(&model, &options)
+            .map_err(|source| LoadError::Model {
+                path: speculative.speculative_draft.clone().unwrap_or_default(),
+                source: Box::new(source),
+            })?;
         let fingerprint =
             crate::model_identity::model_fingerprint(&self.model, self.lora.as_deref())?;
-        let kv = self.kv_budget(&model);
+        // The draft's cache mirrors every position of the model's.
+        let draft_kv = speculator
+            .as_ref()
+            .map_or(0, |s| s.draft().info().kv_bytes_per_token);
+        let kv = self.kv_budget(&model, draft_kv);
         let native_thinking = self.thinking_prompt.native_thinking(&model);
         let tensor_parallel = model.tensor_parallel();
         tracing::info!(
@@ -182,6 +208,8 @@ impl ModelArgs {
             template_sets = ?templates.names(),
             kv_budget_tokens = ?kv.tokens(),
             kv_bytes_per_token = kv.bytes_per_token(),
+            speculative_draft = ?speculator.as_ref().map(|s| s.draft().path().to_path_buf()),
+            speculative_tokens = speculator.as_ref().map(|s| s.tokens()),
             "model loaded"
         );
         let context = model.info().context_length;
@@ -191,12 +219,13 @@ impl ModelArgs {
             tensor_parallel,
             templates,
             native_thinking,
+            speculator,
             gate: EngineGate::new(self.max_concurrent, self.max_queued, kv, context),
         })
     }
 
     /// `--kv-budget-mib`, or the default for the device (read now, with the model loaded).
-    fn kv_budget(&self, model: &Model) -> KvBudget {
+    fn kv_budget(&self, model: &Model, draft_kv_bytes_per_token: usize) -> KvBudget {
         let info = model.info();
         let bytes = match (self.kv_budget_mib, self.device) {
             (Some(mib), _) => Some(mib_to_bytes(mib)),
@@ -206,7 +235,8 @@ impl ModelArgs {
                 None
             }
         };
-        KvBudget::new(bytes, info.kv_bytes_per_token, info.context_length)
+        let bytes_per_token = info.kv_bytes_per_token + draft_kv_bytes_per_token;
+        KvBudget::new(bytes, bytes_per_token, info.context_length)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use scot_engine::Model;
+use scot_engine::{Model, Session, Speculator};
 use scot_templates::{PromptText, Prompts, TemplateLibrary, TemplateSet, ThinkMarkers};
 use tonic::Status;
 
@@ -22,10 +22,21 @@ pub struct NodeModel {
     pub tensor_parallel: usize,
     pub templates: TemplateLibrary,
     pub native_thinking: bool,
+    /// The speculative draft beside the model (`--speculative-draft`).
+    pub speculator: Option<Arc<Speculator>>,
     pub gate: EngineGate,
 }
 
 impl NodeModel {
+    /// A session on the model, decoding speculatively when the node has a draft for it.
+    pub fn session(&self) -> Result<Session<'_>, Status> {
+        match &self.speculator {
+            Some(speculator) => self.model.speculative_session(speculator),
+            None => self.model.session(),
+        }
+        .map_err(engine_status)
+    }
+
     /// One request's prompts: its template set (empty = `default`) and end marker (empty =
     /// `</think>`) with this model's chat format. An unknown set or a bad marker is INVALID_ARGUMENT.
     pub fn prompts(&self, template: &str, think_end: &str) -> Result<NodePrompts<'_>, Status> {

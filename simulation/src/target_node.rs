@@ -147,6 +147,7 @@ impl GenerateSink {
             thinking_finish: thinking_finish as i32,
             answer_finish: FinishReason::Eos as i32,
             model: SIMULATED_TARGET_MODEL.to_string(),
+            ..Default::default()
         }));
         self.recorder.finish();
         alive

@@ -7,10 +7,10 @@
 use std::time::Instant;
 
 use scot_engine::{
-    CancelToken, FinishReason as EngineFinish, Model, SamplingParams, StopCriteria, TokenEvent,
+    CancelToken, FinishReason as EngineFinish, SamplingParams, StopCriteria, TokenEvent,
 };
 use scot_node_support::{
-    engine_status, finish_reason, template_status, JobSender, KvNeed, NodeModel,
+    engine_status, finish_reason, record_speculation, template_status, JobSender, KvNeed, NodeModel,
 };
 use scot_proto::generate_event::Event;
 use scot_proto::request_checks::check_generate_request;
@@ -143,12 +143,13 @@ fn before_marker<'t>(text: &'t str, marker: &str) -> (&'t str, bool) {
 }
 
 pub fn run(
-    model: &Model,
+    node: &NodeModel,
     job: GenerateJob,
     cancel: &CancelToken,
     tx: &JobSender<GenerateEvent>,
 ) -> Result<(), Status> {
     let started = Instant::now();
+    let model = &node.model;
     // Ids of tokens whose text is held back (e.g. half a UTF-8 character) go out with the next text.
     let stream_phase = |phase: GeneratePhase| {
         let mut held = Vec::new();
@@ -168,7 +169,7 @@ pub fn run(
     let cancelled = || Status::cancelled("generation cancelled");
     let decode = |ids: &[u32]| model.tokenizer().decode(ids, true).map_err(engine_status);
     let resume = &job.resume;
-    let mut session = model.session().map_err(engine_status)?;
+    let mut session = node.session()?;
     session
         .extend_cancellable(&job.prompt, cancel)
         .map_err(engine_status)?;
@@ -266,6 +267,8 @@ pub fn run(
     if answer.finish_reason == EngineFinish::Cancelled {
         return Err(cancelled());
     }
+    let speculation = session.speculation().unwrap_or_default();
+    record_speculation(&speculation);
     let answer_ms = if thinking.is_some() {
         answer_started.elapsed().as_secs_f64() * 1000.0
     } else {
@@ -295,6 +298,8 @@ pub fn run(
             as i32,
         answer_finish: finish_reason(&answer.finish_reason) as i32,
         model: model.info().name.clone(),
+        speculative_proposed_tokens: speculation.proposed as u32,
+        speculative_accepted_tokens: speculation.accepted as u32,
     };
     tx.send(Ok(GenerateEvent {
         event: Some(Event::Result(result)),

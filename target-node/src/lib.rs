@@ -1,6 +1,7 @@
 //! scot's target node (the `target-node` binary, or `scot target-node`): serves the big model. Select
 //! reads the chosen option from one prefill of the selection prompt; Generate writes the answer after
-//! an accepted draft, or thinks from scratch and then answers, in one session.
+//! an accepted draft, or thinks from scratch and then answers, in one session (with a draft model
+//! speculating its tokens when `--speculative-draft` names one).
 
 pub mod generate_job;
 pub mod select_job;
@@ -12,7 +13,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use scot_discovery::NodeKind;
-use scot_node_support::{ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop};
+use scot_node_support::{
+    ModelArgs, NodeModel, NodeProcessArgs, NodeProcessError, NodeStop, SpeculativeArgs,
+};
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_server::TargetServiceServer;
 use scot_tls::Tls;
@@ -33,6 +36,9 @@ pub struct TargetNodeConfig {
     /// `hybrid` policies; a file made for another model or selection prompt is refused at start-up.
     #[arg(long, env = "SCOT_SELECTION_PRIOR", value_delimiter = ',')]
     pub selection_prior: Vec<PathBuf>,
+    /// Token-level speculation in the target's own thinking and answers.
+    #[command(flatten)]
+    pub speculative: SpeculativeArgs,
 }
 
 /// Everything a target-node process takes: the node's flags and the process flags every node takes.
@@ -64,7 +70,10 @@ pub async fn serve(
     tls: Option<Tls>,
     stop: NodeStop,
 ) -> Result<(), TargetNodeError> {
-    let node = config.model.load_off_runtime().await?;
+    let node = config
+        .model
+        .load_off_runtime_with(&config.speculative)
+        .await?;
     let priors = SelectionPriors::load(&config.selection_prior, &node)
         .map_err(|e| TargetNodeError::Config(Box::new(e)))?;
     serve_loaded(config.listen, tls, node, priors, stop).await

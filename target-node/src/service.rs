@@ -96,10 +96,9 @@ impl TargetService for TargetNodeService {
                 prompt_tokens = job.prompt.len(),
                 "generating"
             );
-            let model = node.model.clone();
             let need = job.kv_need();
             let stream = spawn_engine_stream(admitted, need, deadline, move |cancel, tx| {
-                generate_job::run(&model, job, cancel, tx)
+                generate_job::run(&node, job, cancel, tx)
             })?;
             Ok(Response::new(stream))
         }

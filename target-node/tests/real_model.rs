@@ -92,7 +92,7 @@ fn selection_and_answer_on_a_real_model() {
     };
     let job = generate_job::prepare(&node, &request).expect("prepare generate");
     let (tx, mut rx) = JobSender::buffered(4096);
-    generate_job::run(&node.model, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
+    generate_job::run(&node, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
     let mut result = None;
     while let Ok(event) = rx.try_recv() {
         if let Some(generate_event::Event::Result(r)) = event.unwrap().event {
@@ -286,7 +286,7 @@ fn request_for_select() -> SelectRequest {
 fn generate(node: &NodeModel, request: &GenerateRequest) -> (Vec<GenerateToken>, GenerateResult) {
     let job = generate_job::prepare(node, request).expect("prepare generate");
     let (tx, mut rx) = JobSender::buffered(4096);
-    generate_job::run(&node.model, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
+    generate_job::run(node, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
     let (mut tokens, mut result) = (Vec::new(), None);
     while let Ok(event) = rx.try_recv() {
         match event.expect("no error").event {

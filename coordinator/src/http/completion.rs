@@ -138,6 +138,8 @@ pub fn scot_stats(request_id: &str, stats: &SolveStats) -> Value {
         "target_prompt_tokens": stats.target_prompt_tokens,
         "target_thinking_tokens": stats.target_thinking_tokens,
         "answer_tokens": stats.answer_tokens,
+        "speculative_proposed_tokens": stats.speculative_proposed_tokens,
+        "speculative_accepted_tokens": stats.speculative_accepted_tokens,
         "draft_model": stats.draft_model,
         "target_model": stats.target_model,
     })
