@@ -70,6 +70,13 @@ pub struct CoordinatorConfig {
     /// taking new ones; then the coordinator exits. Keep k8s' terminationGracePeriodSeconds above it.
     #[arg(long, env = "SCOT_DRAIN_TIMEOUT_SECS", default_value_t = 100)]
     pub drain_timeout_secs: u64,
+    /// The target streams its tokens in messages of at most this many (0: no bound by count)...
+    #[arg(long, env = "SCOT_STREAM_CHUNK_TOKENS", default_value_t = scot_proto::limits::DEFAULT_STREAM_CHUNK_TOKENS)]
+    pub stream_chunk_tokens: u32,
+    /// ...or once the oldest held token is this old (ms; 0: no bound by age), whichever comes
+    /// first. Every streamed message costs the coordinator the same to relay; both 0: one per token.
+    #[arg(long, env = "SCOT_STREAM_CHUNK_MS", default_value_t = scot_proto::limits::DEFAULT_STREAM_CHUNK_MS)]
+    pub stream_chunk_ms: u32,
     #[command(flatten)]
     pub defaults: SolveDefaults,
     #[command(flatten)]

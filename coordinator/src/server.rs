@@ -8,6 +8,7 @@ use std::time::Duration;
 use scot_discovery::{Discovery, StaticDiscovery};
 use scot_proto::coordinator_service_server::CoordinatorServiceServer;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
+use scot_proto::StreamChunking;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
@@ -102,7 +103,14 @@ impl Coordinator {
         let default_timeout = (config.request_timeout_secs > 0)
             .then(|| Duration::from_secs(config.request_timeout_secs));
         let front = FrontDoor::new(
-            Arc::new(Solver::new(drafts, targets)),
+            Arc::new(Solver::new(
+                drafts,
+                targets,
+                StreamChunking {
+                    max_tokens: config.stream_chunk_tokens,
+                    max_ms: config.stream_chunk_ms,
+                },
+            )),
             admission,
             config.defaults.clone(),
             default_timeout,

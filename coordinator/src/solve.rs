@@ -8,7 +8,7 @@ use std::time::Instant;
 use scot_proto::solve_event::Event as SolveEventKind;
 use scot_proto::{
     AnswerPath, DraftRequest, GeneratePhase, GenerateRequest, GenerateToken, SelectRequest,
-    SelectionResult, SolveEvent, SolveMode, SolveResult,
+    SelectionResult, SolveEvent, SolveMode, SolveResult, StreamChunking,
 };
 use scot_selection::{decide, needs_target, AnswerTally, Decision, TargetVerdict};
 use tonic::Status;
@@ -50,13 +50,23 @@ enum Drafted {
 pub struct Solver {
     drafts: Arc<DraftPool>,
     targets: Arc<TargetPool>,
+    /// How the target groups its streamed tokens (`--stream-chunk-tokens`, `--stream-chunk-ms`).
+    chunking: StreamChunking,
 }
 
 type Emit<'a> = &'a (dyn Fn(SolveEvent) + Send + Sync);
 
 impl Solver {
-    pub fn new(drafts: Arc<DraftPool>, targets: Arc<TargetPool>) -> Self {
-        Self { drafts, targets }
+    pub fn new(drafts: Arc<DraftPool>, targets: Arc<TargetPool>, chunking: StreamChunking) -> Self {
+        Self {
+            drafts,
+            targets,
+            chunking,
+        }
+    }
+
+    fn generate_request(&self, job: &SolveJob, accepted: Option<String>) -> GenerateRequest {
+        generate_request(job, accepted, self.chunking)
     }
 
     /// The draft pool requests run on (for readiness probes).
@@ -155,7 +165,7 @@ impl Solver {
                     })),
                 });
                 let result = target
-                    .generate(generate_request(job, Some(text.clone())), emit)
+                    .generate(self.generate_request(job, Some(text.clone())), emit)
                     .await?;
                 stats.generation(AnswerPath::DraftAccepted, &result);
                 Ok(Outcome {
@@ -296,7 +306,9 @@ impl Solver {
         stats: &mut StatsRecorder,
         path: AnswerPath,
     ) -> Result<Outcome, Status> {
-        let result = target.generate(generate_request(job, None), emit).await?;
+        let result = target
+            .generate(self.generate_request(job, None), emit)
+            .await?;
         stats.generation(path, &result);
         Ok(Outcome {
             reasoning: result.thinking,
@@ -360,8 +372,13 @@ fn draft_request(job: &SolveJob, include_answer: bool, max_tokens: u32) -> Draft
     }
 }
 
-/// The target's answer, after `accepted` (the chosen draft) or after thinking of its own.
-fn generate_request(job: &SolveJob, accepted: Option<String>) -> GenerateRequest {
+/// The target's answer, after `accepted` (the chosen draft) or after thinking of its own, streamed
+/// in `chunking`'s messages.
+fn generate_request(
+    job: &SolveJob,
+    accepted: Option<String>,
+    chunking: StreamChunking,
+) -> GenerateRequest {
     let s = &job.settings;
     GenerateRequest {
         request_id: job.request_id.clone(),
@@ -374,6 +391,7 @@ fn generate_request(job: &SolveJob, accepted: Option<String>) -> GenerateRequest
         template: s.template.clone(),
         think_end: s.think_end.clone(),
         resume: None,
+        chunking: Some(chunking),
     }
 }
 

@@ -33,6 +33,7 @@ mod request_id;
 mod runtime;
 mod speculation;
 mod status;
+mod stream_chunks;
 
 pub use discovery_registration::serve_registered;
 pub use engine_chat::ThinkingPrompt;
@@ -52,3 +53,4 @@ pub use request_id::request_id;
 pub use runtime::{run_server_process, shutdown_signal, ProcessError};
 pub use speculation::{record_speculation, SpeculativeArgs, DEFAULT_SPECULATIVE_TOKENS};
 pub use status::{engine_status, template_status};
+pub use stream_chunks::{ChunkPolicy, TokenChunk, TokenChunker};

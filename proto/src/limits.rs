@@ -18,3 +18,8 @@ pub const DEFAULT_THINK_END: &str = "</think>";
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Longest request id a client may set (ids end up in logs, metadata and headers).
 pub const MAX_REQUEST_ID: usize = 128;
+/// The coordinator's default `StreamChunking` (`--stream-chunk-tokens`, `--stream-chunk-ms`): a client
+/// sees text at least every 100 ms (or 16 tokens), and a fast target sends a sixteenth of the messages
+/// per-token streaming would.
+pub const DEFAULT_STREAM_CHUNK_TOKENS: u32 = 16;
+pub const DEFAULT_STREAM_CHUNK_MS: u32 = 100;

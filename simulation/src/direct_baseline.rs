@@ -13,8 +13,9 @@ use scot_proto::generate_event::Event as GenerateEventKind;
 use scot_proto::target_service_client::TargetServiceClient;
 // The knobs the coordinator would send: the paper's defaults.
 use scot_client::status_text;
+use scot_proto::limits::{DEFAULT_STREAM_CHUNK_MS, DEFAULT_STREAM_CHUNK_TOKENS};
 use scot_proto::paper_defaults as paper;
-use scot_proto::{AnswerPath, DraftRequest, GenerateRequest, SelectRequest};
+use scot_proto::{AnswerPath, DraftRequest, GenerateRequest, SelectRequest, StreamChunking};
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -123,6 +124,11 @@ async fn run_direct(
             template: String::new(),
             think_end: String::new(),
             resume: None,
+            // As the coordinator asks by default.
+            chunking: Some(StreamChunking {
+                max_tokens: DEFAULT_STREAM_CHUNK_TOKENS,
+                max_ms: DEFAULT_STREAM_CHUNK_MS,
+            }),
         })
         .await?
         .into_inner();

@@ -93,6 +93,8 @@ struct GenerateSink {
     thinking_capped: bool,
     answer_tokens: usize,
     thinking_done: Option<Instant>,
+    /// Tokens streamed so far.
+    sent: usize,
     recorder: CallRecorder,
 }
 
@@ -105,21 +107,31 @@ impl GenerateSink {
             .is_ok()
     }
 
+    /// Streams the tokens generated since the last message, as the real node does under the
+    /// request's chunking: one message per phase they fall in.
     fn token(&mut self, generated: usize) -> bool {
-        let phase = if generated <= self.thinking_tokens {
-            GeneratePhase::Thinking
-        } else {
-            GeneratePhase::Answer
-        };
-        if generated == self.thinking_tokens {
+        let thinking_end = self.thinking_tokens;
+        let (from, to) = (self.sent, generated);
+        self.sent = generated;
+        if from < thinking_end && to >= thinking_end {
             self.thinking_done = Some(Instant::now());
         }
-        self.send(Event::Token(GenerateToken {
-            text: WORD.to_string(),
-            phase: phase as i32,
-            // No model, no token ids: a coordinator does not migrate a simulated answer.
-            token_ids: Vec::new(),
-        }))
+        let thinking = to.min(thinking_end).saturating_sub(from);
+        let answer = to - from - thinking;
+        [
+            (GeneratePhase::Thinking, thinking),
+            (GeneratePhase::Answer, answer),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .all(|(phase, n)| {
+            self.send(Event::Token(GenerateToken {
+                text: WORD.repeat(n),
+                phase: phase as i32,
+                // No model, no token ids: a coordinator does not migrate a simulated answer.
+                token_ids: Vec::new(),
+            }))
+        })
     }
 
     fn result(&mut self) -> bool {
@@ -251,7 +263,11 @@ impl TargetService for SimulatedTargetNode {
         let job = SimulatedJob {
             prefill_tokens: prompt_tokens,
             sequence_tokens: vec![thinking_tokens + answer_tokens],
-            report_every: 1,
+            // The count bound of the request's chunking (the age bound has no meaning on the
+            // virtual clock); unset: every token, as a real node.
+            report_every: request
+                .chunking
+                .map_or(1, |c| (c.max_tokens as usize).max(1)),
             sink: Box::new(GenerateSink {
                 tx,
                 key,
@@ -260,6 +276,7 @@ impl TargetService for SimulatedTargetNode {
                 thinking_capped,
                 answer_tokens,
                 thinking_done: None,
+                sent: 0,
                 recorder,
             }),
         };

@@ -2,15 +2,17 @@
 //! "\n</think>\n\n" and decode the answer; otherwise think from scratch (stop at the end marker or the
 //! cap), append "</think>\n\n" if missing, and decode the answer — extend + generate twice, no
 //! re-prefill. A migrated call (`resume`) prefills the tokens another target streamed at the same
-//! points and decodes only what follows, within what is left of each cap.
+//! points and decodes only what follows, within what is left of each cap. Tokens stream in chunks as
+//! the request's `chunking` asks.
 
 use std::time::Instant;
 
 use scot_engine::{
-    CancelToken, FinishReason as EngineFinish, SamplingParams, StopCriteria, TokenEvent,
+    CancelToken, FinishReason as EngineFinish, SamplingParams, Session, StopCriteria, TokenEvent,
 };
 use scot_node_support::{
-    engine_status, finish_reason, record_speculation, template_status, JobSender, KvNeed, NodeModel,
+    engine_status, finish_reason, record_speculation, template_status, ChunkPolicy, JobSender,
+    KvNeed, NodeModel, TokenChunk, TokenChunker,
 };
 use scot_proto::generate_event::Event;
 use scot_proto::request_checks::check_generate_request;
@@ -36,6 +38,8 @@ pub struct GenerateJob {
     pub answer_start: String,
     /// What another target streamed before it failed (empty unless migrated).
     pub resume: Resumed,
+    /// How streamed tokens are grouped into messages.
+    pub chunking: ChunkPolicy,
 }
 
 impl GenerateJob {
@@ -103,6 +107,7 @@ pub fn prepare(node: &NodeModel, request: &GenerateRequest) -> Result<GenerateJo
         close_missing,
         answer_start,
         resume,
+        chunking: ChunkPolicy::from_request(request.chunking.as_ref()),
     })
 }
 
@@ -150,21 +155,32 @@ pub fn run(
 ) -> Result<(), Status> {
     let started = Instant::now();
     let model = &node.model;
-    // Ids of tokens whose text is held back (e.g. half a UTF-8 character) go out with the next text.
-    let stream_phase = |phase: GeneratePhase| {
-        let mut held = Vec::new();
-        move |event: &TokenEvent| {
-            held.push(event.token);
-            if !event.text.is_empty() {
-                tx.send(Ok(GenerateEvent {
-                    event: Some(Event::Token(GenerateToken {
-                        text: event.text.clone(),
-                        phase: phase as i32,
-                        token_ids: std::mem::take(&mut held),
-                    })),
-                }));
-            }
+    let send = |phase: GeneratePhase, chunk: TokenChunk| {
+        tx.send(Ok(GenerateEvent {
+            event: Some(Event::Token(GenerateToken {
+                text: chunk.text,
+                phase: phase as i32,
+                token_ids: chunk.token_ids,
+            })),
+        }));
+    };
+    // One phase's tokens, grouped as the request asks; whatever is held goes out when it ends.
+    let generate_phase = |session: &mut Session<'_>, stop: &StopCriteria, phase: GeneratePhase| {
+        let mut chunks = TokenChunker::new(job.chunking);
+        let output = session.generate(
+            &job.sampling,
+            stop,
+            &mut |event: &TokenEvent| {
+                if let Some(chunk) = chunks.push(event.token, &event.text) {
+                    send(phase, chunk);
+                }
+            },
+            cancel,
+        );
+        if let Some(chunk) = chunks.flush() {
+            send(phase, chunk);
         }
+        output.map_err(engine_status)
     };
     let cancelled = || Status::cancelled("generation cancelled");
     let decode = |ids: &[u32]| model.tokenizer().decode(ids, true).map_err(engine_status);
@@ -193,14 +209,7 @@ pub fn run(
                 stop_strings: vec![job.think_end.clone()],
                 stop_at_eos: true,
             };
-            let output = session
-                .generate(
-                    &job.sampling,
-                    &stop,
-                    &mut stream_phase(GeneratePhase::Thinking),
-                    cancel,
-                )
-                .map_err(engine_status)?;
+            let output = generate_phase(&mut session, &stop, GeneratePhase::Thinking)?;
             if output.finish_reason == EngineFinish::Cancelled {
                 return Err(cancelled());
             }
@@ -256,14 +265,7 @@ pub fn run(
         stop_strings: Vec::new(),
         stop_at_eos: true,
     };
-    let answer = session
-        .generate(
-            &job.sampling,
-            &stop,
-            &mut stream_phase(GeneratePhase::Answer),
-            cancel,
-        )
-        .map_err(engine_status)?;
+    let answer = generate_phase(&mut session, &stop, GeneratePhase::Answer)?;
     if answer.finish_reason == EngineFinish::Cancelled {
         return Err(cancelled());
     }

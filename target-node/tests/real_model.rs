@@ -89,6 +89,7 @@ fn selection_and_answer_on_a_real_model() {
         template: String::new(),
         think_end: String::new(),
         resume: None,
+        chunking: None,
     };
     let job = generate_job::prepare(&node, &request).expect("prepare generate");
     let (tx, mut rx) = JobSender::buffered(4096);

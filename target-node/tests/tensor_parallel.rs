@@ -55,6 +55,7 @@ fn generate_request(accepted_draft: Option<&str>) -> GenerateRequest {
         template: String::new(),
         think_end: String::new(),
         resume: None,
+        chunking: None,
     }
 }
 

@@ -158,3 +158,24 @@ fn strip_ansi(text: &str) -> String {
     }
     plain
 }
+
+/// Runs one Generate job on `node` in-process: the token messages it streamed and its result.
+pub fn run_generate(
+    node: &scot_node_support::NodeModel,
+    request: &scot_proto::GenerateRequest,
+) -> (Vec<scot_proto::GenerateToken>, scot_proto::GenerateResult) {
+    use scot_proto::generate_event::Event;
+    let job = scot_target_node::generate_job::prepare(node, request).expect("prepare generate");
+    let (tx, mut rx) = scot_node_support::JobSender::buffered(1 << 16);
+    scot_target_node::generate_job::run(node, job, &scot_engine::CancelToken::new(), &tx)
+        .expect("generate");
+    let (mut tokens, mut result) = (Vec::new(), None);
+    while let Ok(event) = rx.try_recv() {
+        match event.expect("no error event").event {
+            Some(Event::Token(t)) => tokens.push(t),
+            Some(Event::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    (tokens, result.expect("a result message"))
+}
