@@ -45,11 +45,11 @@ impl SolveClient {
             message,
         };
         let channel = scot_tls::endpoint(url, tls, None)
-            .map_err(|e| connect_error(with_sources(&e)))?
+            .map_err(|e| connect_error(scot_proto::error_chain(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await
-            .map_err(|e| connect_error(with_sources(&e)))?;
+            .map_err(|e| connect_error(scot_proto::error_chain(&e)))?;
         // Drafts and reasoning can be long: lift tonic's 4 MiB decoding default to the contract's limit.
         Ok(Self {
             inner: CoordinatorServiceClient::new(channel)
@@ -86,17 +86,6 @@ impl SolveClient {
 /// A status as one line of text, `Code: message`, the way every caller reports a failed call.
 pub fn status_text(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
-}
-
-/// An error with its causes (tonic's transport errors say little at the top level).
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ pub async fn check_health(
     match tokio::time::timeout(timeout, client.check(request)).await {
         Err(_) => Err(format!("health check timed out after {timeout:?}")),
         Ok(Err(status)) if status.code() == Code::Unimplemented => Ok(()),
-        Ok(Err(status)) => Err(format!("health check failed: {}", with_causes(&status))),
+        Ok(Err(status)) => Err(format!(
+            "health check failed: {}",
+            scot_proto::status_chain(&status)
+        )),
         Ok(Ok(response)) => {
             let status = response.into_inner().status;
             if status == ServingStatus::Serving as i32 {
@@ -51,21 +54,6 @@ pub async fn check_health(
             }
         }
     }
-}
-
-/// A status's message and its causes (a refused TLS handshake says why only in its causes), each
-/// said once (tonic's layers repeat their words).
-fn with_causes(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    let mut cause = std::error::Error::source(status);
-    while let Some(error) = cause {
-        let said = error.to_string();
-        if !text.contains(&said) {
-            text.push_str(&format!(": {said}"));
-        }
-        cause = error.source();
-    }
-    text
 }
 
 /// The node's load report; None when it has no load service (UNIMPLEMENTED: an older or foreign node)

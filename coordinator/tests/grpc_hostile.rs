@@ -11,45 +11,13 @@ use std::time::Duration;
 
 use prost::Message;
 use scot_proto::*;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Code;
 
-/// Sends message bytes as they are; reads answers without decoding them.
-#[derive(Default)]
-struct RawCodec;
+#[path = "../../proto/tests/shared/raw_codec.rs"]
+mod raw_codec;
 
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
-        use bytes::Buf;
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
-}
+/// Answers are read and dropped.
+type RawCodec = raw_codec::RawCodec<()>;
 
 /// Calls `path` with `body`; the status the call ends with (OK when a unary answer or the whole
 /// stream came back without error).
@@ -70,7 +38,10 @@ async fn call(
     let mut request = tonic::Request::new(body);
     request.set_timeout(Duration::from_secs(60));
     let outcome = if streaming {
-        match grpc.server_streaming(request, path, RawCodec).await {
+        match grpc
+            .server_streaming(request, path, RawCodec::default())
+            .await
+        {
             Err(status) => Err(status),
             Ok(response) => {
                 let mut stream = response.into_inner();
@@ -84,7 +55,9 @@ async fn call(
             }
         }
     } else {
-        grpc.unary(request, path, RawCodec).await.map(|_| ())
+        grpc.unary(request, path, RawCodec::default())
+            .await
+            .map(|_| ())
     };
     outcome.err().unwrap_or_else(|| tonic::Status::ok(""))
 }

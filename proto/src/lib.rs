@@ -6,6 +6,7 @@ pub mod v1 {
 }
 
 pub mod deadline;
+mod error_chain;
 pub mod limits;
 pub mod methods;
 mod names;
@@ -13,5 +14,6 @@ pub mod paper_defaults;
 pub mod request_checks;
 pub mod request_decode;
 
+pub use error_chain::{error_chain, status_chain};
 pub use request_decode::RequestDecodeLayer;
 pub use v1::*;

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use prost::Message;
 use scot_proto::target_service_server::{TargetService, TargetServiceServer};
 use scot_proto::{GenerateEvent, GenerateRequest, SelectRequest, SelectResponse};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Request, Response, Status};
 
 struct Fake;
@@ -30,46 +29,10 @@ impl TargetService for Fake {
     }
 }
 
-/// Sends message bytes as they are; decodes the answer as a `SelectResponse`.
-#[derive(Default)]
-struct RawCodec;
+#[path = "shared/raw_codec.rs"]
+mod raw_codec;
 
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = SelectResponse;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = SelectResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SelectResponse>, Status> {
-        SelectResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
+type RawCodec = raw_codec::RawCodec<SelectResponse>;
 
 async fn serve() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -92,7 +55,7 @@ async fn select_raw(addr: SocketAddr, body: Vec<u8>) -> Result<SelectResponse, S
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static("/scot.v1.TargetService/Select");
-    grpc.unary(Request::new(body), path, RawCodec)
+    grpc.unary(Request::new(body), path, RawCodec::default())
         .await
         .map(Response::into_inner)
 }

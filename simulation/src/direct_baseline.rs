@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::solve_outcome::SolveOutcome;
+use crate::synthetic_text::token_count;
 
 /// One request straight against the nodes: request `i` of the run.
 pub async fn solve_direct(
@@ -134,7 +135,9 @@ async fn run_direct(
         .into_inner();
     while let Some(event) = stream.next().await {
         match event?.event {
-            Some(GenerateEventKind::Token(_)) => outcome.streamed_tokens += 1,
+            Some(GenerateEventKind::Token(token)) => {
+                outcome.streamed_tokens += token_count(&token.text)
+            }
             Some(GenerateEventKind::Result(_)) => return Ok(()),
             None => {}
         }

@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 
 use super::api_error::ApiError;
 use super::HttpState;
@@ -53,12 +54,14 @@ pub async fn read_body(
     .await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
-        // to_bytes' only error with a limit is the limit, or the connection failing mid-body.
-        Ok(Err(error)) if error.to_string().contains("length limit exceeded") => {
-            return ApiError::payload_too_large(MAX_BODY_BYTES).into_response()
-        }
-        Ok(Err(_)) => {
-            return ApiError::invalid("the request body could not be read", None).into_response()
+        // to_bytes fails at the limit, or when the connection fails mid-body.
+        Ok(Err(error)) => {
+            return match error.into_inner().downcast::<LengthLimitError>() {
+                Ok(_) => ApiError::payload_too_large(MAX_BODY_BYTES).into_response(),
+                Err(_) => {
+                    ApiError::invalid("the request body could not be read", None).into_response()
+                }
+            }
         }
         Err(_) => return ApiError::body_timeout(state.body_timeout).into_response(),
     };
