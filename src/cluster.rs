@@ -311,6 +311,14 @@ impl LocalCluster {
             targets.push(spawn(name, command, port, TARGET_SERVICE, spec)?);
         }
 
+        // The nodes load their models first: a coordinator started beside them would find none
+        // serving and log each as failing its first health check.
+        let deadline = Instant::now() + spec.startup_timeout;
+        let client = tls.as_ref().map(|ca| ca.loaded.clone());
+        for node in drafts.iter_mut().chain(targets.iter_mut()) {
+            wait_serving(node, client.as_ref(), deadline, spec.startup_timeout).await?;
+        }
+
         let coordinator_port = if spec.coordinator_port == 0 {
             free_port()?
         } else {
@@ -341,28 +349,19 @@ impl LocalCluster {
             spec,
         )?;
 
-        let deadline = Instant::now() + spec.startup_timeout;
         let mut cluster = Self {
             coordinator,
             targets,
             drafts,
             tls,
         };
-        let client = cluster.client_tls().cloned();
-        let client = client.as_ref();
         wait_serving(
             &mut cluster.coordinator,
-            client,
+            client.as_ref(),
             deadline,
             spec.startup_timeout,
         )
         .await?;
-        for draft in cluster.drafts.iter_mut() {
-            wait_serving(draft, client, deadline, spec.startup_timeout).await?;
-        }
-        for target in cluster.targets.iter_mut() {
-            wait_serving(target, client, deadline, spec.startup_timeout).await?;
-        }
         Ok(cluster)
     }
 

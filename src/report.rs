@@ -151,6 +151,13 @@ pub fn render(result: &SolveResult) -> String {
         "tokens: draft model {} generated | target {} generated ({} thinking, {} answer), {} prompt",
         s.draft_tokens, s.target_tokens, s.target_thinking_tokens, s.answer_tokens, s.target_prompt_tokens
     );
+    if s.speculative_proposed_tokens > 0 {
+        let _ = writeln!(
+            out,
+            "token-level speculation in the target: {} of {} proposed tokens kept",
+            s.speculative_accepted_tokens, s.speculative_proposed_tokens
+        );
+    }
     let _ = writeln!(
         out,
         "answer from a draft: {} | models: draft {} / target {}",
