@@ -25,7 +25,6 @@ mod rope;
 mod sampling;
 mod session;
 mod shard;
-mod speculative;
 mod stop;
 mod tensor_parallel;
 pub mod tokenizer;
@@ -46,6 +45,5 @@ pub use generation::{
 pub use kv_cache::allocated_positions as kv_allocated_positions;
 pub use lora::LoraAdapter;
 pub use model::{LoadOptions, Model};
-pub use session::Session;
-pub use speculative::{SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
+pub use session::{Session, SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
 pub use tokenizer::TextTokenizer;

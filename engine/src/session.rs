@@ -10,9 +10,13 @@ use crate::kv_cache::ShardedCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
-use crate::speculative::{self, Drafter, SpeculationStats, Speculator};
 use crate::stop::SequenceRun;
 use crate::transformer::log_softmax;
+
+mod speculative;
+
+use speculative::Drafter;
+pub use speculative::{SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
 
 /// Prompts are prefilled in chunks of this many tokens, bounding the attention score buffers.
 pub(crate) const PREFILL_CHUNK: usize = 512;
@@ -197,12 +201,7 @@ impl<'m> Session<'m> {
             let token = sampler.sample(&logits)?;
             let (event, finished) = run.accept(token)?;
             on_token(&event);
-            let out = model
-                .ranks()
-                .forward(&[token], &mut [&mut self.cache], Rows::Independent, true)?
-                .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))?;
-            logits = out.flatten_all()?.to_vec1::<f32>()?;
-            self.logits = Some(logits.clone());
+            logits = self.step(token)?;
             if let Some(reason) = finished {
                 return run.finish(reason);
             }

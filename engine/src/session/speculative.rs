@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 
+use super::Session;
 use crate::error::{EngineError, Result};
 use crate::generation::{
     CancelToken, FinishReason, SamplingParams, SequenceOutput, StopCriteria, TokenEvent,
@@ -17,7 +18,6 @@ use crate::generation::{
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::{pick, Sampler};
-use crate::session::Session;
 use crate::stop::SequenceRun;
 
 /// Most tokens a draft may propose per round.
