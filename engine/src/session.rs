@@ -178,15 +178,8 @@ impl<'m> Session<'m> {
         if self.drafter.is_some() {
             return speculative::generate(self, sampling, stop, on_token, cancel);
         }
-        let started = Instant::now();
         let mut sampler = Sampler::new(sampling)?;
-        let model = self.model;
-        let mut run = SequenceRun::new(
-            model.tokenizer(),
-            stop,
-            &model.info().eos_token_ids,
-            started,
-        );
+        let mut run = self.sequence_run(stop);
         if run.exhausted() {
             return run.finish(FinishReason::Length);
         }
@@ -208,8 +201,17 @@ impl<'m> Session<'m> {
         }
     }
 
-    pub(crate) fn model(&self) -> &'m Model {
-        self.model
+    /// The bookkeeping of one sequence generated from here, its clock started now.
+    pub(crate) fn sequence_run<'a>(&self, stop: &'a StopCriteria) -> SequenceRun<'a>
+    where
+        'm: 'a,
+    {
+        SequenceRun::new(
+            self.model.tokenizer(),
+            stop,
+            &self.model.info().eos_token_ids,
+            Instant::now(),
+        )
     }
 
     /// One decoding step of `token` (a single row, as plain decoding): returns and keeps its logits.

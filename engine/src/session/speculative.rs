@@ -6,7 +6,6 @@
 //! every position bit-identical to a single decoding step (`Rows::Steps`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use candle_core::Tensor;
 
@@ -18,7 +17,6 @@ use crate::generation::{
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::{pick, Sampler};
-use crate::stop::SequenceRun;
 
 /// Most tokens a draft may propose per round.
 pub const MAX_SPECULATIVE_TOKENS: usize = 16;
@@ -219,19 +217,12 @@ pub(crate) fn generate(
     on_token: &mut dyn FnMut(&TokenEvent),
     cancel: &CancelToken,
 ) -> Result<SequenceOutput> {
-    let started = Instant::now();
-    let model = session.model();
     let mut sampler = Sampler::new(sampling)?;
     let mut draft_sampler = Sampler::new(&SamplingParams {
         seed: sampling.seed.wrapping_add(DRAFT_SEED_OFFSET),
         ..sampling.clone()
     })?;
-    let mut run = SequenceRun::new(
-        model.tokenizer(),
-        stop,
-        &model.info().eos_token_ids,
-        started,
-    );
+    let mut run = session.sequence_run(stop);
     if run.exhausted() {
         return run.finish(FinishReason::Length);
     }
