@@ -6,11 +6,8 @@
 
 mod common;
 
-use scot_node_support::{JobSender, NodeModel};
-use scot_proto::{
-    generate_event, GeneratePhase, GenerateRequest, GenerateResult, GenerateResume, GenerateToken,
-    SelectRequest,
-};
+use scot_node_support::NodeModel;
+use scot_proto::{GeneratePhase, GenerateRequest, GenerateResume, GenerateToken, SelectRequest};
 use scot_selection::{rotate, SelectionPrior, PRIOR_FORMAT};
 use scot_target_node::{generate_job, select_job, SelectionPriors};
 
@@ -91,16 +88,7 @@ fn selection_and_answer_on_a_real_model() {
         resume: None,
         chunking: None,
     };
-    let job = generate_job::prepare(&node, &request).expect("prepare generate");
-    let (tx, mut rx) = JobSender::buffered(4096);
-    generate_job::run(&node, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
-    let mut result = None;
-    while let Ok(event) = rx.try_recv() {
-        if let Some(generate_event::Event::Result(r)) = event.unwrap().event {
-            result = Some(r);
-        }
-    }
-    let result = result.expect("a result message");
+    let (_, result) = common::run_generate(&node, &request);
     assert!(
         result.answer.starts_with("The final answer is \\boxed{"),
         "{:?}",
@@ -283,22 +271,6 @@ fn request_for_select() -> SelectRequest {
     }
 }
 
-/// Runs one Generate job to its end: the streamed tokens and the result.
-fn generate(node: &NodeModel, request: &GenerateRequest) -> (Vec<GenerateToken>, GenerateResult) {
-    let job = generate_job::prepare(node, request).expect("prepare generate");
-    let (tx, mut rx) = JobSender::buffered(4096);
-    generate_job::run(node, job, &scot_engine::CancelToken::new(), &tx).expect("generate");
-    let (mut tokens, mut result) = (Vec::new(), None);
-    while let Ok(event) = rx.try_recv() {
-        match event.expect("no error").event {
-            Some(generate_event::Event::Token(token)) => tokens.push(token),
-            Some(generate_event::Event::Result(r)) => result = Some(r),
-            None => {}
-        }
-    }
-    (tokens, result.expect("a result message"))
-}
-
 fn text(tokens: &[GenerateToken]) -> String {
     tokens.iter().map(|t| t.text.as_str()).collect()
 }
@@ -324,7 +296,7 @@ fn a_migrated_answer_continues_exactly_where_the_first_target_stopped() {
         max_answer_tokens: 24,
         ..Default::default()
     };
-    let (whole, result) = generate(&node, &request);
+    let (whole, result) = common::run_generate(&node, &request);
     let thinking: Vec<_> = whole
         .iter()
         .filter(|t| t.phase == GeneratePhase::Thinking as i32)
@@ -349,7 +321,7 @@ fn a_migrated_answer_continues_exactly_where_the_first_target_stopped() {
         }),
         ..request.clone()
     };
-    let (rest, migrated) = generate(&node, &resumed);
+    let (rest, migrated) = common::run_generate(&node, &resumed);
     assert_eq!(format!("{}{}", text(sent), text(&rest)), text(&whole));
     assert_eq!(migrated.thinking, result.thinking);
     assert_eq!(migrated.answer, result.answer);
@@ -370,7 +342,7 @@ fn a_migrated_answer_continues_exactly_where_the_first_target_stopped() {
         }),
         ..request.clone()
     };
-    let (rest, migrated) = generate(&node, &resumed);
+    let (rest, migrated) = common::run_generate(&node, &resumed);
     assert!(rest.iter().all(|t| t.phase == GeneratePhase::Answer as i32));
     assert_eq!(format!("{}{}", text(sent), text(&rest)), text(&whole));
     assert_eq!(migrated.answer, result.answer);

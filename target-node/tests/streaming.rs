@@ -9,7 +9,7 @@ use scot_node_support::{NodeModel, SpeculativeArgs};
 use scot_proto::{GeneratePhase, GenerateRequest, GenerateResult, GenerateToken, StreamChunking};
 
 /// The target thinking from scratch, then answering (greedy), streamed as `chunking` asks.
-pub fn pens_request(chunking: Option<StreamChunking>) -> GenerateRequest {
+fn pens_request(chunking: Option<StreamChunking>) -> GenerateRequest {
     GenerateRequest {
         request_id: "t".into(),
         problem: "A shop sells pens at 3 dollars each. How much do 7 pens cost?".into(),

@@ -281,6 +281,8 @@ pub(crate) fn generate(
         let rows = session.verify(&ids)?;
         let mut kept = 0;
         let mut verdict = Verdict::Keep;
+        // The logits the refused proposal was judged by: those after the last kept token.
+        let mut refused_at = Vec::new();
         for (j, proposal) in proposals.iter().enumerate() {
             let p_logits = row(&rows, j)?;
             verdict = match &proposal.q {
@@ -295,6 +297,7 @@ pub(crate) fn generate(
                 }
             };
             if verdict != Verdict::Keep {
+                refused_at = p_logits;
                 break;
             }
             kept += 1;
@@ -313,7 +316,7 @@ pub(crate) fn generate(
                 session.keep(base, 1 + k, &proposals, logits.clone());
             }
             Verdict::Replace(replacement) => {
-                session.keep(base, 1 + kept, &proposals, row(&rows, kept)?);
+                session.keep(base, 1 + kept, &proposals, refused_at);
                 let (event, finished) = run.accept(replacement)?;
                 on_token(&event);
                 if let Some(reason) = finished {
