@@ -90,7 +90,7 @@ async fn caps_beyond_the_kv_budget_are_refused_before_drafting() {
         assert_eq!(report.context_length as usize, CONTEXT);
         assert_eq!(
             (report.running, report.waiting, report.max_running),
-            (0, 0, 1)
+            (0, 0, scot_node_support::DEFAULT_MAX_CONCURRENT as u32)
         );
     }
 

@@ -39,13 +39,13 @@ pub struct CoordinatorConfig {
     /// How long a node may take to answer its health check before it counts as unreachable.
     #[arg(long, env = "SCOT_HEALTH_TIMEOUT_MS", default_value_t = 1000)]
     pub health_timeout_ms: u64,
-    /// Drafts in flight on one draft node from this coordinator, per engine slot the node advertises in
-    /// etcd (its --max-concurrent); a --draft-nodes address has one slot. A request's n drafts must fit
-    /// in the pool's total.
+    /// Drafts in flight on one draft node from this coordinator, per engine slot the node advertises
+    /// (its --max-concurrent, from its load report; before the first, its etcd capacity, or one for a
+    /// --draft-nodes address). A request's n drafts must fit in the pool's total.
     #[arg(long, env = "SCOT_DRAFT_NODE_CAPACITY", default_value_t = 16)]
     pub draft_node_capacity: usize,
     /// Requests in flight on one target node from this coordinator (from its pick to its answer), per
-    /// engine slot the node advertises in etcd; --target-node has one slot.
+    /// engine slot the node advertises (as for draft nodes).
     #[arg(long, env = "SCOT_TARGET_NODE_CAPACITY", default_value_t = 16)]
     pub target_node_capacity: usize,
     /// Most engine slots the coordinator believes one node advertises in etcd: a larger claim is

@@ -29,7 +29,8 @@ pub struct PoolSettings {
     pub name: &'static str,
     /// The gRPC service name asked about in health checks.
     pub service: &'static str,
-    /// In-flight limit per advertised engine slot of a node (a static address has one slot).
+    /// In-flight limit per engine slot of a node (the slots its load report states; before its first
+    /// report, its etcd capacity, or one for a flag's address).
     pub capacity_per_slot: usize,
     /// Slots a member's advertised count is clamped to (`--max-node-slots`).
     pub max_slots: u32,
@@ -385,14 +386,19 @@ impl NodePool {
         let mut current = Vec::new();
         let mut invalid = Vec::new();
         for member in members {
-            let slots = member.slots.clamp(1, self.settings.max_slots.max(1));
-            let capacity = (slots as usize).saturating_mul(self.settings.capacity_per_slot.max(1));
             let known = nodes.get(&member.id);
-            if member.slots > slots && known.is_none_or(|node| node.capacity() != capacity) {
+            // The node's own load report states its engine slots (its --max-concurrent); until
+            // the first one, what the membership lists (etcd's capacity; a flag's address: one).
+            let advertised = known
+                .and_then(|node| node.report())
+                .map_or(member.slots, |report| report.max_running.max(1));
+            let slots = advertised.clamp(1, self.settings.max_slots.max(1));
+            let capacity = (slots as usize).saturating_mul(self.settings.capacity_per_slot.max(1));
+            if advertised > slots && known.is_none_or(|node| node.capacity() != capacity) {
                 tracing::warn!(
                     pool = self.settings.name,
                     node = %member.address,
-                    advertised = member.slots,
+                    advertised,
                     used = slots,
                     "node advertises more slots than --max-node-slots: clamped"
                 );
@@ -754,5 +760,32 @@ mod tests {
         // max_slots 8 x 4 per slot: the claim of 4294967295 slots counts as 8.
         assert_eq!(capacity("http://127.0.0.1:9"), Some(32));
         assert_eq!(capacity("http://127.0.0.1:10"), Some(8));
+    }
+
+    #[tokio::test]
+    async fn a_nodes_load_report_states_its_slots() {
+        // A flag's address: one slot until the node reports its own (its --max-concurrent).
+        let discovery = Arc::new(StaticDiscovery::from_addresses(
+            &["127.0.0.1:9".into()],
+            &[],
+        ));
+        let members = PoolMembers::new(discovery, NodeKind::Draft);
+        let pool = NodePool::start(members, settings(None));
+        let (nodes, _) = pool.sync_members();
+        assert_eq!(nodes[0].capacity(), 4, "one slot x 4 per slot");
+        let report = |max_running| {
+            Some(LoadReport {
+                max_running,
+                max_waiting: 64,
+                ..Default::default()
+            })
+        };
+        nodes[0].set_report(report(3));
+        let (nodes, _) = pool.sync_members();
+        assert_eq!(nodes[0].capacity(), 12, "three slots");
+        // A report past --max-node-slots (8) is clamped like an etcd claim.
+        nodes[0].set_report(report(100));
+        let (nodes, _) = pool.sync_members();
+        assert_eq!(nodes[0].capacity(), 32);
     }
 }

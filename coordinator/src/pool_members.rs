@@ -15,7 +15,8 @@ pub struct PoolMember {
     /// when the pool reads etcd (see `NodeIdentity`).
     pub id: String,
     pub address: String,
-    /// Engine slots the node advertises (its `--max-concurrent`); a flag's address counts as one.
+    /// Engine slots the membership lists (etcd: the node's `--max-concurrent`; a flag's address:
+    /// one); the node's own load report overrides it once read.
     pub slots: u32,
 }
 

@@ -303,6 +303,12 @@ async fn reused_ids_are_refused_and_lost_keys_come_back() {
     let first =
         Registration::spawn(config(&etcd), draft("draft-0"), Duration::from_secs(2)).unwrap();
     let first_lease = first.wait_registered(WAIT).await.unwrap();
+    // The watcher may see the key after the registration is written: wait for it, so the check
+    // below compares owners, not timing.
+    wait_membership(&mut rx, "draft-0 seen", |m| {
+        m.get(NodeKind::Draft, "draft-0").is_some()
+    })
+    .await;
     let mut impostor = draft("draft-0");
     impostor.address = "http://10.6.6.6:1".to_string();
     let second = Registration::spawn(config(&etcd), impostor, Duration::from_secs(2)).unwrap();

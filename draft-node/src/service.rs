@@ -2,7 +2,7 @@
 //! blocking pool and run as one engine job on a blocking thread; dropping the stream or passing the
 //! deadline cancels it.
 
-use scot_node_support::{request_id, spawn_engine_stream, NodeModel};
+use scot_node_support::{record_steps, request_id, spawn_engine_stream, NodeModel};
 use scot_proto::draft_service_server::DraftService;
 use scot_proto::{DraftEvent, DraftRequest};
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,7 +50,9 @@ impl DraftService for DraftNodeService {
             let model = node.model.clone();
             let stream =
                 spawn_engine_stream(admitted, job.kv_need(), deadline, move |cancel, tx| {
-                    draft_job::run(&model, job, cancel, tx)
+                    let result = draft_job::run(&model, job, cancel, tx);
+                    record_steps(&model);
+                    result
                 })?;
             Ok(Response::new(stream))
         }

@@ -108,6 +108,7 @@ pub(crate) fn generate_batch(
         });
     }
 
+    let mut stepper = model.stepper();
     let mut finish =
         |m: Member<'_>, reason: FinishReason, on_event: &mut dyn FnMut(BatchEvent)| -> Result<()> {
             let output = m.run.finish(reason)?;
@@ -147,8 +148,7 @@ pub(crate) fn generate_batch(
             break;
         }
         let mut caches: Vec<&mut ShardedCache> = next.iter_mut().map(|m| &mut m.cache).collect();
-        let logits = model
-            .ranks()
+        let logits = stepper
             .forward(&tokens, &mut caches, Rows::Independent, true)?
             .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))?;
         for (i, m) in next.iter_mut().enumerate() {

@@ -50,6 +50,9 @@ pub enum EngineError {
     /// A tensor-parallel rank failed; the model cannot run until it is reloaded.
     #[error("tensor-parallel rank {rank} failed: {reason}")]
     RankFailed { rank: usize, reason: String },
+    /// The model's engine loop could not run a pass (it panicked, or the loop stopped).
+    #[error("engine loop: {0}")]
+    EngineLoop(String),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

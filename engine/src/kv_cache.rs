@@ -168,11 +168,22 @@ impl ShardedCache {
 
     /// Positions held (the same on every rank).
     pub fn len(&self) -> usize {
-        self.shards[0].len()
+        self.shards.first().map_or(0, SequenceCache::len)
     }
 
     pub fn limit(&self) -> usize {
-        self.shards[0].limit()
+        self.shards.first().map_or(0, SequenceCache::limit)
+    }
+
+    /// Shards (ranks) it holds: none once taken.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Moves the cache out (to the engine loop, which gives it back), leaving an empty one that
+    /// holds no positions and that no forward pass accepts.
+    pub fn take(&mut self) -> ShardedCache {
+        std::mem::replace(self, ShardedCache { shards: Vec::new() })
     }
 
     pub fn reserve(&mut self, extra: usize) -> Result<()> {

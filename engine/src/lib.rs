@@ -3,7 +3,8 @@
 //! Qwen2 and Llama decoders on candle, loaded from GGUF or safetensors, with an explicit KV cache:
 //! one prompt is prefilled once and forked into a batch of sampled sequences (drafting), a session can
 //! be extended and continued (think, then answer), optionally with a draft model speculating its
-//! tokens, and a prompt can be scored at its last position (selection).
+//! tokens, and a prompt can be scored at its last position (selection). Every forward pass of a
+//! model runs on its engine loop, which batches the decoding steps of concurrent sessions.
 
 mod batch;
 mod bounded_read;
@@ -25,6 +26,7 @@ mod rope;
 mod sampling;
 mod session;
 mod shard;
+mod step_loop;
 mod stop;
 mod tensor_parallel;
 pub mod tokenizer;
@@ -46,4 +48,5 @@ pub use kv_cache::allocated_positions as kv_allocated_positions;
 pub use lora::LoraAdapter;
 pub use model::{LoadOptions, Model};
 pub use session::{Session, SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
+pub use step_loop::StepStats;
 pub use tokenizer::TextTokenizer;

@@ -66,11 +66,16 @@ pub(crate) struct Linear {
 /// the kernel choice itself depends on it: Q6K uses a compact GEMV for one row and repacked tiles
 /// for several, Q4K switches to AMX tiles from 32 rows, and dense GEMM may block differently.
 fn row_count_changes_kernel(weight: &Weight, rows: usize) -> bool {
+    rows > rows_of_one_kernel(weight)
+}
+
+/// The most rows one call may take and still run the kernel a single row runs.
+fn rows_of_one_kernel(weight: &Weight) -> usize {
     match weight {
-        Weight::Quantized(_, GgmlDType::Q6K) => rows > 1,
-        Weight::Quantized(_, GgmlDType::Q4K) => rows >= 32,
-        Weight::Quantized(..) => false,
-        Weight::Dense(_) => rows > 1,
+        Weight::Quantized(_, GgmlDType::Q6K) => 1,
+        Weight::Quantized(_, GgmlDType::Q4K) => 31,
+        Weight::Quantized(..) => usize::MAX,
+        Weight::Dense(_) => 1,
     }
 }
 
@@ -101,8 +106,12 @@ impl Linear {
             match self.q6k_rows_as_single(x)? {
                 Some(y) => y,
                 None => {
+                    // Large decoding batches (continuous batching) go in groups that keep the
+                    // single-row kernel, not row by row.
+                    let group = rows_of_one_kernel(&self.weight);
                     let parts = (0..m)
-                        .map(|i| self.matmul(&x.narrow(0, i, 1)?))
+                        .step_by(group)
+                        .map(|i| self.matmul(&x.narrow(0, i, group.min(m - i))?))
                         .collect::<Result<Vec<_>>>()?;
                     Tensor::cat(&parts, 0)?
                 }
@@ -227,7 +236,7 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let linear = Linear::from_qtensor(Arc::new(q), None).unwrap();
-            for m in [2, 5, 17] {
+            for m in [2, 5, 17, 31, 32, 70] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &device).unwrap();
                 for rows in [Rows::Independent, Rows::Steps] {
                     let all = linear.forward(&x, rows).unwrap();

@@ -16,6 +16,7 @@ use crate::generation::{BatchEvent, CancelToken, SamplingParams, SequenceOutput,
 use crate::lora::LoraAdapter;
 use crate::session::{Session, Speculator};
 use crate::shard::head_plan;
+use crate::step_loop::{StepLoop, StepStats, Stepper};
 use crate::tensor_parallel::Ranks;
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
@@ -72,10 +73,13 @@ impl LoadOptions {
     }
 }
 
-/// A loaded model: immutable weights shared by any number of sessions (each owns its KV cache).
+/// A loaded model: immutable weights shared by any number of sessions (each owns its KV cache),
+/// whose forward passes all run on the model's engine loop (continuous batching: the decoding steps
+/// of concurrent sessions go together).
 pub struct Model {
     info: ModelInfo,
-    transformer: Ranks,
+    transformer: Arc<Ranks>,
+    steps: StepLoop,
     tokenizer: TextTokenizer,
     chat_template: Option<ChatTemplate>,
     path: PathBuf,
@@ -249,8 +253,9 @@ impl Model {
                 q5_0_as_q8_0: opts.q5_0_as_q8_0,
             },
         )?;
-        let transformer = place(transformer, placement)?;
+        let transformer = Arc::new(place(transformer, placement)?);
         Ok(Model {
+            steps: StepLoop::start(transformer.clone())?,
             info: ModelInfo {
                 name,
                 architecture,
@@ -292,8 +297,9 @@ impl Model {
         let vocab_size = hp.vocab_size;
         let kv_bytes_per_token = hp.kv_bytes_per_token();
         let transformer = weights::dense_transformer(dir, tensors, hp, context_length, &device)?;
-        let transformer = place(transformer, placement)?;
+        let transformer = Arc::new(place(transformer, placement)?);
         Ok(Model {
+            steps: StepLoop::start(transformer.clone())?,
             info: ModelInfo {
                 name: cfg.name.unwrap_or_else(|| file_stem(dir)),
                 architecture,
@@ -392,6 +398,16 @@ impl Model {
 
     pub(crate) fn ranks(&self) -> &Ranks {
         &self.transformer
+    }
+
+    /// A participant of the model's engine loop: every forward pass goes through one.
+    pub(crate) fn stepper(&self) -> Stepper<'_> {
+        self.steps.stepper()
+    }
+
+    /// What the engine loop has run: decoding batches and their sizes, other passes.
+    pub fn step_stats(&self) -> StepStats {
+        self.steps.stats()
     }
 }
 

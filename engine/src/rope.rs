@@ -43,6 +43,34 @@ impl Rope {
         self.cos.dims()[0]
     }
 
+    /// `x` is `[batch, heads, 1, head_dim]`, batch row b at position `positions[b]` (sequences of
+    /// a decoding batch that joined at different times). Each element is rotated by the same
+    /// arithmetic as [`Rope::apply`], so a row comes out as it would alone.
+    pub fn apply_each(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        match positions {
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => self.apply(x, *first),
+            _ => {
+                let at: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+                let at = Tensor::new(at.as_slice(), self.cos.device())?;
+                let half = self.cos.dim(1)?;
+                let cos = self
+                    .cos
+                    .index_select(&at, 0)?
+                    .reshape((positions.len(), 1, half))?;
+                let sin = self
+                    .sin
+                    .index_select(&at, 0)?
+                    .reshape((positions.len(), 1, half))?;
+                let x = x.contiguous()?;
+                Ok(if self.interleaved {
+                    candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+                } else {
+                    candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+                })
+            }
+        }
+    }
+
     /// `x` is `[batch, heads, seq, head_dim]`; every batch row starts at position `start`.
     pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
         let seq = x.dim(2)?;

@@ -10,6 +10,7 @@ use crate::kv_cache::ShardedCache;
 use crate::linear::Rows;
 use crate::model::Model;
 use crate::sampling::Sampler;
+use crate::step_loop::Stepper;
 use crate::stop::SequenceRun;
 use crate::transformer::log_softmax;
 
@@ -23,6 +24,8 @@ pub(crate) const PREFILL_CHUNK: usize = 512;
 
 pub struct Session<'m> {
     model: &'m Model,
+    /// Where its forward passes go (the model's engine loop).
+    stepper: Stepper<'m>,
     cache: ShardedCache,
     logits: Option<Vec<f32>>,
     /// Speculative decoding's draft, when the session was made with one (dropped once its context
@@ -45,6 +48,7 @@ impl<'m> Session<'m> {
     pub(crate) fn new(model: &'m Model) -> Result<Self> {
         Ok(Self {
             model,
+            stepper: model.stepper(),
             cache: model.ranks().new_cache(model.info().context_length)?,
             logits: None,
             drafter: None,
@@ -104,12 +108,9 @@ impl<'m> Session<'m> {
                 return Err(EngineError::Cancelled);
             }
             let last = i + 1 == chunks.len();
-            let logits = self.model.ranks().forward(
-                chunk,
-                &mut [&mut self.cache],
-                Rows::SameSequence,
-                last,
-            )?;
+            let logits =
+                self.stepper
+                    .forward(chunk, &mut [&mut self.cache], Rows::SameSequence, last)?;
             if let Some(logits) = logits {
                 self.logits = Some(logits.flatten_all()?.to_vec1::<f32>()?);
             }
@@ -155,6 +156,7 @@ impl<'m> Session<'m> {
     pub fn fork(&self) -> Result<Session<'m>> {
         Ok(Session {
             model: self.model,
+            stepper: self.model.stepper(),
             cache: self.cache.fork()?,
             logits: self.logits.clone(),
             drafter: match &self.drafter {
@@ -229,8 +231,7 @@ impl<'m> Session<'m> {
         tokens: &[u32],
         rows: Rows,
     ) -> Result<candle_core::Tensor> {
-        self.model
-            .ranks()
+        self.stepper
             .forward(tokens, &mut [&mut self.cache], rows, true)?
             .ok_or_else(|| EngineError::InvalidRequest("no logits".into()))
     }

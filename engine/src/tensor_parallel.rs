@@ -21,7 +21,7 @@ use crate::kv_cache::{SequenceCache, ShardedCache};
 use crate::linear::Rows;
 use crate::rope::Rope;
 use crate::shard::{block_ranges, head_plan, quantized_on, scale_ranges};
-use crate::transformer::{Block, Fault, RankContext, TokenEmbedding, Transformer};
+use crate::transformer::{check_positions, Block, Fault, RankContext, TokenEmbedding, Transformer};
 
 /// No fault injected.
 const NO_FAULT: usize = usize::MAX;
@@ -114,6 +114,15 @@ impl Ranks {
         )
     }
 
+    /// Whether one decoding step of `tokens` (one per cache) can join a batch: the tokens are in
+    /// the vocabulary and every cache is whole and has room for one more position.
+    pub fn step_fits(&self, tokens: &[u32], caches: &[ShardedCache]) -> bool {
+        self.shards[0].check_tokens(tokens, caches.len()).is_ok()
+            && caches
+                .iter()
+                .all(|c| c.shard_count() == self.world_size() && c.len() < c.limit())
+    }
+
     /// `Transformer::forward` over every rank; see there. Returns rank 0's (complete) logits.
     pub fn forward(
         &self,
@@ -122,6 +131,11 @@ impl Ranks {
         rows: Rows,
         want_logits: bool,
     ) -> Result<Option<Tensor>> {
+        if caches.iter().any(|c| c.shard_count() != self.world_size()) {
+            return Err(EngineError::EngineLoop(
+                "a sequence's cache was lost in an earlier failed pass".into(),
+            ));
+        }
         let Some(sharded) = &self.sharded else {
             let mut single: Vec<&mut SequenceCache> =
                 caches.iter_mut().map(|c| &mut c.shards_mut()[0]).collect();
@@ -137,13 +151,9 @@ impl Ranks {
         // that fails after this is a broken rank, not a bad request.
         let batch = caches.len();
         self.shards[0].check_tokens(tokens, batch)?;
-        let pos = caches[0].len();
-        if caches.iter().any(|c| c.len() != pos) {
-            return Err(EngineError::InvalidRequest(
-                "sequences of one batch must be at the same position".into(),
-            ));
-        }
         let seq = tokens.len() / batch;
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        check_positions(&positions, seq)?;
         for cache in caches.iter_mut() {
             cache.reserve(seq)?;
         }

@@ -132,12 +132,9 @@ impl Transformer {
         let batch = caches.len();
         self.check_tokens(tokens, batch)?;
         let seq = tokens.len() / batch;
-        let pos = caches[0].len();
-        if caches.iter().any(|c| c.len() != pos) {
-            return Err(EngineError::InvalidRequest(
-                "sequences of one batch must be at the same position".into(),
-            ));
-        }
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        check_positions(&positions, seq)?;
+        let pos = positions[0];
         for cache in caches.iter_mut() {
             cache.reserve(seq)?;
         }
@@ -164,15 +161,24 @@ impl Transformer {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = self.rope.apply(&heads(q, hp.n_head)?, pos)?;
-            let k = self.rope.apply(&heads(k, hp.n_kv_head)?, pos)?;
+            let (q, k) = if seq == 1 {
+                (
+                    self.rope.apply_each(&heads(q, hp.n_head)?, &positions)?,
+                    self.rope.apply_each(&heads(k, hp.n_kv_head)?, &positions)?,
+                )
+            } else {
+                (
+                    self.rope.apply(&heads(q, hp.n_head)?, pos)?,
+                    self.rope.apply(&heads(k, hp.n_kv_head)?, pos)?,
+                )
+            };
             let v = heads(v, hp.n_kv_head)?;
             let mut outs = Vec::with_capacity(batch);
             for (b, cache) in caches.iter_mut().enumerate() {
                 let (k_all, v_all) = cache.write(layer, &k.get(b)?, &v.get(b)?)?;
                 let q_b = q.get(b)?;
                 if rows == Rows::Steps {
-                    outs.push(attend_steps(&q_b, &k_all, &v_all, pos, hp)?);
+                    outs.push(attend_steps(&q_b, &k_all, &v_all, positions[b], hp)?);
                 } else {
                     outs.push(attend(&q_b, &k_all, &v_all, mask.as_ref(), hp)?);
                 }
@@ -219,6 +225,20 @@ impl Transformer {
             Some(ctx) => Ok(Some(ctx.collective.all_gather(ctx.rank, &logits, 1)?)),
             None => Ok(Some(logits)),
         }
+    }
+}
+
+/// Sequences of one batch may sit at different positions (they joined a running batch at different
+/// times) only when each brings one token: several tokens share one causal mask and rotation.
+pub(crate) fn check_positions(positions: &[usize], seq: usize) -> Result<()> {
+    match positions {
+        [first, rest @ ..] if seq > 1 && rest.iter().any(|p| p != first) => {
+            Err(EngineError::InvalidRequest(
+                "sequences at different positions can only be batched one token each".into(),
+            ))
+        }
+        [] => Err(EngineError::InvalidRequest("empty batch".into())),
+        _ => Ok(()),
     }
 }
 

@@ -5,7 +5,8 @@
 //! ([`SpeculativeArgs`]). Requests: the node's [`EngineGate`] admits a
 //! call or refuses it at once ([`Admitted`]); [`NodeModel::prompts`] builds its prompts with the
 //! model's chat format and fits them to the context, on the blocking pool; the engine job runs off the
-//! async runtime once it has a turn and its [`KvBudget`] room ([`spawn_engine_stream`],
+//! async runtime once it has a turn and its [`KvBudget`] room (jobs running at once share the
+//! model's decoding steps: the engine batches them; [`record_steps`] counts the batches) ([`spawn_engine_stream`],
 //! [`run_engine_job`]), with cancellation and deadlines; [`NodeLoadServer`] reports what the gate holds
 //! to coordinators. [`finish_reason`], [`engine_status`] and [`template_status`] put engine results in
 //! the contract's words; [`request_id`] names the call in the logs. Serving: [`serve_node`] runs the
@@ -33,6 +34,7 @@ mod request_id;
 mod runtime;
 mod speculation;
 mod status;
+mod step_metrics;
 mod stream_chunks;
 
 pub use discovery_registration::serve_registered;
@@ -42,7 +44,9 @@ pub use engine_job::{run_engine_job, spawn_engine_stream, JobSender, STREAM_BUFF
 pub use finish_reason::finish_reason;
 pub use grpc_server::{serve_node, NodeError};
 pub use kv_budget::{default_cpu_budget_bytes, mib_to_bytes, KvBudget, KvNeed};
-pub use model_args::{parse_device, LoadError, ModelArgs, RankFault, DEFAULT_MAX_QUEUED};
+pub use model_args::{
+    parse_device, LoadError, ModelArgs, RankFault, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_QUEUED,
+};
 pub use model_identity::{model_fingerprint, FingerprintError};
 pub use node_failure::{NodeFailure, RankFailure};
 pub use node_load::NodeLoadServer;
@@ -53,4 +57,5 @@ pub use request_id::request_id;
 pub use runtime::{run_server_process, shutdown_signal, ProcessError};
 pub use speculation::{record_speculation, SpeculativeArgs, DEFAULT_SPECULATIVE_TOKENS};
 pub use status::{engine_status, template_status};
+pub use step_metrics::record_steps;
 pub use stream_chunks::{ChunkPolicy, TokenChunk, TokenChunker};

@@ -12,6 +12,10 @@ use crate::kv_budget::{default_cpu_budget_bytes, mib_to_bytes, KvBudget};
 use crate::node_model::NodeModel;
 use crate::speculation::SpeculativeArgs;
 
+/// Default `--max-concurrent`: jobs running at once, whose decoding steps the engine batches
+/// (BENCHMARKS.md, "Continuous batching"); the KV budget still holds back jobs it has no room for.
+pub const DEFAULT_MAX_CONCURRENT: usize = 16;
+
 /// Default `--max-queued`: room for four coordinators each at their default per-node limit (16).
 pub const DEFAULT_MAX_QUEUED: usize = 64;
 
@@ -36,9 +40,11 @@ pub struct ModelArgs {
     /// When to add the system prompt asking for <think>…</think> reasoning.
     #[arg(long, env = "SCOT_THINKING_PROMPT", value_enum, default_value = "auto")]
     pub thinking_prompt: ThinkingPrompt,
-    /// Engine jobs run at once (each is CPU/GPU bound; more queue). Advertised in etcd as the node's
-    /// slots, 1..=256 (`scot_proto::limits::MAX_NODE_SLOTS`).
-    #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = 1, value_parser = node_slots)]
+    /// Engine jobs run at once: their sequences decode together, one batch per step (continuous
+    /// batching); more queue. Advertised in etcd as the node's slots, 1..=256
+    /// (`scot_proto::limits::MAX_NODE_SLOTS`).
+    #[arg(long, env = "SCOT_MAX_CONCURRENT", default_value_t = DEFAULT_MAX_CONCURRENT,
+          value_parser = node_slots)]
     pub max_concurrent: usize,
     /// Engine jobs that may wait for a turn beyond those running; past that the node answers
     /// RESOURCE_EXHAUSTED at once (a caller tries another node) instead of queueing without bound.

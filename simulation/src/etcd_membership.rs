@@ -105,8 +105,8 @@ impl SimulatedEtcd {
                 format!("simulated-target-{i}"),
                 SIMULATED_TARGET_MODEL,
                 url.clone(),
-                // One engine slot, as a real node with --max-concurrent 1: the coordinator's
-                // --target-node-capacity is then the node's limit.
+                // One engine slot (simulated nodes send no load report to override it): the
+                // coordinator's --target-node-capacity is then the node's limit.
                 1,
             );
             let registration = Registration::spawn(config.clone(), node, Duration::from_secs(30))?;

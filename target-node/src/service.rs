@@ -2,7 +2,7 @@
 //! node's gate (or refused at once), prepared on the blocking pool and run as one engine job on a
 //! blocking thread.
 
-use scot_node_support::{request_id, run_engine_job, spawn_engine_stream, NodeModel};
+use scot_node_support::{record_steps, request_id, run_engine_job, spawn_engine_stream, NodeModel};
 use scot_proto::target_service_server::TargetService;
 use scot_proto::{GenerateEvent, GenerateRequest, SelectRequest, SelectResponse};
 use tokio_stream::wrappers::ReceiverStream;
@@ -56,7 +56,9 @@ impl TargetService for TargetNodeService {
             let model = node.model.clone();
             let need = job.kv_need();
             let response = run_engine_job(admitted, need, deadline, move |cancel| {
-                select_job::run(&model, job, cancel)
+                let response = select_job::run(&model, job, cancel);
+                record_steps(&model);
+                response
             })
             .await?;
             tracing::info!(
@@ -98,7 +100,9 @@ impl TargetService for TargetNodeService {
             );
             let need = job.kv_need();
             let stream = spawn_engine_stream(admitted, need, deadline, move |cancel, tx| {
-                generate_job::run(&node, job, cancel, tx)
+                let result = generate_job::run(&node, job, cancel, tx);
+                record_steps(&node.model);
+                result
             })?;
             Ok(Response::new(stream))
         }
