@@ -8,7 +8,8 @@
 //! are bit-identical to single ones, so every answer must equal the first run's: the last column
 //! counts those that do not.
 //!
-//! Prints one markdown table row per (max-concurrent, mode, clients).
+//! Prints one markdown table row per (max-concurrent, mode, clients). Each node computes on one
+//! thread (`RAYON_NUM_THREADS=1` unless set), as if on its own machine.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -182,6 +183,12 @@ type Answers = HashMap<(String, usize), Result<String, String>>;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Two model processes share the machine: one compute thread each unless told otherwise, as if
+    // each had its own machine. Two thread pools on the same cores spin-wait against each other,
+    // and that would measure the machine's oversubscription, not the nodes.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
