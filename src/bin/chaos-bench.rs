@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use scot::cluster::{ClusterSpec, LocalCluster, NodeProcess};
+use scot::local_bench::{percentile_secs, run_local_bench};
 use scot_client::{status_text, SolveClient};
 use scot_proto::solve_event::Event;
 use scot_proto::{AnswerPath, GeneratePhase, SolveMode, SolveOptions, SolveRequest};
@@ -231,15 +232,6 @@ async fn drive(
     Ok(outcomes)
 }
 
-fn percentile(walls: &mut [Duration], p: f64) -> f64 {
-    if walls.is_empty() {
-        return 0.0;
-    }
-    walls.sort();
-    let at = ((walls.len() as f64 * p).ceil() as usize).clamp(1, walls.len()) - 1;
-    walls[at].as_secs_f64()
-}
-
 fn row(scenario: &str, outcomes: &[Outcome], cli: &Cli, notes: &str) -> String {
     let completed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed.is_none()).collect();
     let mut walls: Vec<Duration> = completed.iter().map(|o| o.wall).collect();
@@ -259,8 +251,8 @@ fn row(scenario: &str, outcomes: &[Outcome], cli: &Cli, notes: &str) -> String {
         outcomes.iter().filter(|o| o.fallback).count(),
         outcomes.iter().filter(|o| o.text_mismatch).count(),
         outcomes.iter().filter(|o| o.wall > deadline).count(),
-        percentile(&mut walls, 0.5),
-        percentile(&mut walls, 0.99),
+        percentile_secs(&mut walls, 0.5),
+        percentile_secs(&mut walls, 0.99),
     )
 }
 
@@ -566,17 +558,8 @@ async fn drain(cli: &Cli, coordinator: bool) -> anyhow::Result<String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // Five model processes share the machine: one compute thread each unless told otherwise (more
-    // oversubscribe a small CPU machine and every node slows down).
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run(cli))
+    // Five model processes share the machine: one compute thread each.
+    run_local_bench(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use scot::cluster::{ClusterSpec, LocalCluster};
+use scot::local_bench::{percentile_secs, run_local_bench};
 use scot_client::{status_text, SolveClient};
 use scot_proto::{SolveMode, SolveOptions, SolveRequest};
 
@@ -150,15 +151,6 @@ async fn drive(
     Ok((outcomes, wall))
 }
 
-fn percentile(walls: &mut [f64], p: f64) -> f64 {
-    if walls.is_empty() {
-        return 0.0;
-    }
-    walls.sort_by(f64::total_cmp);
-    let at = ((walls.len() as f64 * p).ceil() as usize).clamp(1, walls.len()) - 1;
-    walls[at]
-}
-
 async fn cluster(cli: &Cli, max_concurrent: usize) -> anyhow::Result<LocalCluster> {
     let (draft, target) = match (&cli.draft_model, &cli.target_model) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
@@ -182,18 +174,8 @@ async fn cluster(cli: &Cli, max_concurrent: usize) -> anyhow::Result<LocalCluste
 type Answers = HashMap<(String, usize), Result<String, String>>;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // Two model processes share the machine: one compute thread each unless told otherwise, as if
-    // each had its own machine. Two thread pools on the same cores spin-wait against each other,
-    // and that would measure the machine's oversubscription, not the nodes.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run(cli))
+    // Two model processes share the machine: one compute thread each, as if each had its own.
+    run_local_bench(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -216,10 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("load-bench: {name}, {clients} clients, {requests} requests ...");
                 let (outcomes, wall) = drive(&client, &cli, mode, clients, requests).await?;
                 let failed = outcomes.iter().filter(|o| o.answer.is_err()).count();
-                let mut walls: Vec<f64> = outcomes
+                let mut walls: Vec<Duration> = outcomes
                     .iter()
                     .filter(|o| o.answer.is_ok())
-                    .map(|o| o.wall.as_secs_f64())
+                    .map(|o| o.wall)
                     .collect();
                 let mut differ = 0;
                 for o in &outcomes {
@@ -237,8 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let row = format!(
                     "| {max_concurrent} | {name} | {clients} | {requests} | {failed} | {:.3} | {:.1} | {:.1} | {} |",
                     (requests - failed) as f64 / wall.as_secs_f64(),
-                    percentile(&mut walls, 0.5),
-                    percentile(&mut walls, 0.99),
+                    percentile_secs(&mut walls, 0.5),
+                    percentile_secs(&mut walls, 0.99),
                     if reference.is_some() {
                         differ.to_string()
                     } else {
