@@ -3,7 +3,9 @@
 //! Qwen2 and Llama decoders on candle, loaded from GGUF or safetensors, with an explicit KV cache:
 //! one prompt is prefilled once and forked into a batch of sampled sequences (drafting), a session can
 //! be extended and continued (think, then answer), optionally with a draft model speculating its
-//! tokens, and a prompt can be scored at its last position (selection). Every forward pass of a
+//! tokens, and a prompt can be scored at its last position (selection). PEFT LoRA adapters merge into
+//! safetensors weights or run beside GGUF ones; the last block, dense and differentiable, is what a
+//! LoRA trainer fits (`TopBlock`). Every forward pass of a
 //! model runs on its engine loop, which batches the decoding steps of concurrent sessions.
 
 mod batch;
@@ -30,6 +32,7 @@ mod step_loop;
 mod stop;
 mod tensor_parallel;
 pub mod tokenizer;
+mod top_block;
 mod transformer;
 mod weights;
 
@@ -50,3 +53,4 @@ pub use model::{LoadOptions, Model};
 pub use session::{Session, SpeculationStats, Speculator, MAX_SPECULATIVE_TOKENS};
 pub use step_loop::StepStats;
 pub use tokenizer::TextTokenizer;
+pub use top_block::{module_path, LoraTerms, TopBlock, LORA_MODULES};

@@ -56,10 +56,39 @@ impl Weight {
     }
 }
 
+/// A LoRA adapter kept beside the weight instead of merged into it (GGUF models, whose weights are
+/// block-quantized): `y = x W^T + (x A^T) B^T`, with the adapter's scale folded into `b`.
+#[derive(Debug, Clone)]
+pub(crate) struct LowRank {
+    /// `[r, in]`, f32.
+    pub a: Tensor,
+    /// `[out, r]`, f32, times the adapter's scale.
+    pub b: Tensor,
+}
+
+impl LowRank {
+    /// `[rows, in]` -> `[rows, out]`. Rows that must come out as single-row calls go one at a time:
+    /// a dense GEMM may block differently with the row count, and at rank r each row is cheap.
+    fn forward(&self, x: &Tensor, rows: Rows) -> Result<Tensor> {
+        let one = |x: &Tensor| -> Result<Tensor> {
+            Ok(x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?)
+        };
+        let m = x.dim(0)?;
+        if rows == Rows::SameSequence || m == 1 {
+            return one(x);
+        }
+        let parts = (0..m)
+            .map(|i| one(&x.narrow(0, i, 1)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
+    low_rank: Option<LowRank>,
 }
 
 /// candle's CPU kernels give per-row results that do not depend on the row count, except where
@@ -89,14 +118,46 @@ impl Linear {
             }
             _ => Weight::Quantized(QMatMul::QTensor(w), dtype),
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            low_rank: None,
+        })
     }
 
     pub fn dense(w: Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Self {
             weight: Weight::Dense(w.to_dtype(DType::F32)?.contiguous()?),
             bias,
+            low_rank: None,
         })
+    }
+
+    /// `[out, in]` of the weight.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        Ok(match &self.weight {
+            Weight::Quantized(QMatMul::QTensor(q), _) => q.shape().dims2()?,
+            Weight::Quantized(QMatMul::Tensor(t), _)
+            | Weight::Quantized(QMatMul::TensorF16(t), _)
+            | Weight::Dense(t) => t.dims2()?,
+        })
+    }
+
+    /// The weight `[out, in]` and bias as dense f32 (dequantized), without any run-time LoRA term:
+    /// what a trainer differentiates through.
+    pub fn dense_parts(&self) -> Result<(Tensor, Option<Tensor>)> {
+        let w = match &self.weight {
+            Weight::Quantized(QMatMul::QTensor(q), _) => q.dequantize(&q.device())?,
+            Weight::Quantized(QMatMul::Tensor(t), _)
+            | Weight::Quantized(QMatMul::TensorF16(t), _)
+            | Weight::Dense(t) => t.clone(),
+        };
+        Ok((w.to_dtype(DType::F32)?, self.bias.clone()))
+    }
+
+    /// Adds a run-time LoRA term; the caller has checked its shapes against [`Linear::dims`].
+    pub fn set_low_rank(&mut self, low_rank: LowRank) {
+        self.low_rank = Some(low_rank);
     }
 
     /// `x` is `[rows, in]`; returns `[rows, out]`.
@@ -119,6 +180,10 @@ impl Linear {
         } else {
             self.matmul(x)?
         };
+        let y = match &self.low_rank {
+            Some(low_rank) => (y + low_rank.forward(&x.to_dtype(DType::F32)?, rows)?)?,
+            None => y,
+        };
         match &self.bias {
             Some(b) => Ok(y.broadcast_add(b)?),
             None => Ok(y),
@@ -140,9 +205,17 @@ impl Linear {
             .as_ref()
             .map(|b| shard::dense_range(b, 0, &rows, device))
             .transpose()?;
+        let low_rank = match &self.low_rank {
+            Some(l) => Some(LowRank {
+                a: l.a.to_device(device)?,
+                b: shard::dense_range(&l.b, 0, &rows, device)?,
+            }),
+            None => None,
+        };
         Ok(Linear {
             weight: self.weight.cut(0, rows, device)?,
             bias,
+            low_rank,
         })
     }
 
@@ -153,9 +226,18 @@ impl Linear {
             (Some(b), true) => Some(b.to_device(device)?),
             _ => None,
         };
+        // Each shard adds B (A_cols x_cols); their sum is B (A x), as for the weight itself.
+        let low_rank = match &self.low_rank {
+            Some(l) => Some(LowRank {
+                a: shard::dense_range(&l.a, 1, &cols, device)?,
+                b: l.b.to_device(device)?,
+            }),
+            None => None,
+        };
         Ok(Linear {
             weight: self.weight.cut(1, cols, device)?,
             bias,
+            low_rank,
         })
     }
 

@@ -1,9 +1,10 @@
-//! PEFT LoRA adapters merged into dense (safetensors) weights at load: W' = W + (alpha / r) * B * A.
+//! PEFT LoRA adapters: merged into dense (safetensors) weights at load, W' = W + (alpha / r) * B * A;
+//! kept beside block-quantized (GGUF) weights and applied at run time, y = W x + (alpha / r) B (A x).
 //!
 //! Supported: plain LoRA on linear layers (`lora_A.weight` [r, in], `lora_B.weight` [out, r]), with
 //! `use_rslora` (scale alpha / sqrt(r)). Rejected with a clear error: DoRA, `fan_in_fan_out`, trained biases,
 //! `modules_to_save`, per-module rank/alpha patterns, embedding LoRA and pickled `adapter_model.bin`.
-//! The merge runs in f32 and casts back to the weight's dtype.
+//! The merge runs in f32 and casts back to the weight's dtype; the run-time form holds A and B in f32.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use crate::bounded_read::{read_text, MAX_CONFIG_BYTES};
+use crate::config::Architecture;
 use crate::error::{EngineError, Result};
+use crate::linear::{Linear, LowRank};
+use crate::transformer::Transformer;
 
 /// The parts of PEFT's adapter_config.json that decide how the adapter is merged.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +195,99 @@ impl LoraAdapter {
         );
         Ok(())
     }
+}
+
+impl LoraAdapter {
+    /// Attaches the adapter to a GGUF-loaded decoder as run-time low-rank terms beside its quantized
+    /// weights (no merge, no dequantized copy). Every module is checked before any is attached, so an
+    /// adapter for another model fails with the model untouched.
+    pub(crate) fn attach_to(&self, transformer: &mut Transformer) -> Result<()> {
+        let fail = |reason: String| EngineError::Lora {
+            path: self.path.clone(),
+            reason,
+        };
+        let (arch, n_head, n_kv_head) = (
+            transformer.hp.architecture,
+            transformer.hp.n_head,
+            transformer.hp.n_kv_head,
+        );
+        let mut terms = Vec::with_capacity(self.modules.len());
+        for m in &self.modules {
+            let linear = linear_of(transformer, &m.weight_name).ok_or_else(|| {
+                fail(format!(
+                    "adapter targets `{}`, which this model does not have or cannot adapt at run \
+                     time (adapter for another model?)",
+                    m.weight_name
+                ))
+            })?;
+            let (out_dim, in_dim) = linear.dims()?;
+            let (b_out, _) = m.b.dims2().map_err(|e| fail(e.to_string()))?;
+            let (_, a_in) = m.a.dims2().map_err(|e| fail(e.to_string()))?;
+            if (b_out, a_in) != (out_dim, in_dim) {
+                return Err(fail(format!(
+                    "`{}` has shape [{out_dim}, {in_dim}] but the adapter's B·A is [{b_out}, {a_in}] \
+                     (adapter for another model?)",
+                    m.weight_name
+                )));
+            }
+            let wrap = |e: candle_core::Error| fail(format!("{}: {e}", m.weight_name));
+            let device = &transformer.device;
+            let a = m
+                .a
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_device(device))
+                .map_err(wrap)?;
+            let mut b = m
+                .b
+                .to_dtype(DType::F32)
+                .and_then(|t| t.affine(self.config.scale(), 0.0))
+                .and_then(|t| t.to_device(device))
+                .map_err(wrap)?;
+            // B·A's rows are B's rows: permuting B permutes the delta as the converter did W.
+            if arch == Architecture::Llama {
+                if m.weight_name.ends_with("self_attn.q_proj.weight") {
+                    b = permute_for_llama_gguf(&b, n_head)?;
+                } else if m.weight_name.ends_with("self_attn.k_proj.weight") {
+                    b = permute_for_llama_gguf(&b, n_kv_head)?;
+                }
+            }
+            terms.push((m.weight_name.as_str(), LowRank { a, b }));
+        }
+        for (name, term) in terms {
+            if let Some(linear) = linear_of(transformer, name) {
+                linear.set_low_rank(term);
+            }
+        }
+        tracing::info!(
+            adapter = %self.path.display(),
+            modules = self.modules.len(),
+            r = self.config.r,
+            scale = self.config.scale(),
+            "attached LoRA adapter at run time"
+        );
+        Ok(())
+    }
+}
+
+/// The linear layer a Hugging Face weight name denotes (`model.layers.N.self_attn.q_proj.weight`,
+/// `lm_head.weight`).
+fn linear_of<'a>(transformer: &'a mut Transformer, hf_name: &str) -> Option<&'a mut Linear> {
+    if hf_name == "lm_head.weight" {
+        return Some(&mut transformer.output);
+    }
+    let rest = hf_name.strip_prefix("model.layers.")?;
+    let (layer, module) = rest.split_once('.')?;
+    let block = transformer.blocks.get_mut(layer.parse::<usize>().ok()?)?;
+    Some(match module {
+        "self_attn.q_proj.weight" => &mut block.q,
+        "self_attn.k_proj.weight" => &mut block.k,
+        "self_attn.v_proj.weight" => &mut block.v,
+        "self_attn.o_proj.weight" => &mut block.o,
+        "mlp.gate_proj.weight" => &mut block.gate,
+        "mlp.up_proj.weight" => &mut block.up,
+        "mlp.down_proj.weight" => &mut block.down,
+        _ => return None,
+    })
 }
 
 fn parse_config(raw: &serde_json::Value) -> std::result::Result<LoraConfig, String> {

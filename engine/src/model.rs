@@ -34,7 +34,8 @@ const END_TOKENS: &[&str] = &[
 pub struct LoadOptions {
     /// A `.gguf` file, or a Hugging Face folder (config.json + *.safetensors + tokenizer.json).
     pub path: PathBuf,
-    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors); safetensors models only.
+    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors): merged into safetensors
+    /// weights, applied beside GGUF (quantized) weights at run time.
     pub lora: Option<PathBuf>,
     pub device: DeviceSpec,
     /// Cap below the model's own context length.
@@ -210,15 +211,8 @@ impl Model {
         let architecture = config::gguf_architecture(&meta)?;
         let vocab_rows = file.vocab_rows()?;
         let hp = config::hyperparams_from_gguf(&meta, vocab_rows)?;
-        if let Some(lora) = &opts.lora {
-            return Err(EngineError::Lora {
-                path: lora.clone(),
-                reason: format!(
-                    "LoRA adapters need a safetensors model; {} is a GGUF file",
-                    path.display()
-                ),
-            });
-        }
+        // Read (and validated) before the weights, so a bad adapter fails fast.
+        let adapter = opts.lora.as_deref().map(LoraAdapter::load).transpose()?;
         // A tensor-parallel degree the heads do not allow fails before the weights are read.
         head_plan(hp.n_head, hp.n_kv_head, opts.tensor_parallel)?;
         let placement = placement(opts)?;
@@ -245,7 +239,7 @@ impl Model {
             .unwrap_or_else(|| file_stem(path));
         let eos_token_ids = end_tokens(&tokenizer, eos, vocab_rows);
         let kv_bytes_per_token = hp.kv_bytes_per_token();
-        let transformer = file.load_transformer(
+        let mut transformer = file.load_transformer(
             hp,
             context_length,
             &device,
@@ -253,6 +247,9 @@ impl Model {
                 q5_0_as_q8_0: opts.q5_0_as_q8_0,
             },
         )?;
+        if let Some(adapter) = &adapter {
+            adapter.attach_to(&mut transformer)?;
+        }
         let transformer = Arc::new(place(transformer, placement)?);
         Ok(Model {
             steps: StepLoop::start(transformer.clone())?,

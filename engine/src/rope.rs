@@ -39,6 +39,15 @@ impl Rope {
         })
     }
 
+    /// The cos and sin tables `[len, head_dim / 2]` of positions `start..start + len`.
+    pub fn tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.cos.narrow(0, start, len)?, self.sin.narrow(0, start, len)?))
+    }
+
+    pub fn interleaved(&self) -> bool {
+        self.interleaved
+    }
+
     pub fn max_len(&self) -> usize {
         self.cos.dims()[0]
     }

@@ -84,6 +84,14 @@ impl Ranks {
         })
     }
 
+    /// The whole decoder, when it is not sharded.
+    pub fn whole(&self) -> Option<&Transformer> {
+        match (&self.sharded, self.shards.as_slice()) {
+            (None, [one]) => Some(one),
+            _ => None,
+        }
+    }
+
     pub fn world_size(&self) -> usize {
         self.shards.len()
     }

@@ -115,20 +115,17 @@ impl Transformer {
         Ok(())
     }
 
-    /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
-    /// major) through the model, appending to each cache. All caches must hold the same number of
-    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked, or
-    /// with `Rows::Steps` every position's (`[batch * seq, vocab]`).
-    /// `tp` is this rank's part in a tensor-parallel model (`None`: the whole model, no collective):
-    /// its partial attention and MLP outputs are summed over the ranks, its logits gathered.
-    pub fn forward(
+    /// Embeds `tokens` and runs them through the first `layers` blocks, appending to each cache;
+    /// returns the residual stream `[batch * seq, hidden]` entering block `layers` (the final norm's
+    /// input when `layers` is all of them). See [`Transformer::forward`] for the arguments.
+    pub fn residual_stream(
         &self,
         tokens: &[u32],
         caches: &mut [&mut SequenceCache],
         rows: Rows,
-        want_logits: bool,
-        tp: Option<RankContext<'_>>,
-    ) -> Result<Option<Tensor>> {
+        tp: Option<&RankContext<'_>>,
+        layers: usize,
+    ) -> Result<Tensor> {
         let batch = caches.len();
         self.check_tokens(tokens, batch)?;
         let seq = tokens.len() / batch;
@@ -146,8 +143,8 @@ impl Transformer {
         } else {
             None
         };
-        for (layer, block) in self.blocks.iter().enumerate() {
-            if let Some(ctx) = &tp {
+        for (layer, block) in self.blocks.iter().enumerate().take(layers) {
+            if let Some(ctx) = tp {
                 if layer == self.blocks.len() / 2 {
                     ctx.check_fault()?;
                 }
@@ -206,6 +203,27 @@ impl Transformer {
         for cache in caches.iter_mut() {
             cache.advance(seq);
         }
+        Ok(x)
+    }
+
+    /// Runs `tokens` (`caches.len()` sequences of `tokens.len() / caches.len()` tokens each, sequence
+    /// major) through the model, appending to each cache. All caches must hold the same number of
+    /// positions. Returns the last position's logits per sequence (`[batch, vocab]`) when asked, or
+    /// with `Rows::Steps` every position's (`[batch * seq, vocab]`).
+    /// `tp` is this rank's part in a tensor-parallel model (`None`: the whole model, no collective):
+    /// its partial attention and MLP outputs are summed over the ranks, its logits gathered.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut SequenceCache],
+        rows: Rows,
+        want_logits: bool,
+        tp: Option<RankContext<'_>>,
+    ) -> Result<Option<Tensor>> {
+        let batch = caches.len();
+        let seq = tokens.len() / batch.max(1);
+        let x = self.residual_stream(tokens, caches, rows, tp.as_ref(), self.blocks.len())?;
+        let hp = &self.hp;
         if !want_logits {
             return Ok(None);
         }

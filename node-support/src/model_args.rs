@@ -24,7 +24,8 @@ pub struct ModelArgs {
     /// Model: a .gguf file, or a Hugging Face folder (config.json + *.safetensors + tokenizer.json).
     #[arg(long, env = "SCOT_MODEL")]
     pub model: PathBuf,
-    /// PEFT LoRA adapter folder merged into the weights at load (safetensors models).
+    /// PEFT LoRA adapter folder: merged into safetensors weights at load; beside GGUF weights, applied
+    /// at run time (y = W x + s B A x).
     #[arg(long, env = "SCOT_LORA")]
     pub lora: Option<PathBuf>,
     /// cpu, cuda or cuda:N.

@@ -8,6 +8,8 @@
 //! test can build a PEFT adapter against `model.layers.N.self_attn.{q,v}_proj.weight` ([out, in]).
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
