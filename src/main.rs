@@ -5,6 +5,8 @@
 //!   scot solve --coordinator URL "…"   send a problem to a running coordinator
 //!   scot eval / scot report            evaluation harness (scot-eval)
 //!   scot calibrate                     the target's selection prior (for the debiased/hybrid policies)
+//!   scot collect selection             selection training data through running nodes
+//!   scot train selection               the target's selection adapter (LoRA) from that data
 
 mod server_command;
 
@@ -78,6 +80,25 @@ enum Command {
     /// Measure a target node's prior over option positions and write it as a selection prior file
     /// (load it with `target-node --selection-prior`, or `scot up --selection-prior`).
     Calibrate(scot_eval::CalibrateArgs),
+    /// Collect training data through running nodes (resumable JSONL).
+    #[command(subcommand)]
+    Collect(CollectCommand),
+    /// Train LoRA adapters (PEFT format) from collected data.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The selection adapter of a target model (load it with `target-node --lora`).
+    Selection(scot_trainer::TrainSelectionArgs),
+}
+
+#[derive(Subcommand)]
+enum CollectCommand {
+    /// Selection data: n drafts per problem, which are right, and the selection prompt as the
+    /// target node renders it (for `scot train selection`).
+    Selection(scot_eval::CollectSelectionArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -204,6 +225,19 @@ async fn run_tool(command: Command) -> anyhow::Result<()> {
         }
         Command::Calibrate(args) => {
             let summary = scot_eval::run_calibrate(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Collect(CollectCommand::Selection(args)) => {
+            let summary = scot_eval::run_collect_selection(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Train(TrainCommand::Selection(args)) => {
+            // Training is compute-bound work of its own: off the async runtime.
+            let summary =
+                tokio::task::spawn_blocking(move || scot_trainer::run_train_selection(args))
+                    .await??;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }

@@ -78,7 +78,76 @@ async fn cluster_scenarios() {
     scot_solve_is_correct_with_plausible_stats(&cluster).await;
     threshold_one_forces_the_correction_path(&cluster).await;
     vote_follows_agreement_and_replays_to_the_same_decisions(&cluster).await;
+    collect_selection_writes_graded_examples_and_resumes(&cluster).await;
     no_draft_node_means_target_fallback(&mut cluster).await;
+}
+
+/// `scot collect selection` through the cluster's nodes: one graded example per problem with the
+/// prompt as the target node renders it; a rerun adds nothing.
+async fn collect_selection_writes_graded_examples_and_resumes(cluster: &LocalCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\":\"a\",\"problem\":\"What is 2 + 3?\",\"answer\":\"5\"}\n\
+         {\"id\":\"b\",\"problem\":\"What is 4 + 4?\",\"answer\":\"8\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("selection.jsonl");
+    let collect = || async {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scot"))
+            .args([
+                "collect",
+                "selection",
+                "--target-node",
+                &cluster.targets[0].url,
+            ])
+            .args(["--draft-node", &cluster.drafts[0].url, "--data"])
+            .arg(&data)
+            .args([
+                "--n",
+                "2",
+                "--draft-max-tokens",
+                "64",
+                "--seed",
+                "3",
+                "--out",
+            ])
+            .arg(&out)
+            .args(cluster.client_tls_args().to_args())
+            .output()
+            .await
+            .expect("scot collect runs");
+        assert!(
+            output.status.success(),
+            "scot collect failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let first = collect().await;
+    assert_eq!(first["written"], 2, "{first}");
+    let examples = scot_selection::read_examples(&out).expect("valid selection data");
+    assert_eq!(examples.len(), 2);
+    for e in &examples {
+        assert_eq!(e.drafts.len(), 2);
+        assert_eq!(e.option_token_ids.len(), 3);
+        assert!(e.prompt_text.contains(&e.problem), "{}", e.prompt_text);
+        assert!(e.prompt_token_ids.len() > 20);
+        for d in &e.drafts {
+            let right = d
+                .answer
+                .as_deref()
+                .is_some_and(|a| scot_answers::answers_equal(a, &e.gold));
+            assert_eq!(d.correct, right, "{d:?}");
+        }
+    }
+    let again = collect().await;
+    assert_eq!(
+        (again["written"].clone(), again["already_there"].clone()),
+        (0.into(), 2.into()),
+        "{again}"
+    );
 }
 
 async fn bad_input_is_rejected_and_nodes_stay_healthy(cluster: &mut LocalCluster) {

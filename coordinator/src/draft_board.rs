@@ -203,7 +203,7 @@ impl DraftBoard {
                     lease.finish_one();
                 }
                 let finish = FinishReason::try_from(draft.finish_reason).unwrap_or_default();
-                let ended_on_its_own = matches!(finish, FinishReason::ThinkEnd | FinishReason::Eos);
+                let ended_on_its_own = finish.ended_on_its_own();
                 let info = DraftInfo {
                     index: draft.index,
                     token_count: draft.token_count,

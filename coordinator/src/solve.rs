@@ -241,6 +241,7 @@ impl Solver {
                     .collect(),
                 template: s.template.clone(),
                 permutations: s.select_permutations.min(offered.len() as u32),
+                render_only: false,
             };
             let response = target.select(request).await?;
             stats.target_selection(&response, started.elapsed());

@@ -70,9 +70,8 @@ impl LowRank {
     /// `[rows, in]` -> `[rows, out]`. Rows that must come out as single-row calls go one at a time:
     /// a dense GEMM may block differently with the row count, and at rank r each row is cheap.
     fn forward(&self, x: &Tensor, rows: Rows) -> Result<Tensor> {
-        let one = |x: &Tensor| -> Result<Tensor> {
-            Ok(x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?)
-        };
+        let one =
+            |x: &Tensor| -> Result<Tensor> { Ok(x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?) };
         let m = x.dim(0)?;
         if rows == Rows::SameSequence || m == 1 {
             return one(x);

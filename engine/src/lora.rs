@@ -232,17 +232,15 @@ impl LoraAdapter {
             }
             let wrap = |e: candle_core::Error| fail(format!("{}: {e}", m.weight_name));
             let device = &transformer.device;
-            let a = m
-                .a
-                .to_dtype(DType::F32)
-                .and_then(|t| t.to_device(device))
-                .map_err(wrap)?;
-            let mut b = m
-                .b
-                .to_dtype(DType::F32)
-                .and_then(|t| t.affine(self.config.scale(), 0.0))
-                .and_then(|t| t.to_device(device))
-                .map_err(wrap)?;
+            let a =
+                m.a.to_dtype(DType::F32)
+                    .and_then(|t| t.to_device(device))
+                    .map_err(wrap)?;
+            let mut b =
+                m.b.to_dtype(DType::F32)
+                    .and_then(|t| t.affine(self.config.scale(), 0.0))
+                    .and_then(|t| t.to_device(device))
+                    .map_err(wrap)?;
             // B·A's rows are B's rows: permuting B permutes the delta as the converter did W.
             if arch == Architecture::Llama {
                 if m.weight_name.ends_with("self_attn.q_proj.weight") {

@@ -41,7 +41,10 @@ impl Rope {
 
     /// The cos and sin tables `[len, head_dim / 2]` of positions `start..start + len`.
     pub fn tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        Ok((self.cos.narrow(0, start, len)?, self.sin.narrow(0, start, len)?))
+        Ok((
+            self.cos.narrow(0, start, len)?,
+            self.sin.narrow(0, start, len)?,
+        ))
     }
 
     pub fn interleaved(&self) -> bool {

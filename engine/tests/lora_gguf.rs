@@ -73,7 +73,10 @@ fn run_time_lora_on_dequantized_weights_equals_the_hand_merge() {
     let diff = max_abs_diff(&run_time, &merged);
     let effect = max_abs_diff(&base, &run_time);
     eprintln!("f32 weights: run-time vs hand merge {diff}, adapter effect {effect}");
-    assert!(diff <= 1e-3, "run-time LoRA differs from the hand merge by {diff}");
+    assert!(
+        diff <= 1e-3,
+        "run-time LoRA differs from the hand merge by {diff}"
+    );
     assert!(effect > 0.1, "the adapter had no clear effect ({effect})");
 }
 
@@ -94,7 +97,10 @@ fn check_quantized_within_kernel_rounding(file: &str, llama: bool) {
         diff <= 2.0 * rounding + 1e-3,
         "{file}: run-time LoRA differs from the hand merge by {diff} (rounding alone: {rounding})"
     );
-    assert!(effect > 0.1, "{file}: the adapter had no clear effect ({effect})");
+    assert!(
+        effect > 0.1,
+        "{file}: the adapter had no clear effect ({effect})"
+    );
 }
 
 #[test]

@@ -97,7 +97,10 @@ fn top_block_equals_the_engine_on_a_gguf_llama() {
     let effect = max_abs_diff(&engine_logits(&f32_copy, None), &with_engine);
     eprintln!("llama: plain {plain}, with adapter {adapted_diff}, adapter effect {effect}");
     assert!(plain <= 1e-3, "block vs engine without adapter: {plain}");
-    assert!(adapted_diff <= 1e-3, "block vs engine with adapter: {adapted_diff}");
+    assert!(
+        adapted_diff <= 1e-3,
+        "block vs engine with adapter: {adapted_diff}"
+    );
     assert!(effect > 0.05, "the adapter had no clear effect ({effect})");
 }
 
@@ -119,14 +122,21 @@ fn top_block_equals_the_engine_on_a_qwen2_model() {
     let effect = max_abs_diff(&engine_logits(&model.dir, None), &with_engine);
     eprintln!("qwen2: plain {plain}, with adapter {adapted_diff}, adapter effect {effect}");
     assert!(plain <= 1e-4, "block vs engine without adapter: {plain}");
-    assert!(adapted_diff <= 1e-4, "block vs engine with adapter: {adapted_diff}");
+    assert!(
+        adapted_diff <= 1e-4,
+        "block vs engine with adapter: {adapted_diff}"
+    );
     assert!(effect > 0.01, "the adapter had no clear effect ({effect})");
 }
 
 /// d loss / d (A, B) by back-propagation equals central finite differences, in f64, for every
 /// module kind, on a half-split and an interleaved (permuted) RoPE model.
 fn check_gradients(model: &Model, adapted: &[Module]) {
-    let block = model.top_block(CANDIDATES).unwrap().to_dtype(DType::F64).unwrap();
+    let block = model
+        .top_block(CANDIDATES)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     let x = model
         .residual_stream_before_top(PROMPT)
         .unwrap()

@@ -7,21 +7,15 @@
 //! costs n selection prefills on the target node.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use futures::StreamExt;
 use scot_client::Mode;
-use scot_proto::draft_event::Event as DraftEventKind;
-use scot_proto::draft_service_client::DraftServiceClient;
-use scot_proto::limits::MAX_MESSAGE_BYTES;
-use scot_proto::target_service_client::TargetServiceClient;
 use scot_proto::{DraftRequest, SelectRequest, SelectResponse};
 use scot_selection::{estimate_prior, rotate, SelectionPrior, PRIOR_FORMAT};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
+use crate::node_calls::{draft_client, target_client, write_drafts};
 use crate::results::read_lines;
 
 /// Make a selection prior for a target node (see docs: README, Selection).
@@ -99,9 +93,7 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
             "no calibration problem with {n} drafts ({skipped} skipped): pass scot-mode result files with draft texts, or --draft-node and --data"
         )));
     }
-    let mut target = TargetServiceClient::new(connect(&args.target_node, &args.tls).await?)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut target = target_client(&args.target_node, &args.tls).await?;
     let mut problems = Vec::with_capacity(samples.len());
     let mut identity: Option<SelectResponse> = None;
     for (p, sample) in samples.iter().enumerate() {
@@ -114,6 +106,7 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
                     drafts: rotate(&sample.drafts, shift),
                     template: args.template.clone(),
                     permutations: 0,
+                    render_only: false,
                 })
                 .await
                 .map_err(|s| {
@@ -216,8 +209,7 @@ async fn draft_samples(
 ) -> Result<(Vec<Sample>, usize), EvalError> {
     let data = args.data.clone().unwrap_or_default();
     let problems = select_window(load_problems(&data)?, args.offset, Some(args.limit));
-    let mut client = DraftServiceClient::new(connect(endpoint, &args.tls).await?)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut client = draft_client(endpoint, &args.tls).await?;
     let mut samples = Vec::new();
     let mut skipped = 0;
     for problem in problems {
@@ -231,20 +223,7 @@ async fn draft_samples(
             template: args.template.clone(),
             ..Default::default()
         };
-        let mut stream = client
-            .draft(request)
-            .await
-            .map_err(|s| EvalError::InvalidArgument(format!("draft node: {}", s.message())))?
-            .into_inner();
-        let mut drafts = Vec::new();
-        while let Some(event) = stream.next().await {
-            let event = event
-                .map_err(|s| EvalError::InvalidArgument(format!("draft node: {}", s.message())))?;
-            if let Some(DraftEventKind::Draft(d)) = event.event {
-                drafts.push((d.index, d.text));
-            }
-        }
-        drafts.sort_by_key(|(index, _)| *index);
+        let drafts = write_drafts(&mut client, request).await?;
         if drafts.len() != args.n as usize {
             skipped += 1;
             continue;
@@ -252,22 +231,8 @@ async fn draft_samples(
         tracing::info!(id = %problem.id, "calibration drafts written");
         samples.push(Sample {
             problem: problem.problem,
-            drafts: drafts.into_iter().map(|(_, text)| text).collect(),
+            drafts: drafts.into_iter().map(|d| d.text).collect(),
         });
     }
     Ok((samples, skipped))
-}
-
-async fn connect(endpoint: &str, tls: &scot_tls::TlsArgs) -> Result<Channel, EvalError> {
-    let err = |message: String| EvalError::NodeConnect {
-        endpoint: endpoint.to_string(),
-        message,
-    };
-    let tls = tls.load().map_err(|e| err(e.to_string()))?;
-    scot_tls::endpoint(endpoint, tls.as_ref(), None)
-        .map_err(|e| err(e.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| err(format!("{e:?}")))
 }

@@ -1,4 +1,5 @@
-//! scot-eval: the evaluation harness behind `scot eval`, `scot report` and `scot calibrate`.
+//! scot-eval: the evaluation harness behind `scot eval`, `scot report`, `scot calibrate` and
+//! `scot collect`.
 //!
 //! Mounting in the `scot` binary (src/main.rs):
 //! - `scot eval`: flatten [`EvalArgs`] (a `clap::Args`) into the subcommand and call
@@ -15,16 +16,20 @@
 //!   tables, [`plots`] its PNGs, [`stats`] the mean and percentiles.
 //! - [`replay`]: `scot report --replay`, stored problems re-decided under selection policies.
 //! - [`calibrate`]: `scot calibrate`, the target's selection prior from cyclic orders of drafts.
+//! - [`collect`]: `scot collect selection`, selection training data (drafts, labels, the prompt as
+//!   the target node renders it); [`node_calls`] the direct node calls both use.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 //! - [`cost_check`]: that prediction against a measured run (`scot report --costs`).
 
 pub mod calibrate;
 pub mod cli;
+pub mod collect;
 pub mod cost_check;
 pub mod cost_model;
 pub mod dataset;
 pub mod error;
 pub mod mode_stats;
+pub mod node_calls;
 pub mod plots;
 pub mod replay;
 pub mod report;
@@ -34,5 +39,6 @@ pub mod stats;
 
 pub use calibrate::{run_calibrate, CalibrateArgs, CalibrateSummary};
 pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs};
+pub use collect::{run_collect_selection, CollectSelectionArgs, CollectSummary};
 pub use error::EvalError;
 pub use report::ReportSummary;

@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use scot_answers::answers_equal;
 use scot_client::Mode;
-use scot_proto::{AnswerPath, FinishReason};
+use scot_proto::AnswerPath;
 use scot_selection::{
     decide, draft_answer, needs_target, AnswerTally, Decision, PolicyParams, SelectionPolicy,
     SelectionPrior, TargetVerdict,
@@ -180,11 +180,6 @@ struct Replayed {
     target_correct: Option<bool>,
 }
 
-/// Whether a draft ended on its own (end of thinking or of sequence), not at its cap.
-fn ended_on_its_own(draft: &DraftRecord) -> bool {
-    draft.finished_by(FinishReason::ThinkEnd) || draft.finished_by(FinishReason::Eos)
-}
-
 /// Whether an extracted answer is the gold one.
 fn is_gold(answer: &Option<String>, gold: &str) -> bool {
     answer.as_deref().is_some_and(|a| answers_equal(a, gold))
@@ -209,7 +204,7 @@ fn offered(line: &ResultLine) -> Vec<(&DraftRecord, Option<String>)> {
             let answer = if d.text.is_empty() {
                 d.answer.clone()
             } else {
-                draft_answer(&d.text, ended_on_its_own(d))
+                draft_answer(&d.text, d.ended_on_its_own())
             };
             (d, answer)
         })
@@ -480,7 +475,7 @@ pub fn draft_facts(scot: &[ResultLine]) -> DraftFacts {
             facts.answered += usize::from(answer.is_some());
             facts.correct += usize::from(right(answer));
             any_right |= right(answer);
-            if ended_on_its_own(draft) {
+            if draft.ended_on_its_own() {
                 facts.finished += 1;
                 facts.finished_stating +=
                     usize::from(scot_answers::stated_answer(&draft.text).is_some());

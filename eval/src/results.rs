@@ -34,6 +34,11 @@ impl DraftRecord {
     pub fn finished_by(&self, reason: FinishReason) -> bool {
         self.finish == reason.label()
     }
+
+    /// Whether the draft ended on its own, not at its cap ([`FinishReason::ended_on_its_own`]).
+    pub fn ended_on_its_own(&self) -> bool {
+        FinishReason::from_label(&self.finish).is_some_and(FinishReason::ended_on_its_own)
+    }
 }
 
 /// One line of the result file.

@@ -32,9 +32,28 @@ impl FinishReason {
         }
     }
 
+    /// The reason a label names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        [
+            FinishReason::Unspecified,
+            FinishReason::ThinkEnd,
+            FinishReason::Length,
+            FinishReason::Eos,
+            FinishReason::Cancelled,
+        ]
+        .into_iter()
+        .find(|reason| reason.label() == label)
+    }
+
     /// The label of a wire value (unknown values read as unspecified).
     pub fn label_of(reason: i32) -> &'static str {
         Self::try_from(reason).unwrap_or_default().label()
+    }
+
+    /// Whether the text ended on its own (end of thinking or of sequence), not at its cap or
+    /// cancelled: only then is its last statement its final answer.
+    pub fn ended_on_its_own(self) -> bool {
+        matches!(self, FinishReason::ThinkEnd | FinishReason::Eos)
     }
 }
 

@@ -8,9 +8,12 @@
 //!   calibrate` writes and the target node loads), estimating it and dividing it out.
 //! - [`policy`]: the policies `paper`, `debiased`, `vote` and `hybrid` ([`SelectionPolicy`]), their
 //!   parameters ([`PolicyParams`]) and [`decide`].
+//! - [`training_data`]: the selection training examples `scot collect selection` writes and
+//!   `scot train selection` reads ([`SelectionExample`]).
 
 pub mod policy;
 pub mod prior;
+pub mod training_data;
 pub mod votes;
 
 pub use policy::{
@@ -18,4 +21,5 @@ pub use policy::{
     SelectionPolicy, TargetVerdict,
 };
 pub use prior::{estimate_prior, rotate, PriorError, SelectionPrior, PRIOR_FORMAT};
+pub use training_data::{read_examples, SelectionExample, TrainingDataError, TrainingDraft};
 pub use votes::{draft_answer, AnswerTally};

@@ -102,6 +102,7 @@ async fn run_direct(
             drafts: options.clone(),
             template: String::new(),
             permutations: 0,
+            render_only: false,
         })
         .await?
         .into_inner();

@@ -19,6 +19,8 @@ use crate::selection_prior::{prompt_digest, SelectionPriors};
 pub struct Ordering {
     pub shift: usize,
     pub prompt: Vec<u32>,
+    /// The rendered text (the order given only; kept for render-only requests).
+    pub text: String,
 }
 
 pub struct SelectJob {
@@ -79,6 +81,11 @@ pub fn prepare(
         orders.push(Ordering {
             shift,
             prompt: prompt.tokens,
+            text: if shift == 0 {
+                text.text().to_string()
+            } else {
+                String::new()
+            },
         });
     }
     let mut options = Vec::new();
@@ -99,6 +106,39 @@ pub fn prepare(
         model_fingerprint: node.fingerprint.clone(),
         prompt_digest: prompt_digest(&prompts, n)?,
         template_set: set.to_string(),
+    })
+}
+
+/// The response to a render-only request: the prompt as rendered and tokenized, nothing scored.
+/// Options of several tokens (10+ drafts) cannot be one token each, so they are refused.
+pub fn rendered(job: SelectJob) -> Result<SelectResponse, Status> {
+    let mut option_token_ids = Vec::with_capacity(job.options.len());
+    for (i, tokens) in job.options.iter().enumerate() {
+        match tokens.as_slice() {
+            [one] => option_token_ids.push(*one),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                "option {} is {} tokens; render_only needs one token per option (at most 8 drafts)",
+                i + 1,
+                tokens.len()
+            )))
+            }
+        }
+    }
+    let first = job
+        .orders
+        .into_iter()
+        .next()
+        .ok_or_else(|| Status::internal("no selection prompt rendered"))?;
+    Ok(SelectResponse {
+        prompt_tokens: first.prompt.len() as u32,
+        prompt_text: first.text,
+        prompt_token_ids: first.prompt,
+        option_token_ids,
+        model_fingerprint: job.model_fingerprint,
+        prompt_digest: job.prompt_digest,
+        template_set: job.template_set,
+        ..Default::default()
     })
 }
 
@@ -172,6 +212,7 @@ pub fn run(model: &Model, job: SelectJob, cancel: &CancelToken) -> Result<Select
         model_fingerprint: job.model_fingerprint,
         prompt_digest: job.prompt_digest,
         template_set: job.template_set,
+        ..Default::default()
     })
 }
 

@@ -46,6 +46,9 @@ impl TargetService for TargetNodeService {
                     move || select_job::prepare(&node, &priors, &request)
                 })
                 .await?;
+            if request.render_only {
+                return Ok(Response::new(select_job::rendered(job)?));
+            }
             tracing::info!(
                 drafts = request.drafts.len(),
                 orders = job.orders.len(),

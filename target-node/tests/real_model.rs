@@ -35,6 +35,7 @@ fn selection_and_answer_on_a_real_model() {
         drafts,
         template: String::new(),
         permutations: 0,
+        render_only: false,
     };
     let none = SelectionPriors::default();
     let job = select_job::prepare(&node, &none, &request).expect("prepare select");
@@ -73,6 +74,55 @@ fn selection_and_answer_on_a_real_model() {
         "option 2: {direct} vs {}",
         response.option_logprobs[1]
     );
+
+    // Render-only (training data): ten drafts make two-token options, which it refuses; three drafts
+    // give the prompt the scored path reads, token for token, and one token per option.
+    let ten = SelectRequest {
+        render_only: true,
+        ..request_for_select()
+    };
+    let ten = SelectRequest {
+        drafts: (1..=10).map(|k| format!("Answer {k}.")).collect(),
+        problem: "What is 2 + 3?".into(),
+        ..ten
+    };
+    let job = select_job::prepare(&node, &none, &ten).unwrap();
+    let err = select_job::rendered(job).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("one token per option"),
+        "{}",
+        err.message()
+    );
+    let three = SelectRequest {
+        drafts: (1..=3).map(|k| format!("2 + 3 = {k}.")).collect(),
+        ..ten
+    };
+    let job = select_job::prepare(&node, &none, &three).unwrap();
+    let scored_prompt = job.orders[0].prompt.clone();
+    let rendered = select_job::rendered(job).unwrap();
+    assert_eq!(rendered.prompt_token_ids, scored_prompt);
+    assert_eq!(
+        node.model
+            .tokenizer()
+            .decode(&rendered.prompt_token_ids, false)
+            .unwrap(),
+        rendered.prompt_text
+    );
+    let options: Vec<u32> = (1..=4)
+        .map(|k| {
+            node.model
+                .tokenizer()
+                .encode(&k.to_string(), false)
+                .unwrap()[0]
+        })
+        .collect();
+    assert_eq!(rendered.option_token_ids, options);
+    assert!(
+        rendered.option_probs.is_empty(),
+        "render-only scores nothing"
+    );
+    assert!(!rendered.model_fingerprint.is_empty() && !rendered.template_set.is_empty());
 
     // The answer after an accepted draft: one prefill, greedy answer that starts the boxed result.
     let request = GenerateRequest {
@@ -268,6 +318,7 @@ fn request_for_select() -> SelectRequest {
         drafts: Vec::new(),
         template: String::new(),
         permutations: 0,
+        render_only: false,
     }
 }
 

@@ -88,6 +88,7 @@ async fn answers(file: &str, tp: usize, with_correction: bool) -> Answers {
             ],
             template: String::new(),
             permutations: 0,
+            render_only: false,
         })
         .await
         .unwrap_or_else(|e| panic!("select at TP {tp}: {e}\n{}", node.stderr()))

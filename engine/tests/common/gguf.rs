@@ -21,7 +21,6 @@ pub fn arch(llama: bool) -> &'static str {
     }
 }
 
-
 /// Deterministic values in [-scale, scale).
 pub fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -153,8 +152,8 @@ pub fn write_f32_copy(
 ) {
     let mut gguf = Gguf::open(src);
     let a = arch(llama);
-    let head_dim =
-        gguf.uint(&format!("{a}.embedding_length")) / gguf.uint(&format!("{a}.attention.head_count"));
+    let head_dim = gguf.uint(&format!("{a}.embedding_length"))
+        / gguf.uint(&format!("{a}.attention.head_count"));
     let scale = ALPHA / R as f64;
     let names: Vec<String> = gguf.content.tensor_infos.keys().cloned().collect();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
@@ -186,7 +185,9 @@ pub fn write_f32_copy(
                 };
                 for col in 0..m.in_dim {
                     let delta: f64 = (0..R)
-                        .map(|k| f64::from(m.b[hf_row * R + k]) * f64::from(m.a[k * m.in_dim + col]))
+                        .map(|k| {
+                            f64::from(m.b[hf_row * R + k]) * f64::from(m.a[k * m.in_dim + col])
+                        })
                         .sum();
                     let at = row * m.in_dim + col;
                     w[at] = (f64::from(w[at]) + scale * delta) as f32;
@@ -206,4 +207,3 @@ pub fn write_f32_copy(
     let mut file = File::create(out).unwrap();
     gguf_file::write(&mut file, &metadata, &refs).unwrap();
 }
-
