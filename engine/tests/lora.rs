@@ -7,23 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use common::gguf::pseudo_random;
 use common::{max_abs_diff, write_tiny_model, TinyArch, TinyModel};
 use scot_engine::{EngineError, LoadOptions, LoraAdapter, Model};
 
 const PROMPT: &[u32] = &[1, 504, 2365, 6354, 16438, 27003, 690, 260];
-
-/// Deterministic small values in [-scale, scale).
-fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * scale
-        })
-        .collect()
-}
 
 struct Factors {
     module: String,

@@ -9,13 +9,13 @@
 use std::path::PathBuf;
 
 use scot_client::Mode;
-use scot_proto::{DraftRequest, SelectRequest, SelectResponse};
+use scot_proto::{SelectRequest, SelectResponse};
 use scot_selection::{estimate_prior, rotate, SelectionPrior, PRIOR_FORMAT};
 use serde::Serialize;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
-use crate::node_calls::{draft_client, target_client, write_drafts};
+use crate::node_calls::{draft_client, target_client, write_drafts, DraftSettings};
 use crate::results::read_lines;
 
 /// Make a selection prior for a target node (see docs: README, Selection).
@@ -24,9 +24,6 @@ pub struct CalibrateArgs {
     /// The target node's gRPC endpoint (not the coordinator's).
     #[arg(long)]
     pub target_node: String,
-    /// Drafts per problem: the prior is for requests that offer this many drafts.
-    #[arg(long, default_value_t = 5)]
-    pub n: u32,
     /// `scot eval` result files (scot mode) whose lines hold n drafts with their texts.
     #[arg(long, num_args = 1.., conflicts_with = "draft_node")]
     pub drafts: Vec<PathBuf>,
@@ -41,16 +38,9 @@ pub struct CalibrateArgs {
     /// Calibration problems (at most).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// Draft token cap for --draft-node.
-    #[arg(long, default_value_t = 512)]
-    pub draft_max_tokens: u32,
-    #[arg(long, default_value_t = 0.6)]
-    pub draft_temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Template set (empty = the node's default).
-    #[arg(long, default_value = "")]
-    pub template: String,
+    /// The prior is for requests that offer --n drafts.
+    #[command(flatten)]
+    pub drafting: DraftSettings,
     /// Where the prior goes.
     #[arg(long)]
     pub out: PathBuf,
@@ -78,7 +68,7 @@ struct Sample {
 }
 
 pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, EvalError> {
-    let n = args.n as usize;
+    let n = args.drafting.n as usize;
     if n < 2 {
         return Err(EvalError::InvalidArgument(
             "--n must be at least 2: a position prior needs two positions".into(),
@@ -104,7 +94,7 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
                     request_id: format!("calibrate-{p}-{shift}"),
                     problem: sample.problem.clone(),
                     drafts: rotate(&sample.drafts, shift),
-                    template: args.template.clone(),
+                    template: args.drafting.template.clone(),
                     permutations: 0,
                     render_only: false,
                 })
@@ -136,7 +126,7 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
         model_name: String::new(),
         template_set: identity.template_set.clone(),
         prompt_digest: identity.prompt_digest.clone(),
-        n: args.n,
+        n: args.drafting.n,
         prior: prior.clone(),
         problems: problems.len() as u32,
         source: match &args.draft_node {
@@ -148,8 +138,8 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
                     .unwrap_or_default(),
                 args.offset,
                 args.offset + args.limit,
-                args.seed,
-                args.draft_max_tokens
+                args.drafting.seed,
+                args.drafting.draft_max_tokens
             ),
             None => format!(
                 "drafts stored in {}",
@@ -188,7 +178,7 @@ fn stored_samples(args: &CalibrateArgs) -> Result<(Vec<Sample>, usize), EvalErro
                 .filter(|d| d.offered && !d.text.is_empty())
                 .map(|d| d.text.clone())
                 .collect();
-            if drafts.len() != args.n as usize || line.problem.is_empty() {
+            if drafts.len() != args.drafting.n as usize || line.problem.is_empty() {
                 skipped += 1;
                 continue;
             }
@@ -213,18 +203,11 @@ async fn draft_samples(
     let mut samples = Vec::new();
     let mut skipped = 0;
     for problem in problems {
-        let request = DraftRequest {
-            request_id: format!("calibrate-draft-{}", problem.id),
-            problem: problem.problem.clone(),
-            draft_indices: (0..args.n).collect(),
-            temperature: args.draft_temperature,
-            max_tokens: args.draft_max_tokens,
-            seed: args.seed,
-            template: args.template.clone(),
-            ..Default::default()
-        };
+        let request = args
+            .drafting
+            .request(format!("calibrate-draft-{}", problem.id), &problem.problem);
         let drafts = write_drafts(&mut client, request).await?;
-        if drafts.len() != args.n as usize {
+        if drafts.len() != args.drafting.n as usize {
             skipped += 1;
             continue;
         }

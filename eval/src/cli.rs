@@ -212,6 +212,11 @@ pub struct ReportArgs {
     /// Selection prior files (`scot calibrate`) to debias lines whose target had none.
     #[arg(long = "prior", requires = "replay")]
     pub priors: Vec<PathBuf>,
+    /// A trained selector's option probabilities per problem (`scot train selection` writes
+    /// `<out>/selector-probs.jsonl`): the replay decides with them in place of the stored target's,
+    /// as if the target node had served with that adapter (problems without one are left out).
+    #[arg(long, requires = "replay")]
+    pub selector_probs: Option<PathBuf>,
 }
 
 /// Runs `scot report`.
@@ -229,6 +234,14 @@ pub fn run_report(args: ReportArgs) -> Result<ReportSummary, EvalError> {
                 args.replay_settings.clone()
             },
             priors: crate::replay::load_priors(&args.priors)?,
+            selector: args
+                .selector_probs
+                .as_deref()
+                .map(|path| {
+                    scot_selection::read_selector_probs(path)
+                        .map_err(|e| EvalError::InvalidArgument(e.to_string()))
+                })
+                .transpose()?,
         })
     } else {
         None

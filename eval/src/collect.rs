@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 
 use scot_answers::answers_equal;
 use scot_client::Mode;
-use scot_proto::{DraftRequest, FinishReason, SelectRequest};
+use scot_proto::{FinishReason, SelectRequest};
 use scot_selection::{draft_answer, read_examples, SelectionExample, TrainingDraft};
 use serde::Serialize;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
-use crate::node_calls::{draft_client, target_client, write_drafts};
+use crate::node_calls::{draft_client, target_client, write_drafts, DraftSettings};
 use crate::results::read_lines;
 
 /// Collect selection training data (see README, Training).
@@ -42,18 +42,9 @@ pub struct CollectSelectionArgs {
     /// Problems (at most).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Drafts per problem (at most 8: each option must be one token).
-    #[arg(long, default_value_t = 5)]
-    pub n: u32,
-    #[arg(long, default_value_t = 512)]
-    pub draft_max_tokens: u32,
-    #[arg(long, default_value_t = 0.6)]
-    pub draft_temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Template set (empty = the nodes' default).
-    #[arg(long, default_value = "")]
-    pub template: String,
+    /// --n at most 8: each option must be one token.
+    #[command(flatten)]
+    pub drafting: DraftSettings,
     /// The selection data file: appended to; problems already in it are skipped.
     #[arg(long)]
     pub out: PathBuf,
@@ -89,7 +80,7 @@ struct Drafted {
 pub async fn run_collect_selection(
     args: CollectSelectionArgs,
 ) -> Result<CollectSummary, EvalError> {
-    if !(1..=8).contains(&args.n) {
+    if !(1..=8).contains(&args.drafting.n) {
         return Err(EvalError::InvalidArgument(
             "--n must be 1..=8: each option must be a single token".into(),
         ));
@@ -113,7 +104,7 @@ pub async fn run_collect_selection(
             path: args.out.clone(),
             source,
         })?;
-    let n = args.n as usize;
+    let n = args.drafting.n as usize;
     let handle = |drafted: Drafted, summary: &mut CollectSummary| -> Option<Drafted> {
         if done.contains(&drafted.id) {
             summary.already_there += 1;
@@ -135,16 +126,9 @@ pub async fn run_collect_selection(
                 summary.already_there += 1;
                 continue;
             }
-            let request = DraftRequest {
-                request_id: format!("collect-{}", problem.id),
-                problem: problem.problem.clone(),
-                draft_indices: (0..args.n).collect(),
-                temperature: args.draft_temperature,
-                max_tokens: args.draft_max_tokens,
-                seed: args.seed,
-                template: args.template.clone(),
-                ..Default::default()
-            };
+            let request = args
+                .drafting
+                .request(format!("collect-{}", problem.id), &problem.problem);
             let drafts = write_drafts(&mut client, request).await?;
             let drafted = Drafted {
                 id: problem.id,
@@ -242,7 +226,7 @@ async fn render(
             request_id: format!("collect-select-{}", drafted.id),
             problem: drafted.problem.clone(),
             drafts: drafts.iter().map(|d| d.text.clone()).collect(),
-            template: args.template.clone(),
+            template: args.drafting.template.clone(),
             permutations: 0,
             render_only: true,
         })

@@ -44,6 +44,41 @@ pub async fn draft_client(
         .max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
 
+/// How a draft node writes the drafts of a problem for `scot calibrate` and `scot collect`: the
+/// evaluation's settings by default, so the drafts look like those a request gets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DraftSettings {
+    /// Drafts per problem.
+    #[arg(long, default_value_t = 5)]
+    pub n: u32,
+    /// Draft token cap for --draft-node.
+    #[arg(long, default_value_t = 512)]
+    pub draft_max_tokens: u32,
+    #[arg(long, default_value_t = 0.6)]
+    pub draft_temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Template set (empty = the nodes' default).
+    #[arg(long, default_value = "")]
+    pub template: String,
+}
+
+impl DraftSettings {
+    /// The Draft call for one problem.
+    pub fn request(&self, request_id: String, problem: &str) -> DraftRequest {
+        DraftRequest {
+            request_id,
+            problem: problem.to_string(),
+            draft_indices: (0..self.n).collect(),
+            temperature: self.draft_temperature,
+            max_tokens: self.draft_max_tokens,
+            seed: self.seed,
+            template: self.template.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Every draft a Draft call writes, in index order.
 pub async fn write_drafts(
     client: &mut DraftServiceClient<Channel>,

@@ -59,6 +59,34 @@ fn cost_check_sections(groups: &ModeGroups, costs: &MeasuredCosts) -> String {
 pub struct ReplayOptions {
     pub settings: Vec<ReplaySetting>,
     pub priors: Vec<scot_selection::SelectionPrior>,
+    /// A trained selector's probabilities, replacing the stored target's (see `--selector-probs`).
+    pub selector: Option<Vec<scot_selection::SelectorProbs>>,
+}
+
+/// The scot lines as a target with the trained selector would have scored them: its probabilities
+/// in place of the stored ones (no prior applies to them); lines it has none for are dropped.
+fn with_selector(
+    lines: &[ResultLine],
+    selector: &[scot_selection::SelectorProbs],
+) -> Vec<ResultLine> {
+    let by_id: std::collections::HashMap<&str, &Vec<f32>> = selector
+        .iter()
+        .map(|s| (s.id.as_str(), &s.option_probs))
+        .collect();
+    lines
+        .iter()
+        .filter_map(|line| {
+            if !line.is_mode(Mode::Scot) {
+                return Some(line.clone());
+            }
+            let probs = by_id.get(line.id.as_str())?;
+            let mut line = line.clone();
+            line.option_probs = (*probs).clone();
+            line.option_logprobs = probs.iter().map(|p| p.ln()).collect();
+            line.debiased_probs.clear();
+            Some(line)
+        })
+        .collect()
 }
 
 /// Reads the result files, writes `report.md` and the plots into `out_dir`.
@@ -79,6 +107,11 @@ pub fn write_report(
     }
     let regraded = regrade(&mut lines);
     let groups = latest_successful(lines.clone());
+    let lines_for_replay = if replay.is_some_and(|r| r.selector.is_some()) {
+        lines.clone()
+    } else {
+        Vec::new()
+    };
     let stats = compute_stats(lines);
     std::fs::create_dir_all(out_dir).map_err(|source| EvalError::Write {
         path: out_dir.to_path_buf(),
@@ -95,8 +128,13 @@ pub fn write_report(
         text.push_str(&cost_check_sections(&groups, costs));
     }
     if let Some(options) = replay {
-        let rows = crate::replay::replay(&groups, &options.settings, &options.priors, costs);
-        text.push_str(&replay_markdown(&rows, &groups));
+        let replayed_groups = match &options.selector {
+            Some(selector) => latest_successful(with_selector(&lines_for_replay, selector)),
+            None => groups.clone(),
+        };
+        let groups = &replayed_groups;
+        let rows = crate::replay::replay(groups, &options.settings, &options.priors, costs);
+        text.push_str(&replay_markdown(&rows, groups));
         let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
         datasets.dedup();
         for dataset in datasets {

@@ -270,6 +270,7 @@ fn report_replay_writes_the_table_and_the_frontier_plot() {
         replay: true,
         replay_settings: Vec::new(),
         priors: Vec::new(),
+        selector_probs: None,
     })
     .unwrap();
     assert!(summary.text.contains("## Replay"), "{}", summary.text);
@@ -288,6 +289,58 @@ fn report_replay_writes_the_table_and_the_frontier_plot() {
     let bytes = std::fs::read(frontier).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(bytes.len() > 10_000);
+}
+
+/// A trained selector's probabilities replace the stored target's: p2's stored read-out accepts a
+/// wrong draft under `paper`, the selector's says "all wrong" (the target then answers right); p1,
+/// which the selector did not score, is left out.
+#[test]
+fn replay_decides_with_a_trained_selectors_probabilities() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scot-eval-replay-selector");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (mode, lines) in [
+        ("scot", vec![agreeing(), split()]),
+        (
+            "target-only",
+            vec![target_only("p1", "18"), target_only("p2", "5")],
+        ),
+    ] {
+        let mut writer =
+            ResultWriter::open(&dir.join(format!("results/toy-{mode}.jsonl"))).unwrap();
+        for line in lines {
+            writer.append(&line).unwrap();
+        }
+    }
+    let paper_row = |selector: Option<PathBuf>| -> String {
+        let summary = run_report(ReportArgs {
+            results: vec![dir.join("results")],
+            out_dir: dir.join("report"),
+            font: scot_eval::plots::DEFAULT_FONT.into(),
+            costs: None,
+            replay: true,
+            replay_settings: vec!["paper".parse().unwrap()],
+            priors: Vec::new(),
+            selector_probs: selector,
+        })
+        .unwrap();
+        summary
+            .text
+            .lines()
+            .find(|l| l.starts_with("| paper"))
+            .unwrap_or_else(|| panic!("no paper row: {}", summary.text))
+            .to_string()
+    };
+    let stored = paper_row(None);
+    let probs = dir.join("selector-probs.jsonl");
+    std::fs::write(
+        &probs,
+        "{\"id\":\"p2\",\"option_probs\":[0.1,0.1,0.1,0.7]}\n",
+    )
+    .unwrap();
+    let trained = paper_row(Some(probs));
+    assert!(stored.starts_with("| paper | 2 | "), "{stored}");
+    assert!(trained.starts_with("| paper | 1 | "), "{trained}");
+    assert!(trained.contains("| 100.0% | 0.0% |"), "{trained}");
 }
 
 #[test]

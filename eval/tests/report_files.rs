@@ -84,6 +84,7 @@ fn report_writes_tables_and_pngs() {
         replay: false,
         replay_settings: Vec::new(),
         priors: Vec::new(),
+        selector_probs: None,
     })
     .unwrap();
     assert!(
@@ -136,6 +137,7 @@ fn empty_inputs_are_an_error() {
         replay: false,
         replay_settings: Vec::new(),
         priors: Vec::new(),
+        selector_probs: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("no result lines"), "{err}");
@@ -154,6 +156,7 @@ fn a_bad_cost_file_is_an_error_naming_it() {
         replay: false,
         replay_settings: Vec::new(),
         priors: Vec::new(),
+        selector_probs: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("costs.json"), "{err}");

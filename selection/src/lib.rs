@@ -21,5 +21,8 @@ pub use policy::{
     SelectionPolicy, TargetVerdict,
 };
 pub use prior::{estimate_prior, rotate, PriorError, SelectionPrior, PRIOR_FORMAT};
-pub use training_data::{read_examples, SelectionExample, TrainingDataError, TrainingDraft};
+pub use training_data::{
+    read_examples, read_selector_probs, SelectionExample, SelectorProbs, TrainingDataError,
+    TrainingDraft,
+};
 pub use votes::{draft_answer, AnswerTally};

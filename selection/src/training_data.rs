@@ -90,6 +90,56 @@ impl SelectionExample {
     }
 }
 
+/// A trained selector's option probabilities for one problem (`scot train selection` writes them for
+/// its held-out examples; `scot report --replay --selector-probs` decides with them in place of the
+/// stored target's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectorProbs {
+    pub id: String,
+    /// Per option (drafts in order, then "all wrong"), renormalised over the option tokens.
+    pub option_probs: Vec<f32>,
+}
+
+/// Reads a selector-probabilities file (one [`SelectorProbs`] per line).
+pub fn read_selector_probs(path: &Path) -> Result<Vec<SelectorProbs>, TrainingDataError> {
+    read_jsonl(path, |_| Ok(()))
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<Vec<T>, TrainingDataError> {
+    let io = |source| TrainingDataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut items = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |reason: String| TrainingDataError::Line {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let item: T = serde_json::from_str(&line).map_err(|e| {
+            at(format!(
+                "not a {}: {e}",
+                std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("line")
+            ))
+        })?;
+        check(&item).map_err(at)?;
+        items.push(item);
+    }
+    Ok(items)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainingDataError {
     #[error("{path}: {source}")]
@@ -108,28 +158,7 @@ pub enum TrainingDataError {
 /// Reads a selection data file; the first malformed or inconsistent line is an error naming its
 /// number. Blank lines are skipped.
 pub fn read_examples(path: &Path) -> Result<Vec<SelectionExample>, TrainingDataError> {
-    let io = |source| TrainingDataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut examples = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |reason: String| TrainingDataError::Line {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason,
-        };
-        let example: SelectionExample =
-            serde_json::from_str(&line).map_err(|e| at(format!("not a selection example: {e}")))?;
-        example.check().map_err(at)?;
-        examples.push(example);
-    }
-    Ok(examples)
+    read_jsonl(path, SelectionExample::check)
 }
 
 #[cfg(test)]
@@ -190,7 +219,7 @@ mod tests {
         std::fs::write(&path, format!("{good}\n{{\"id\": 3\n")).unwrap();
         let err = read_examples(&path).unwrap_err().to_string();
         assert!(
-            err.contains("line 2") && err.contains("not a selection example"),
+            err.contains("line 2") && err.contains("not a SelectionExample"),
             "{err}"
         );
 

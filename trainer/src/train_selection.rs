@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use scot_engine::{LoadOptions, Model, TopBlock};
-use scot_selection::{read_examples, SelectionExample};
+use scot_selection::{read_examples, SelectionExample, SelectorProbs};
 use serde::Serialize;
 
 use crate::adamw::{AdamW, AdamWParams};
@@ -105,6 +105,7 @@ pub struct TrainSummary {
 
 /// An example ready for the block: its prompt, its options' positions among the scored tokens, labels.
 struct Prepared {
+    id: String,
     tokens: Vec<u32>,
     options: Tensor,
     labels: Vec<u32>,
@@ -155,6 +156,7 @@ pub fn run_train_selection(args: TrainSelectionArgs) -> Result<TrainSummary, Tra
             .map(|t| scored.binary_search(t).map(|i| i as u32).unwrap_or(0))
             .collect();
         Ok(Prepared {
+            id: e.id.clone(),
             tokens: e.prompt_token_ids.clone(),
             options: Tensor::new(at.as_slice(), &candle_core::Device::Cpu)?,
             labels: e.labels.clone(),
@@ -266,6 +268,13 @@ pub fn run_train_selection(args: TrainSelectionArgs) -> Result<TrainSummary, Tra
     let training_seconds = training.elapsed().as_secs_f64();
     params.save_peft(&args.out, &args.model.display().to_string(), block.layer())?;
     let train_after = score(&block, &params, &cache, &train_set)?;
+    write_selector_probs(
+        &args.out.join(SELECTOR_PROBS_FILE),
+        &block,
+        &params,
+        &cache,
+        eval_sets.iter().flat_map(|(_, set)| set),
+    )?;
     let summary = TrainSummary {
         adapter: args.out.clone(),
         examples: train_set.len(),
@@ -284,6 +293,37 @@ pub fn run_train_selection(args: TrainSelectionArgs) -> Result<TrainSummary, Tra
         .map_err(|e| TrainError::InvalidArgument(format!("cannot serialise the summary: {e}")))?;
     std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
     Ok(summary)
+}
+
+/// The trained selector's option probabilities on every held-out example, beside the adapter
+/// (`scot report --replay --selector-probs` decides with them).
+pub const SELECTOR_PROBS_FILE: &str = "selector-probs.jsonl";
+
+fn write_selector_probs<'a>(
+    path: &std::path::Path,
+    block: &TopBlock,
+    params: &LoraParams,
+    cache: &ResidualCache,
+    set: impl Iterator<Item = &'a Prepared>,
+) -> Result<(), TrainError> {
+    let terms = params.terms();
+    let mut text = String::new();
+    for p in set {
+        let x = cache.load(&p.tokens)?;
+        let logits = block.last_logits(&x, &terms)?.index_select(&p.options, 0)?;
+        let probs = candle_nn::ops::softmax(&logits, 0)?.to_vec1::<f32>()?;
+        let line = SelectorProbs {
+            id: p.id.clone(),
+            option_probs: probs,
+        };
+        text.push_str(
+            &serde_json::to_string(&line).map_err(|e| {
+                TrainError::InvalidArgument(format!("cannot serialise {}: {e}", p.id))
+            })?,
+        );
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
 }
 
 fn read_all(paths: &[PathBuf]) -> Result<Vec<SelectionExample>, TrainError> {
