@@ -42,6 +42,8 @@ pub struct ClusterSpec {
     pub coordinator_args: Vec<String>,
     /// Selection prior files for the target node.
     pub selection_priors: Vec<PathBuf>,
+    /// A LoRA adapter for the target nodes only (e.g. a selection adapter from `scot train selection`).
+    pub target_lora: Option<PathBuf>,
     /// Token-level speculation in the target nodes with the draft model: tokens per round (None: off).
     pub target_speculation: Option<usize>,
     /// How long model loading may take before start-up fails.
@@ -78,6 +80,7 @@ impl ClusterSpec {
             log_filter: "warn".to_string(),
             coordinator_args: Vec::new(),
             selection_priors: Vec::new(),
+            target_lora: None,
             target_speculation: None,
             startup_timeout: Duration::from_secs(900),
             fallback_exe: None,
@@ -298,6 +301,9 @@ impl LocalCluster {
             command.args(&spec.node_args);
             for prior in &spec.selection_priors {
                 command.arg("--selection-prior").arg(prior);
+            }
+            if let Some(adapter) = &spec.target_lora {
+                command.arg("--lora").arg(adapter);
             }
             if let Some(tokens) = spec.target_speculation {
                 command.arg("--speculative-draft").arg(&spec.draft_model);

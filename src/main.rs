@@ -135,6 +135,10 @@ struct ClusterArgs {
     /// Selection prior files for the target node (`scot calibrate`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     selection_prior: Vec<PathBuf>,
+    /// A LoRA adapter (PEFT folder) for the target node only, e.g. a selection adapter made by
+    /// `scot train selection`.
+    #[arg(long)]
+    target_lora: Option<PathBuf>,
     /// Token-level speculative decoding in the target node, with the draft model proposing
     /// `--speculative-tokens` tokens per round (greedy output unchanged).
     #[arg(long)]
@@ -173,6 +177,7 @@ impl ClusterArgs {
         spec.max_context = self.max_context;
         spec.coordinator_port = self.port;
         spec.selection_priors = self.selection_prior.clone();
+        spec.target_lora = self.target_lora.clone();
         spec.target_speculation = self.speculative.then_some(self.speculative_tokens);
         spec.coordinator_args = self.coordinator_args.clone();
         spec.tls = !self.plaintext;
