@@ -12,21 +12,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::gguf::{arch, modules, write_adapter, write_f32_copy, Gguf, F32};
+use common::gguf::{arch, last_logits, modules, write_adapter, write_f32_copy, Gguf, F32};
 use common::{max_abs_diff, model_path, serial, DRAFT, SMOL};
 use scot_engine::{CancelToken, EngineError, LoadOptions, Model, SamplingParams, StopCriteria};
 
 const PROMPT: &[u32] = &[1, 504, 2365, 6354, 16438, 27003, 690, 260];
 
 fn logits(path: &Path, lora: Option<&Path>) -> Vec<f32> {
-    let model = Model::load(&LoadOptions {
-        lora: lora.map(Path::to_path_buf),
-        ..LoadOptions::new(path)
-    })
-    .expect("model loads");
-    let mut session = model.session().unwrap();
-    session.extend(PROMPT).unwrap();
-    session.last_logits().unwrap()
+    last_logits(path, lora, 1, PROMPT)
 }
 
 /// The adapter on every module kind of the first and last layer, with its f32 copies.

@@ -8,22 +8,13 @@ mod common;
 
 use std::path::Path;
 
-use common::gguf::{arch, modules, write_adapter, write_f32_copy, Gguf, F32};
+use common::gguf::{arch, last_logits, modules, write_adapter, write_f32_copy, Gguf, F32};
 use common::{max_abs_diff, model_path, serial, SMOL};
-use scot_engine::{LoadOptions, Model};
 
 const PROMPT: &[u32] = &[1, 504, 2365, 6354, 16438, 27003, 690, 260];
 
 fn logits(path: &Path, adapter: Option<&Path>, tp: usize) -> Vec<f32> {
-    let model = Model::load(&LoadOptions {
-        lora: adapter.map(Path::to_path_buf),
-        tensor_parallel: tp,
-        ..LoadOptions::new(path)
-    })
-    .unwrap();
-    let mut session = model.session().unwrap();
-    session.extend(PROMPT).unwrap();
-    session.last_logits().unwrap()
+    last_logits(path, adapter, tp, PROMPT)
 }
 
 #[test]

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::gguf::{arch, modules, write_adapter, write_f32_copy, Gguf, Module, ALPHA, F32, R};
+use common::gguf::{
+    arch, last_logits, modules, write_adapter, write_f32_copy, Gguf, Module, ALPHA, F32, R,
+};
 use common::{max_abs_diff, model_path, serial, write_tiny_model, TinyArch, SMOL};
 use scot_engine::{LoadOptions, LoraTerms, Model};
 
@@ -33,14 +35,7 @@ fn terms(modules: &[Module], dtype: DType) -> LoraTerms {
 }
 
 fn engine_logits(path: &Path, adapter: Option<&Path>) -> Vec<f32> {
-    let model = Model::load(&LoadOptions {
-        lora: adapter.map(Path::to_path_buf),
-        ..LoadOptions::new(path)
-    })
-    .unwrap();
-    let mut session = model.session().unwrap();
-    session.extend(PROMPT).unwrap();
-    let all = session.last_logits().unwrap();
+    let all = last_logits(path, adapter, 1, PROMPT);
     CANDIDATES.iter().map(|&t| all[t as usize]).collect()
 }
 

@@ -234,9 +234,10 @@ fn settings_parse_from_their_spelling() {
     }
 }
 
-#[test]
-fn report_replay_writes_the_table_and_the_frontier_plot() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scot-eval-replay");
+/// The two toy problems in scot and target-only result files under a fresh `<tmp>/<name>/results`,
+/// each line adjusted by `adjust` first; returns `<tmp>/<name>`.
+fn write_toy_results(name: &str, adjust: impl Fn(&mut ResultLine)) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     for (mode, lines) in [
         ("scot", vec![agreeing(), split()]),
@@ -248,11 +249,19 @@ fn report_replay_writes_the_table_and_the_frontier_plot() {
         let mut writer =
             ResultWriter::open(&dir.join(format!("results/toy-{mode}.jsonl"))).unwrap();
         for mut line in lines {
-            line.target_prompt_tokens = 200;
-            line.target_thinking_tokens = 300;
+            adjust(&mut line);
             writer.append(&line).unwrap();
         }
     }
+    dir
+}
+
+#[test]
+fn report_replay_writes_the_table_and_the_frontier_plot() {
+    let dir = write_toy_results("scot-eval-replay", |line| {
+        line.target_prompt_tokens = 200;
+        line.target_thinking_tokens = 300;
+    });
     let costs = dir.join("costs.json");
     std::fs::write(
         &costs,
@@ -296,21 +305,7 @@ fn report_replay_writes_the_table_and_the_frontier_plot() {
 /// which the selector did not score, is left out.
 #[test]
 fn replay_decides_with_a_trained_selectors_probabilities() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scot-eval-replay-selector");
-    let _ = std::fs::remove_dir_all(&dir);
-    for (mode, lines) in [
-        ("scot", vec![agreeing(), split()]),
-        (
-            "target-only",
-            vec![target_only("p1", "18"), target_only("p2", "5")],
-        ),
-    ] {
-        let mut writer =
-            ResultWriter::open(&dir.join(format!("results/toy-{mode}.jsonl"))).unwrap();
-        for line in lines {
-            writer.append(&line).unwrap();
-        }
-    }
+    let dir = write_toy_results("scot-eval-replay-selector", |_| {});
     let paper_row = |selector: Option<PathBuf>| -> String {
         let summary = run_report(ReportArgs {
             results: vec![dir.join("results")],

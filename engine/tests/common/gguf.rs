@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use scot_engine::{LoadOptions, Model};
 
 /// Rank and alpha of the adapters written here.
 pub const R: usize = 8;
@@ -206,4 +207,17 @@ pub fn write_f32_copy(
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut file = File::create(out).unwrap();
     gguf_file::write(&mut file, &metadata, &refs).unwrap();
+}
+
+/// The last position's logits after `prompt`, with `adapter` (PEFT folder) at tensor parallelism `tp`.
+pub fn last_logits(path: &Path, adapter: Option<&Path>, tp: usize, prompt: &[u32]) -> Vec<f32> {
+    let model = Model::load(&LoadOptions {
+        lora: adapter.map(Path::to_path_buf),
+        tensor_parallel: tp,
+        ..LoadOptions::new(path)
+    })
+    .expect("model loads");
+    let mut session = model.session().unwrap();
+    session.extend(prompt).unwrap();
+    session.last_logits().unwrap()
 }
