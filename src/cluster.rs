@@ -44,6 +44,8 @@ pub struct ClusterSpec {
     pub selection_priors: Vec<PathBuf>,
     /// A LoRA adapter for the target nodes only (e.g. a selection adapter from `scot train selection`).
     pub target_lora: Option<PathBuf>,
+    /// A LoRA adapter for the draft nodes only (e.g. an alignment adapter from `scot train alignment`).
+    pub draft_lora: Option<PathBuf>,
     /// Token-level speculation in the target nodes with the draft model: tokens per round (None: off).
     pub target_speculation: Option<usize>,
     /// How long model loading may take before start-up fails.
@@ -81,6 +83,7 @@ impl ClusterSpec {
             coordinator_args: Vec::new(),
             selection_priors: Vec::new(),
             target_lora: None,
+            draft_lora: None,
             target_speculation: None,
             startup_timeout: Duration::from_secs(900),
             fallback_exe: None,
@@ -283,6 +286,9 @@ impl LocalCluster {
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
             model_flags(&mut command, spec, &spec.draft_model);
             command.args(&spec.node_args);
+            if let Some(adapter) = &spec.draft_lora {
+                command.arg("--lora").arg(adapter);
+            }
             command.args(certificate(&format!("draft-{i}"))?);
             drafts.push(spawn(
                 format!("draft-node {i}"),

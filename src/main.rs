@@ -6,7 +6,9 @@
 //!   scot eval / scot report            evaluation harness (scot-eval)
 //!   scot calibrate                     the target's selection prior (for the debiased/hybrid policies)
 //!   scot collect selection             selection training data through running nodes
+//!   scot collect alignment             the target's chains, for the draft to learn
 //!   scot train selection               the target's selection adapter (LoRA) from that data
+//!   scot train alignment               the draft's alignment adapter (LoRA) from the chains
 
 mod server_command;
 
@@ -92,6 +94,8 @@ enum Command {
 enum TrainCommand {
     /// The selection adapter of a target model (load it with `target-node --lora`).
     Selection(scot_trainer::TrainSelectionArgs),
+    /// The draft fitted on the target's chains (load it with `draft-node --lora`).
+    Alignment(scot_trainer::TrainAlignmentArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +103,9 @@ enum CollectCommand {
     /// Selection data: n drafts per problem, which are right, and the selection prompt as the
     /// target node renders it (for `scot train selection`).
     Selection(scot_eval::CollectSelectionArgs),
+    /// Alignment data: the target's chain of thought per problem and the draft prompt as the
+    /// draft node renders it (for `scot train alignment`).
+    Alignment(scot_eval::CollectAlignmentArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -139,6 +146,10 @@ struct ClusterArgs {
     /// `scot train selection`.
     #[arg(long)]
     target_lora: Option<PathBuf>,
+    /// A LoRA adapter (PEFT folder) for the draft nodes only, e.g. an alignment adapter made by
+    /// `scot train alignment`.
+    #[arg(long)]
+    draft_lora: Option<PathBuf>,
     /// Token-level speculative decoding in the target node, with the draft model proposing
     /// `--speculative-tokens` tokens per round (greedy output unchanged).
     #[arg(long)]
@@ -178,6 +189,7 @@ impl ClusterArgs {
         spec.coordinator_port = self.port;
         spec.selection_priors = self.selection_prior.clone();
         spec.target_lora = self.target_lora.clone();
+        spec.draft_lora = self.draft_lora.clone();
         spec.target_speculation = self.speculative.then_some(self.speculative_tokens);
         spec.coordinator_args = self.coordinator_args.clone();
         spec.tls = !self.plaintext;
@@ -235,6 +247,18 @@ async fn run_tool(command: Command) -> anyhow::Result<()> {
         }
         Command::Collect(CollectCommand::Selection(args)) => {
             let summary = scot_eval::run_collect_selection(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Collect(CollectCommand::Alignment(args)) => {
+            let summary = scot_eval::run_collect_alignment(args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Train(TrainCommand::Alignment(args)) => {
+            let summary =
+                tokio::task::spawn_blocking(move || scot_trainer::run_train_alignment(args))
+                    .await??;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }

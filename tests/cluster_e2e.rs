@@ -79,7 +79,86 @@ async fn cluster_scenarios() {
     threshold_one_forces_the_correction_path(&cluster).await;
     vote_follows_agreement_and_replays_to_the_same_decisions(&cluster).await;
     collect_selection_writes_graded_examples_and_resumes(&cluster).await;
+    collect_alignment_writes_the_targets_chains_and_resumes(&cluster).await;
     no_draft_node_means_target_fallback(&mut cluster).await;
+}
+
+/// Two easy problems as a data set file.
+fn write_two_problems(path: &Path) {
+    std::fs::write(
+        path,
+        "{\"id\":\"a\",\"problem\":\"What is 2 + 3?\",\"answer\":\"5\"}\n\
+         {\"id\":\"b\",\"problem\":\"What is 4 + 4?\",\"answer\":\"8\"}\n",
+    )
+    .unwrap();
+}
+
+/// Runs `scot collect <args>` with the cluster's client certificates; its JSON summary.
+async fn scot_collect(cluster: &LocalCluster, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scot"))
+        .arg("collect")
+        .args(args)
+        .args(cluster.client_tls_args().to_args())
+        .output()
+        .await
+        .expect("scot collect runs");
+    assert!(
+        output.status.success(),
+        "scot collect failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+}
+
+/// `scot collect alignment` through the cluster's nodes: per problem the target's chain, its
+/// graded answer and the draft prompt as the draft node renders it; a rerun adds nothing.
+async fn collect_alignment_writes_the_targets_chains_and_resumes(cluster: &LocalCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    write_two_problems(&data);
+    let out = dir.path().join("alignment.jsonl");
+    let args = [
+        "alignment",
+        "--target-node",
+        &cluster.targets[0].url,
+        "--draft-node",
+        &cluster.drafts[0].url,
+        "--data",
+        data.to_str().unwrap(),
+        "--thinking-max-tokens",
+        "64",
+        "--answer-max-tokens",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = scot_collect(cluster, &args).await;
+    assert_eq!(first["written"], 2, "{first}");
+    let examples = scot_selection::read_alignment_examples(&out).expect("valid alignment data");
+    assert_eq!(examples.len(), 2);
+    for e in &examples {
+        assert!(e.prompt_text.contains(&e.problem), "{}", e.prompt_text);
+        assert!(e.prompt_token_ids.len() > 10);
+        assert!(
+            !e.chain.trim().is_empty() && !e.chain.contains("</think>"),
+            "{e:?}"
+        );
+        assert_eq!(e.think_end, "</think>");
+        let right = scot_answers::extract_answer(&e.answer)
+            .is_some_and(|a| scot_answers::answers_equal(&a, &e.gold));
+        assert_eq!(e.correct, right, "{e:?}");
+        assert!(!e.model_fingerprint.is_empty() && !e.target_model.is_empty());
+    }
+    assert_eq!(
+        first["correct"],
+        examples.iter().filter(|e| e.correct).count()
+    );
+    let again = scot_collect(cluster, &args).await;
+    assert_eq!(
+        (again["written"].clone(), again["already_there"].clone()),
+        (0.into(), 2.into()),
+        "{again}"
+    );
 }
 
 /// `scot collect selection` through the cluster's nodes: one graded example per problem with the
@@ -87,44 +166,26 @@ async fn cluster_scenarios() {
 async fn collect_selection_writes_graded_examples_and_resumes(cluster: &LocalCluster) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.jsonl");
-    std::fs::write(
-        &data,
-        "{\"id\":\"a\",\"problem\":\"What is 2 + 3?\",\"answer\":\"5\"}\n\
-         {\"id\":\"b\",\"problem\":\"What is 4 + 4?\",\"answer\":\"8\"}\n",
-    )
-    .unwrap();
+    write_two_problems(&data);
     let out = dir.path().join("selection.jsonl");
-    let collect = || async {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scot"))
-            .args([
-                "collect",
-                "selection",
-                "--target-node",
-                &cluster.targets[0].url,
-            ])
-            .args(["--draft-node", &cluster.drafts[0].url, "--data"])
-            .arg(&data)
-            .args([
-                "--n",
-                "2",
-                "--draft-max-tokens",
-                "64",
-                "--seed",
-                "3",
-                "--out",
-            ])
-            .arg(&out)
-            .args(cluster.client_tls_args().to_args())
-            .output()
-            .await
-            .expect("scot collect runs");
-        assert!(
-            output.status.success(),
-            "scot collect failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
+    let args = [
+        "selection",
+        "--target-node",
+        &cluster.targets[0].url,
+        "--draft-node",
+        &cluster.drafts[0].url,
+        "--data",
+        data.to_str().unwrap(),
+        "--n",
+        "2",
+        "--draft-max-tokens",
+        "64",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let collect = || scot_collect(cluster, &args);
     let first = collect().await;
     assert_eq!(first["written"], 2, "{first}");
     let examples = scot_selection::read_examples(&out).expect("valid selection data");

@@ -231,6 +231,10 @@ impl DraftBoard {
                     self.model = summary.model;
                 }
             }
+            // Only render-only calls get a prompt back; the coordinator never makes one.
+            DraftEventKind::Prompt(_) => {
+                tracing::warn!(node = %self.node_id(slot), "draft node sent a rendered prompt to a drafting call");
+            }
         }
     }
 

@@ -370,6 +370,7 @@ fn draft_request(job: &SolveJob, include_answer: bool, max_tokens: u32) -> Draft
         template: s.template.clone(),
         think_end: s.think_end.clone(),
         include_answer,
+        render_only: false,
     }
 }
 

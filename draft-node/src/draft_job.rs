@@ -9,7 +9,7 @@ use scot_node_support::{
 };
 use scot_proto::draft_event::Event;
 use scot_proto::request_checks::check_draft_request;
-use scot_proto::{Draft, DraftEvent, DraftProgress, DraftRequest, DraftSummary};
+use scot_proto::{Draft, DraftEvent, DraftProgress, DraftPrompt, DraftRequest, DraftSummary};
 use tonic::Status;
 
 /// A progress message goes out every this many tokens of a draft.
@@ -22,6 +22,9 @@ pub struct DraftJob {
     pub prompt: Vec<u32>,
     pub sampling: Vec<SamplingParams>,
     pub stop: StopCriteria,
+    /// The rendered prompt and its template set (render-only calls return them).
+    pub prompt_text: String,
+    pub template_set: String,
 }
 
 impl DraftJob {
@@ -82,7 +85,21 @@ pub fn prepare(node: &NodeModel, request: &DraftRequest) -> Result<DraftJob, Sta
             stop_strings,
             stop_at_eos: true,
         },
+        prompt_text: text.text().to_string(),
+        template_set: prompts.set().name().to_string(),
     })
+}
+
+/// The answer to a render-only call: the prompt as rendered and tokenized, nothing decoded.
+pub fn rendered(job: DraftJob, model_fingerprint: &str) -> DraftEvent {
+    DraftEvent {
+        event: Some(Event::Prompt(DraftPrompt {
+            text: job.prompt_text,
+            token_ids: job.prompt,
+            model_fingerprint: model_fingerprint.to_string(),
+            template_set: job.template_set,
+        })),
+    }
 }
 
 /// Decodes the drafts as one batch, streaming progress, drafts and the summary.
@@ -151,6 +168,7 @@ mod tests {
             template: String::new(),
             think_end: String::new(),
             include_answer: false,
+            render_only: false,
         }
     }
 

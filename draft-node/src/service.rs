@@ -33,6 +33,7 @@ impl DraftService for DraftNodeService {
         let request = request.into_inner();
         let span = tracing::info_span!("draft", request_id = %request_id(&request.request_id));
         let node = self.node.clone();
+        let request_render_only = request.render_only;
         async move {
             let admitted = node.gate.admit()?;
             let job = admitted
@@ -41,6 +42,12 @@ impl DraftService for DraftNodeService {
                     move || draft_job::prepare(&node, &request)
                 })
                 .await?;
+            if request_render_only {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                // Cannot fail: the channel is new, with room for this one message.
+                let _ = tx.try_send(Ok(draft_job::rendered(job, &node.fingerprint)));
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
             tracing::info!(
                 drafts = ?job.indices,
                 prompt_tokens = job.prompt.len(),

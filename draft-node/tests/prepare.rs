@@ -1,11 +1,13 @@
 //! A Draft call's job on a real model (SmolLM2-135M, context capped at 256): the draft prompt fitted to
 //! the context (the decoding cap is what is left when that is less than the request's), the end marker
-//! as the stop string unless the answer is wanted, and a problem too long for the context refused.
+//! as the stop string unless the answer is wanted, a problem too long for the context refused, and a
+//! render-only call's prompt exactly the one drafting would decode from.
 
 #[path = "../../node-support/tests/shared/models.rs"]
 mod models;
 
 use scot_draft_node::draft_job;
+use scot_proto::draft_event::Event;
 use scot_proto::DraftRequest;
 
 const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
@@ -24,6 +26,7 @@ fn request(problem: &str, max_tokens: u32) -> DraftRequest {
         template: String::new(),
         think_end: String::new(),
         include_answer: false,
+        render_only: false,
     }
 }
 
@@ -64,4 +67,32 @@ fn draft_jobs_fit_the_context() {
     assert!(status.message().ends_with(&format!(
         " tokens and the context is {CONTEXT}; shorten the problem"
     )));
+}
+
+#[test]
+fn render_only_returns_the_prompt_drafting_decodes_from() {
+    let node = models::model_args(SMOL, CONTEXT)
+        .load()
+        .expect("model loads");
+    let asked = DraftRequest {
+        render_only: true,
+        ..request("What is 2+2?", 8)
+    };
+    let job = draft_job::prepare(&node, &asked).expect("prepare");
+    let drafting = draft_job::prepare(&node, &request("What is 2+2?", 8)).expect("prepare");
+    let Some(Event::Prompt(prompt)) = draft_job::rendered(job, &node.fingerprint).event else {
+        panic!("a render-only call answers with the prompt");
+    };
+    assert_eq!(prompt.token_ids, drafting.prompt);
+    assert_eq!(
+        node.model
+            .tokenizer()
+            .decode(&prompt.token_ids, false)
+            .unwrap(),
+        prompt.text,
+        "the text is what the token ids read"
+    );
+    assert!(prompt.text.contains("What is 2+2?"));
+    assert_eq!(prompt.model_fingerprint, node.fingerprint);
+    assert_eq!(prompt.template_set, "default");
 }

@@ -1,7 +1,7 @@
-//! The model's last decoder block in dense f32 with LoRA terms, evaluated at the last position only
-//! and made of differentiable tensor operations: what a LoRA trainer needs to learn an adapter whose
-//! loss sits on the last position's logits (the selection adapter) without back-propagating through
-//! the quantized lower blocks. Their output, the residual stream entering the last block, depends on
+//! The model's last decoder block in dense f32 with LoRA terms, made of differentiable tensor
+//! operations and evaluated at the positions a loss reads (the last one for the selection adapter,
+//! every position of a chain for alignment): what a LoRA trainer needs to learn an adapter on the
+//! last block without back-propagating through the quantized lower blocks. Their output, the residual stream entering the last block, depends on
 //! no adapter here and is computed once per example ([`Model::residual_stream_before_top`]).
 //!
 //! Same arithmetic as the engine's forward pass up to f32 summation order and the quantized kernels'
@@ -102,7 +102,7 @@ pub struct TopBlock {
 }
 
 impl TopBlock {
-    fn new(t: &Transformer, output_tokens: &[u32]) -> Result<Self> {
+    fn new(t: &Transformer, output_rows: Tensor) -> Result<Self> {
         let layer = t.hp.n_layer - 1;
         let block = &t.blocks[layer];
         let mut modules = BTreeMap::new();
@@ -117,22 +117,6 @@ impl TopBlock {
         ] {
             modules.insert(name, Dense::from_linear(linear)?);
         }
-        if output_tokens.is_empty() {
-            return Err(EngineError::InvalidRequest(
-                "no output tokens to score".into(),
-            ));
-        }
-        let mut rows = Vec::with_capacity(output_tokens.len());
-        for &token in output_tokens {
-            let token = token as usize;
-            if token >= t.hp.vocab_size {
-                return Err(EngineError::InvalidRequest(format!(
-                    "token id {token} is outside the vocabulary (size {})",
-                    t.hp.vocab_size
-                )));
-            }
-            rows.push(t.output.rows(token..token + 1, &t.device)?.dense_parts()?.0);
-        }
         Ok(Self {
             layer,
             n_head: t.hp.n_head,
@@ -144,7 +128,7 @@ impl TopBlock {
             ffn_norm: block.ffn_norm.clone(),
             norm: t.norm.clone(),
             modules,
-            output_rows: Tensor::cat(&rows, 0)?,
+            output_rows,
             dtype: DType::F32,
         })
     }
@@ -185,33 +169,88 @@ impl TopBlock {
     /// The logits of the output tokens at the last position, `[tokens]`, given the residual stream
     /// `x` `[seq, hidden]` entering the block (from [`Model::residual_stream_before_top`]).
     pub fn last_logits(&self, x: &Tensor, lora: &LoraTerms) -> Result<Tensor> {
-        let x = x.to_dtype(self.dtype)?;
-        let (seq, _) = x.dims2()?;
+        let seq = x.dim(0)?;
         if seq == 0 {
             return Err(EngineError::InvalidRequest("empty residual stream".into()));
         }
+        Ok(self.logits_from(x, lora, seq - 1)?.squeeze(0)?)
+    }
+
+    /// The logits of the output tokens at positions `from..seq`, `[seq - from, tokens]`, each
+    /// position attending to itself and the positions before it (causal), given the residual
+    /// stream `x` `[seq, hidden]` entering the block. Row i predicts the token at `from + i + 1`.
+    pub fn logits_from(&self, x: &Tensor, lora: &LoraTerms, from: usize) -> Result<Tensor> {
+        let x = x.to_dtype(self.dtype)?;
+        let (seq, _) = x.dims2()?;
+        if from >= seq {
+            return Err(EngineError::InvalidRequest(format!(
+                "no positions from {from} in a residual stream of {seq}"
+            )));
+        }
+        let rows = seq - from;
         let (nh, kv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
+        let group = nh / kv;
         let h = self.rms_norm(&x, &self.attn_norm)?;
-        let h_last = h.narrow(0, seq - 1, 1)?;
-        let q = self.module("q_proj", &h_last, lora)?;
+        let h_rows = h.narrow(0, from, rows)?;
+        let q = self.module("q_proj", &h_rows, lora)?;
         let k = self.module("k_proj", &h, lora)?;
         let v = self.module("v_proj", &h, lora)?;
-        let q = self.rope(&q.reshape((1, nh, hd))?, seq - 1)?;
+        let q = self.rope(&q.reshape((rows, nh, hd))?, from)?;
         let k = self.rope(&k.reshape((seq, kv, hd))?, 0)?;
-        // Query heads sharing a key/value head are grouped as in the engine's attention.
-        let q = q.reshape((kv, nh / kv, hd))?;
+        // Query heads sharing a key/value head are grouped as in the engine's attention:
+        // [kv, group * rows, hd], row-major by (head in group, position).
+        let q = q
+            .reshape((rows, kv, group, hd))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?
+            .reshape((kv, group * rows, hd))?;
         let k = k.transpose(0, 1)?.contiguous()?; // [kv, seq, hd]
         let v = v.reshape((seq, kv, hd))?.transpose(0, 1)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?; // [kv, group, seq]
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?; // [kv, group*rows, seq]
+        let scores = if rows > 1 {
+            scores.broadcast_add(&self.causal_mask(from, rows, seq, group, scores.device())?)?
+        } else {
+            scores
+        };
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let attn = probs.matmul(&v)?.reshape((1, nh * hd))?;
-        let x1 = (x.narrow(0, seq - 1, 1)? + self.module("o_proj", &attn, lora)?)?;
+        let attn = probs
+            .matmul(&v)? // [kv, group*rows, hd]
+            .reshape((kv, group, rows, hd))?
+            .permute((2, 0, 1, 3))?
+            .contiguous()?
+            .reshape((rows, nh * hd))?;
+        let x1 = (x.narrow(0, from, rows)? + self.module("o_proj", &attn, lora)?)?;
         let h2 = self.rms_norm(&x1, &self.ffn_norm)?;
         let gate = self.module("gate_proj", &h2, lora)?.silu()?;
         let up = self.module("up_proj", &h2, lora)?;
         let x2 = (&x1 + self.module("down_proj", &(gate * up)?, lora)?)?;
         let out = self.rms_norm(&x2, &self.norm)?;
-        Ok(out.matmul(&self.output_rows.t()?)?.squeeze(0)?)
+        Ok(out.matmul(&self.output_rows.t()?)?)
+    }
+
+    /// `[group * rows, seq]`: 0 where query row (position `from + row`) may see the key, -inf after.
+    fn causal_mask(
+        &self,
+        from: usize,
+        rows: usize,
+        seq: usize,
+        group: usize,
+        device: &candle_core::Device,
+    ) -> Result<Tensor> {
+        let mut mask = Vec::with_capacity(group * rows * seq);
+        for _ in 0..group {
+            for row in 0..rows {
+                let last_visible = from + row;
+                mask.extend((0..seq).map(|key| {
+                    if key <= last_visible {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }));
+            }
+        }
+        Ok(Tensor::from_vec(mask, (group * rows, seq), device)?.to_dtype(self.dtype)?)
     }
 
     fn module(&self, name: &str, x: &Tensor, lora: &LoraTerms) -> Result<Tensor> {
@@ -276,7 +315,36 @@ impl Model {
 
     /// The last block in dense f32 with the output rows of `output_tokens` (see [`TopBlock`]).
     pub fn top_block(&self, output_tokens: &[u32]) -> Result<TopBlock> {
-        TopBlock::new(self.whole_transformer()?, output_tokens)
+        let t = self.whole_transformer()?;
+        if output_tokens.is_empty() {
+            return Err(EngineError::InvalidRequest(
+                "no output tokens to score".into(),
+            ));
+        }
+        let mut rows = Vec::with_capacity(output_tokens.len());
+        for &token in output_tokens {
+            let token = token as usize;
+            if token >= t.hp.vocab_size {
+                return Err(EngineError::InvalidRequest(format!(
+                    "token id {token} is outside the vocabulary (size {})",
+                    t.hp.vocab_size
+                )));
+            }
+            rows.push(t.output.rows(token..token + 1, &t.device)?.dense_parts()?.0);
+        }
+        TopBlock::new(t, Tensor::cat(&rows, 0)?)
+    }
+
+    /// The last block in dense f32 with the whole output projection: logits over the vocabulary
+    /// (next-token training, e.g. the draft's alignment).
+    pub fn top_block_full_vocabulary(&self) -> Result<TopBlock> {
+        let t = self.whole_transformer()?;
+        let rows = t
+            .output
+            .rows(0..t.hp.vocab_size, &t.device)?
+            .dense_parts()?
+            .0;
+        TopBlock::new(t, rows)
     }
 
     /// The residual stream `[tokens, hidden]` entering the last block for a prompt, prefilled in

@@ -124,6 +124,52 @@ fn top_block_equals_the_engine_on_a_qwen2_model() {
     assert!(effect > 0.01, "the adapter had no clear effect ({effect})");
 }
 
+/// Every position at once (the alignment trainer's view): with the whole vocabulary, row i of
+/// `logits_from(x, lora, 0)` equals the engine's logits after the first i + 1 prompt tokens, so the
+/// causal mask and the positions' RoPE are the engine's.
+#[test]
+fn every_position_equals_the_engine_on_each_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = write_tiny_model(&tmp.path().join("base"), TinyArch::Qwen2);
+    let adapted = tiny_modules(&model);
+    let adapter = tmp.path().join("adapter");
+    write_adapter(&adapter, &adapted);
+    let base = Model::load(&LoadOptions::new(&model.dir)).unwrap();
+    let block = base.top_block_full_vocabulary().unwrap();
+    let x = base.residual_stream_before_top(PROMPT).unwrap();
+    let lora = terms(&adapted, DType::F32);
+    let all: Vec<Vec<f32>> = block.logits_from(&x, &lora, 0).unwrap().to_vec2().unwrap();
+    assert_eq!(all.len(), PROMPT.len());
+    let from = 4;
+    let tail: Vec<Vec<f32>> = block
+        .logits_from(&x, &lora, from)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let mut worst = 0f32;
+    for (i, row) in all.iter().enumerate() {
+        let engine = last_logits(&model.dir, Some(&adapter), 1, &PROMPT[..=i]);
+        assert_eq!(row.len(), engine.len(), "one logit per vocabulary entry");
+        worst = worst.max(max_abs_diff(&engine, row));
+        if i >= from {
+            worst = worst.max(max_abs_diff(&tail[i - from], row));
+        }
+    }
+    eprintln!("every position vs engine prefixes: {worst}");
+    assert!(worst <= 1e-4, "block rows vs engine prefixes: {worst}");
+    let last = block
+        .last_logits(&x, &lora)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let last_vs_all = max_abs_diff(&last, &all[PROMPT.len() - 1]);
+    assert!(
+        last_vs_all <= 1e-5,
+        "last_logits vs the last row: {last_vs_all}"
+    );
+    assert!(block.logits_from(&x, &lora, PROMPT.len()).is_err());
+}
+
 /// d loss / d (A, B) by back-propagation equals central finite differences, in f64, for every
 /// module kind, on a half-split and an interleaved (permuted) RoPE model.
 fn check_gradients(model: &Model, adapted: &[Module]) {
@@ -152,11 +198,23 @@ fn check_gradients(model: &Model, adapted: &[Module]) {
             .map(|(n, (a, b))| (n.clone(), (a.as_tensor().clone(), b.as_tensor().clone())))
             .collect(),
     };
-    // A selection-like loss: cross-entropy of candidate 2 over the candidates.
+    // A selection-like loss (cross-entropy of candidate 2 over the candidates at the last
+    // position) plus a next-token-like one over several positions (candidate 1 at each of
+    // positions 3..), so the causal attention's gradient is checked too.
     let loss = |lora: &LoraTerms| -> Tensor {
         let logits = block.last_logits(&x, lora).unwrap();
         let logp = candle_nn::ops::log_softmax(&logits, 0).unwrap();
-        logp.get(2).unwrap().neg().unwrap()
+        let selection = logp.get(2).unwrap().neg().unwrap();
+        let rows = block.logits_from(&x, lora, 3).unwrap();
+        let rows_logp = candle_nn::ops::log_softmax(&rows, 1).unwrap();
+        let next = rows_logp
+            .narrow(1, 1, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        (selection + next).unwrap()
     };
     let grads = loss(&lora_of(&vars)).backward().unwrap();
     let eps = 1e-6;

@@ -16,14 +16,17 @@
 //!   tables, [`plots`] its PNGs, [`stats`] the mean and percentiles.
 //! - [`replay`]: `scot report --replay`, stored problems re-decided under selection policies.
 //! - [`calibrate`]: `scot calibrate`, the target's selection prior from cyclic orders of drafts.
-//! - [`collect`]: `scot collect selection`, selection training data (drafts, labels, the prompt as
-//!   the target node renders it); [`node_calls`] the direct node calls both use.
+//! - [`collect_selection`]: `scot collect selection`, selection training data (drafts, labels, the
+//!   prompt as the target node renders it); [`collect_alignment`]: `scot collect alignment`, the
+//!   target's chains for the draft to learn; [`training_file`] the resumable file both append to;
+//!   [`node_calls`] the direct node calls they and `scot calibrate` use.
 //! - [`cost_model`]: predicted SCoT speed-up from per-token costs (see docs/cost-model.md).
 //! - [`cost_check`]: that prediction against a measured run (`scot report --costs`).
 
 pub mod calibrate;
 pub mod cli;
-pub mod collect;
+pub mod collect_alignment;
+pub mod collect_selection;
 pub mod cost_check;
 pub mod cost_model;
 pub mod dataset;
@@ -36,9 +39,11 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod stats;
+pub mod training_file;
 
 pub use calibrate::{run_calibrate, CalibrateArgs, CalibrateSummary};
 pub use cli::{run_eval, run_report, EvalArgs, EvalSummary, ReportArgs};
-pub use collect::{run_collect_selection, CollectSelectionArgs, CollectSummary};
+pub use collect_alignment::{run_collect_alignment, CollectAlignmentArgs, CollectAlignmentSummary};
+pub use collect_selection::{run_collect_selection, CollectSelectionArgs, CollectSummary};
 pub use error::EvalError;
 pub use report::ReportSummary;

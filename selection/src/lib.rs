@@ -8,8 +8,8 @@
 //!   calibrate` writes and the target node loads), estimating it and dividing it out.
 //! - [`policy`]: the policies `paper`, `debiased`, `vote` and `hybrid` ([`SelectionPolicy`]), their
 //!   parameters ([`PolicyParams`]) and [`decide`].
-//! - [`training_data`]: the selection training examples `scot collect selection` writes and
-//!   `scot train selection` reads ([`SelectionExample`]).
+//! - [`training_data`]: the training examples `scot collect` writes and `scot train` reads
+//!   ([`SelectionExample`], and the draft's [`AlignmentExample`]).
 
 pub mod policy;
 pub mod prior;
@@ -22,7 +22,7 @@ pub use policy::{
 };
 pub use prior::{estimate_prior, rotate, PriorError, SelectionPrior, PRIOR_FORMAT};
 pub use training_data::{
-    read_examples, read_selector_probs, SelectionExample, SelectorProbs, TrainingDataError,
-    TrainingDraft,
+    read_alignment_examples, read_examples, read_selector_probs, AlignmentExample,
+    SelectionExample, SelectorProbs, TrainingDataError, TrainingDraft,
 };
 pub use votes::{draft_answer, AnswerTally};

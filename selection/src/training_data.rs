@@ -1,8 +1,9 @@
-//! Selection training data: one JSON line per problem with its drafts, which options are right and
-//! the selection prompt exactly as the target node rendered it (token ids included), written by
-//! `scot collect selection` and read by `scot train selection`.
-//!
-//! Labels follow the paper: every option whose draft is correct, or n + 1 ("all wrong") when none is.
+//! The training data `scot collect` writes and `scot train` reads, one JSON line per problem:
+//! - selection ([`SelectionExample`]): the drafts, which options are right and the selection prompt
+//!   exactly as the target node rendered it (token ids included). Labels follow the paper: every
+//!   option whose draft is correct, or n + 1 ("all wrong") when none is.
+//! - alignment ([`AlignmentExample`]): the target's chain of thought on a problem and the draft
+//!   prompt exactly as the draft node rendered it, for the draft to learn to think like the target.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -88,6 +89,59 @@ impl SelectionExample {
         }
         Ok(())
     }
+}
+
+/// One line of an alignment data file: the target's thinking on a problem, which the draft learns
+/// to write after its own prompt (the paper's thinking-behaviour alignment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlignmentExample {
+    pub id: String,
+    pub problem: String,
+    pub gold: String,
+    /// The target's thinking, without the end-of-thinking marker.
+    pub chain: String,
+    /// Whether the target ended its thinking itself (false: cut at the thinking cap).
+    pub chain_ended: bool,
+    /// The end-of-thinking marker the draft learns to write after the chain (how drafts stop).
+    pub think_end: String,
+    /// The target's final answer after that thinking, and whether it is right.
+    pub answer: String,
+    pub correct: bool,
+    pub target_model: String,
+    /// The draft prompt as the draft node rendered it, and its token ids as the draft model reads
+    /// them.
+    pub prompt_text: String,
+    pub prompt_token_ids: Vec<u32>,
+    /// The draft node's model (weights and adapter) and template set.
+    pub model_fingerprint: String,
+    pub template_set: String,
+}
+
+impl AlignmentExample {
+    /// Whether the line is usable.
+    pub fn check(&self) -> Result<(), String> {
+        if self.prompt_token_ids.is_empty() {
+            return Err("empty prompt_token_ids".into());
+        }
+        if self.chain.trim().is_empty() {
+            return Err("empty chain".into());
+        }
+        if self.think_end.trim().is_empty() {
+            return Err("empty think_end".into());
+        }
+        Ok(())
+    }
+
+    /// The text the draft learns to write after its prompt: the chain, then the end marker on a
+    /// line of its own (as the target closes its thinking).
+    pub fn continuation(&self) -> String {
+        format!("{}\n{}", self.chain.trim_end(), self.think_end)
+    }
+}
+
+/// Reads an alignment data file; the first malformed line is an error naming its number.
+pub fn read_alignment_examples(path: &Path) -> Result<Vec<AlignmentExample>, TrainingDataError> {
+    read_jsonl(path, AlignmentExample::check)
 }
 
 /// A trained selector's option probabilities for one problem (`scot train selection` writes them for
@@ -234,5 +288,47 @@ mod tests {
 
         std::fs::write(&path, format!("{good}\n{good}\n")).unwrap();
         assert_eq!(read_examples(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_alignment_lines_are_reported_with_their_number() {
+        let example = AlignmentExample {
+            id: "p".into(),
+            problem: "q".into(),
+            gold: "1".into(),
+            chain: "First, 1.".into(),
+            chain_ended: true,
+            think_end: "</think>".into(),
+            answer: "1".into(),
+            correct: true,
+            target_model: "t".into(),
+            prompt_text: "prompt".into(),
+            prompt_token_ids: vec![1, 2],
+            model_fingerprint: "m".into(),
+            template_set: "default".into(),
+        };
+        assert_eq!(example.continuation(), "First, 1.\n</think>");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("align.jsonl");
+        let good = serde_json::to_string(&example).unwrap();
+        let empty = serde_json::to_string(&AlignmentExample {
+            chain: " ".into(),
+            ..example.clone()
+        })
+        .unwrap();
+        std::fs::write(&path, format!("{good}\n{empty}\n")).unwrap();
+        let err = read_alignment_examples(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("empty chain"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{good}\n{{}}\n")).unwrap();
+        let err = read_alignment_examples(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("not a AlignmentExample"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        assert_eq!(read_alignment_examples(&path).unwrap(), vec![example]);
     }
 }

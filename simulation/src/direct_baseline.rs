@@ -73,6 +73,7 @@ async fn run_direct(
             template: String::new(),
             think_end: String::new(),
             include_answer: false,
+            render_only: false,
         };
         async move {
             let mut stream = client.draft(request).await?.into_inner();

@@ -9,23 +9,9 @@ use scot_engine::{LoadOptions, Model};
 use scot_selection::{SelectionExample, TrainingDraft};
 use scot_trainer::{run_train_selection, TrainError, TrainSelectionArgs};
 
-const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
+mod common;
 
-fn model_path() -> PathBuf {
-    let dir = std::env::var("SCOT_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/scot/models")
-        });
-    let path = dir.join(SMOL);
-    assert!(
-        path.is_file(),
-        "model {} is missing: run scripts/fetch-models.sh",
-        path.display()
-    );
-    path
-}
+use common::{lora_args, max_abs_diff, model_path, saved_terms, tensors};
 
 /// Six toy problems: the prompt names its correct option ("... the answer is option 3 ... Best:"),
 /// three drafts each.
@@ -66,18 +52,7 @@ fn write_data(path: &Path, model: &Model, fingerprint: &str) {
 
 fn args(data: &Path, out: &Path, epochs: usize) -> TrainSelectionArgs {
     TrainSelectionArgs {
-        model: model_path(),
-        data: vec![data.to_path_buf()],
-        eval_data: Vec::new(),
-        out: out.to_path_buf(),
-        cache_dir: Some(out.parent().unwrap().join("residuals")),
-        epochs,
-        lr: 5e-3,
-        r: 4,
-        alpha: 8.0,
-        modules: vec!["q_proj".into(), "v_proj".into(), "o_proj".into()],
-        seed: 7,
-        checkpoint_every: 4,
+        lora: lora_args(data, out, epochs),
     }
 }
 
@@ -103,25 +78,12 @@ fn setup() -> Setup {
     }
 }
 
-fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut all: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(
-        dir.join("adapter_model.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap()
-    .into_iter()
-    .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
-    .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
 #[test]
 fn the_loss_falls_and_the_saved_adapter_gives_the_trained_logits() {
     let s = setup();
     let out = s.dir.join("adapter");
     let mut fit = args(&s.data, &out, 20);
-    fit.lr = 1e-2;
+    fit.lora.lr = 1e-2;
     let summary = run_train_selection(fit).unwrap();
     eprintln!("{summary:#?}");
     assert_eq!(summary.steps, 20 * 6);
@@ -147,22 +109,7 @@ fn the_loss_falls_and_the_saved_adapter_gives_the_trained_logits() {
     })
     .unwrap();
     let block = s.model.top_block(&options).unwrap();
-    let adapter = scot_engine::LoraAdapter::load(&out).unwrap();
-    let mut terms = scot_engine::LoraTerms {
-        scale: adapter.config().scale(),
-        terms: Default::default(),
-    };
-    let saved = candle_core::safetensors::load(
-        out.join("adapter_model.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    for module in ["q_proj", "v_proj", "o_proj"] {
-        let name = block.module_name(module).unwrap();
-        let a = saved[&format!("base_model.model.{name}.lora_A.weight")].clone();
-        let b = saved[&format!("base_model.model.{name}.lora_B.weight")].clone();
-        terms.terms.insert(module.to_string(), (a, b));
-    }
+    let terms = saved_terms(&out, &block, &["q_proj", "v_proj", "o_proj"]);
     let engine = |model: &Model, prompt: &[u32]| -> Vec<f32> {
         let mut session = model.session().unwrap();
         session.extend(prompt).unwrap();
@@ -190,13 +137,6 @@ fn the_loss_falls_and_the_saved_adapter_gives_the_trained_logits() {
     }
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn an_interrupted_run_resumes_to_the_same_adapter() {
     let s = setup();
@@ -212,7 +152,7 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
 
     // A checkpoint made under other settings is refused, not mixed in.
     let mut other = args(&s.data, &resumed, 4);
-    other.lr = 1e-3;
+    other.lora.lr = 1e-3;
     let err = run_train_selection(other).unwrap_err();
     assert!(matches!(err, TrainError::Checkpoint { .. }), "{err}");
     assert!(err.to_string().contains("other settings"), "{err}");
@@ -247,7 +187,7 @@ fn data_for_another_model_or_malformed_is_refused() {
     assert!(err.to_string().contains("line 3"), "{err}");
 
     let mut bad_module = args(&s.data, &s.dir.join("c"), 1);
-    bad_module.modules = vec!["qkv".into()];
+    bad_module.lora.modules = vec!["qkv".into()];
     let err = run_train_selection(bad_module).unwrap_err();
     assert!(err.to_string().contains("unknown module `qkv`"), "{err}");
 }

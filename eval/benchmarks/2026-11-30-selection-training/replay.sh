@@ -3,14 +3,16 @@
 # lines keep 5 drafts with text: 90 + 45) under every selection policy, with the option
 # probabilities of each selector that train.sh wrote (selector-probs.jsonl) in place of the stored
 # target's: untrained/ (the base target through the trainer's dense last block: the control),
-# paper/ and wide/. Rejections are graded by the target-only reference lines. Writes report-*/.
+# paper/ and wide/ (with TAG: paper$TAG/, wide$TAG/, see train.sh). Rejections are graded by the
+# target-only reference lines. Writes report-*/.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$HERE/../../../target/release}
 cd "$HERE"
 A=../2026-11-29-selection-default
 B=../2026-11-30-selection-default-full
-for name in untrained paper wide; do
+TAG=${TAG:-}
+for name in untrained paper$TAG wide$TAG; do
   $BIN/scot report --replay --selector-probs $name/selector-probs.jsonl \
     --costs ../2026-11-27-cpu-cap512/costs.json --out-dir report-$name \
     --results $A/results/gsm8k-scot.jsonl $A/results/math500-scot.jsonl \

@@ -5,9 +5,7 @@
 //! selection prompt exactly as the target node renders and tokenizes it (a render-only Select:
 //! nothing is scored). One [`SelectionExample`] line per problem, appended, so a rerun resumes.
 
-use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use scot_answers::answers_equal;
 use scot_client::Mode;
@@ -19,6 +17,7 @@ use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
 use crate::node_calls::{draft_client, target_client, write_drafts, DraftSettings};
 use crate::results::read_lines;
+use crate::training_file::TrainingFile;
 
 /// Collect selection training data (see README, Training).
 #[derive(Debug, Clone, clap::Args)]
@@ -94,16 +93,9 @@ pub async fn run_collect_selection(
         out: args.out.clone(),
         ..Default::default()
     };
-    let done = ids_in(&args.out)?;
+    let mut out = TrainingFile::open(&args.out, read_examples, |e| e.id)?;
+    let done = out.done.clone();
     let mut target = target_client(&args.target_node, &args.tls).await?;
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.out)
-        .map_err(|source| EvalError::Write {
-            path: args.out.clone(),
-            source,
-        })?;
     let n = args.drafting.n as usize;
     let handle = |drafted: Drafted, summary: &mut CollectSummary| -> Option<Drafted> {
         if done.contains(&drafted.id) {
@@ -144,7 +136,7 @@ pub async fn run_collect_selection(
             };
             if let Some(drafted) = handle(drafted, &mut summary) {
                 let example = render(&mut target, &args, drafted).await?;
-                append(&mut out, &args.out, &example, &mut summary)?;
+                append(&mut out, &example, &mut summary)?;
             }
         }
         Vec::new()
@@ -156,21 +148,9 @@ pub async fn run_collect_selection(
     };
     for drafted in pending {
         let example = render(&mut target, &args, drafted).await?;
-        append(&mut out, &args.out, &example, &mut summary)?;
+        append(&mut out, &example, &mut summary)?;
     }
     Ok(summary)
-}
-
-/// Ids already in the data file (an unreadable or inconsistent file is an error, not overwritten).
-fn ids_in(path: &Path) -> Result<HashSet<String>, EvalError> {
-    if !path.exists() {
-        return Ok(HashSet::new());
-    }
-    Ok(read_examples(path)
-        .map_err(|e| EvalError::InvalidArgument(e.to_string()))?
-        .into_iter()
-        .map(|e| e.id)
-        .collect())
 }
 
 /// Scot-mode lines with n offered drafts with text, in the window.
@@ -260,19 +240,11 @@ async fn render(
 }
 
 fn append(
-    out: &mut std::fs::File,
-    path: &Path,
+    out: &mut TrainingFile,
     example: &SelectionExample,
     summary: &mut CollectSummary,
 ) -> Result<(), EvalError> {
-    let line = serde_json::to_string(example)
-        .map_err(|e| EvalError::InvalidArgument(format!("cannot serialise {}: {e}", example.id)))?;
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|source| EvalError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    out.append(&example.id, example)?;
     let correct = example.drafts.iter().filter(|d| d.correct).count();
     summary.written += 1;
     summary.drafts += example.drafts.len();
