@@ -21,6 +21,9 @@ pub struct RunSettings {
     pub seed: u64,
     /// The training examples' ids, in file order.
     pub examples: Vec<String>,
+    /// The command's own settings that change what is learnt (alignment: the chain cut).
+    #[serde(default)]
+    pub task: String,
 }
 
 /// Where the run stands: `epoch` epochs done, then `next` examples of epoch `epoch`'s order.
@@ -100,7 +103,7 @@ impl Checkpoint {
             serde_json::from_str(&text).map_err(|e| self.fail(format!("progress.json: {e}")))?;
         if &progress.settings != settings {
             return Err(self.fail(
-                "made by a run with other settings (model, data, rank, modules, learning rate or seed); \
+                "made by a run with other settings (model, data, rank, modules, learning rate, seed or the command's own, such as --max-chain-tokens); \
                  remove it or use another --out to start over",
             ));
         }

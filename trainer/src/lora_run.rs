@@ -106,6 +106,11 @@ pub trait Task {
         cache: &ResidualCache,
         set: &[Self::Prepared],
     ) -> Result<Self::Score, TrainError>;
+    /// Settings of the task beyond the shared flags that change what is learnt; a checkpoint made
+    /// under others is refused.
+    fn settings(&self) -> String {
+        String::new()
+    }
 }
 
 /// What a training run did (written as `<out>/train-summary.json`).
@@ -138,7 +143,7 @@ pub fn fit<T: Task>(
 ) -> Result<(Fitted<T::Score>, LoraParams, ResidualCache), TrainError> {
     let (cache, residual_seconds) =
         args.residuals(model, model_fingerprint, sets.all().map(T::input))?;
-    let mut run = LoraRun::start(args, block, model_fingerprint, example_ids)?;
+    let mut run = LoraRun::start(args, block, model_fingerprint, example_ids, task.settings())?;
     let train_before = task.score(&run.params, &cache, &sets.train)?;
     let score_held_out =
         |params: &LoraParams| sets.score_held_out(|set| task.score(params, &cache, set));
@@ -200,6 +205,7 @@ impl LoraRun {
         block: &TopBlock,
         model_fingerprint: &str,
         example_ids: Vec<String>,
+        task: String,
     ) -> Result<Self, TrainError> {
         let shape = LoraShape {
             r: args.r,
@@ -215,6 +221,7 @@ impl LoraRun {
             optimizer,
             seed: args.seed,
             examples: example_ids,
+            task,
         };
         let checkpoint = Checkpoint::new(&args.out.join("checkpoint"));
         let resumed = checkpoint.resume(&settings, &params, &mut opt)?;

@@ -119,7 +119,10 @@ pub fn run_train_alignment(args: TrainAlignmentArgs) -> Result<AlignmentSummary,
         &fingerprint,
         train.iter().map(|e| e.id.clone()).collect(),
         &sets,
-        &Alignment { block: &block },
+        &Alignment {
+            block: &block,
+            max_chain_tokens: args.max_chain_tokens,
+        },
     )?;
     let summary = AlignmentSummary {
         fitted,
@@ -131,6 +134,7 @@ pub fn run_train_alignment(args: TrainAlignmentArgs) -> Result<AlignmentSummary,
 
 struct Alignment<'a> {
     block: &'a TopBlock,
+    max_chain_tokens: usize,
 }
 
 impl Task for Alignment<'_> {
@@ -152,6 +156,10 @@ impl Task for Alignment<'_> {
         set: &[Prepared],
     ) -> Result<ChainScore, TrainError> {
         score(self.block, params, cache, set)
+    }
+
+    fn settings(&self) -> String {
+        format!("max_chain_tokens={}", self.max_chain_tokens)
     }
 }
 

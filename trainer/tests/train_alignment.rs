@@ -134,6 +134,14 @@ fn the_chains_are_learnt_and_the_saved_adapter_gives_the_trained_logits() {
         );
     }
 
+    // The run resumed with another chain cut is refused: it would learn other targets.
+    let mut recut = args(&data, &out, 7);
+    recut.lora.lr = 1e-2;
+    recut.lora.eval_data = vec![data.clone()];
+    recut.max_chain_tokens = 8;
+    let err = run_train_alignment(recut).unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
+
     // With --include-wrong the fifth chain is learnt too (a new run: other data, other settings).
     let mut all = args(&data, &dir.join("all"), 1);
     all.include_wrong = true;
