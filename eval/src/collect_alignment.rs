@@ -8,18 +8,16 @@
 
 use std::path::PathBuf;
 
-use futures::StreamExt;
 use scot_answers::{answers_equal, extract_answer};
-use scot_proto::draft_event::Event as DraftEventKind;
-use scot_proto::generate_event::Event as GenerateEventKind;
+use scot_proto::limits::DEFAULT_THINK_END;
 use scot_proto::paper_defaults::{ANSWER_MAX_TOKENS, THINKING_MAX_TOKENS};
-use scot_proto::{DraftPrompt, DraftRequest, FinishReason, GenerateRequest, GenerateResult};
+use scot_proto::{DraftRequest, FinishReason, GenerateRequest};
 use scot_selection::{read_alignment_examples, AlignmentExample};
 use serde::Serialize;
 
-use crate::dataset::{load_problems, select_window, Problem};
+use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
-use crate::node_calls::{draft_client, target_client};
+use crate::node_calls::{draft_client, render_draft_prompt, target_client, think_from_scratch};
 use crate::training_file::TrainingFile;
 
 /// Collect alignment data (see README, Training).
@@ -48,8 +46,8 @@ pub struct CollectAlignmentArgs {
     /// Template set (empty = the nodes' default).
     #[arg(long, default_value = "")]
     pub template: String,
-    /// End-of-thinking marker (empty = `</think>`).
-    #[arg(long, default_value = "")]
+    /// End-of-thinking marker the target closes its thinking with and the draft learns to write.
+    #[arg(long, default_value = DEFAULT_THINK_END)]
     pub think_end: String,
     /// The alignment data file: appended to; problems already in it are skipped.
     #[arg(long)]
@@ -88,8 +86,38 @@ pub async fn run_collect_alignment(
             summary.already_there += 1;
             continue;
         }
-        let prompt = render_draft_prompt(&mut draft, &args, &problem).await?;
-        let result = think(&mut target, &args, &problem).await?;
+        let prompt = render_draft_prompt(
+            &mut draft,
+            &problem.id,
+            DraftRequest {
+                request_id: format!("collect-align-render-{}", problem.id),
+                problem: problem.problem.clone(),
+                draft_indices: vec![0],
+                max_tokens: 1,
+                template: args.template.clone(),
+                think_end: args.think_end.clone(),
+                render_only: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        // Greedy from scratch, as the target serves a request whose drafts it rejected.
+        let result = think_from_scratch(
+            &mut target,
+            &problem.id,
+            GenerateRequest {
+                request_id: format!("collect-align-{}", problem.id),
+                problem: problem.problem.clone(),
+                accepted_draft: None,
+                max_thinking_tokens: args.thinking_max_tokens,
+                max_answer_tokens: args.answer_max_tokens,
+                temperature: 0.0,
+                template: args.template.clone(),
+                think_end: args.think_end.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
         let correct =
             extract_answer(&result.answer).is_some_and(|a| answers_equal(&a, &problem.answer));
         let chain_ended = FinishReason::try_from(result.thinking_finish)
@@ -101,11 +129,7 @@ pub async fn run_collect_alignment(
             gold: problem.answer,
             chain: result.thinking.trim_end().to_string(),
             chain_ended,
-            think_end: if args.think_end.is_empty() {
-                scot_proto::limits::DEFAULT_THINK_END.to_string()
-            } else {
-                args.think_end.clone()
-            },
+            think_end: args.think_end.clone(),
             answer: result.answer,
             correct,
             target_model: result.model,
@@ -127,80 +151,4 @@ pub async fn run_collect_alignment(
         tracing::info!(id = %example.id, correct, chain_ended, tokens = result.thinking_tokens, "alignment example written");
     }
     Ok(summary)
-}
-
-async fn render_draft_prompt(
-    client: &mut scot_proto::draft_service_client::DraftServiceClient<tonic::transport::Channel>,
-    args: &CollectAlignmentArgs,
-    problem: &Problem,
-) -> Result<DraftPrompt, EvalError> {
-    let refused = |s: tonic::Status| {
-        EvalError::InvalidArgument(format!(
-            "the draft node refused to render problem {}: {:?}: {}",
-            problem.id,
-            s.code(),
-            s.message()
-        ))
-    };
-    let request = DraftRequest {
-        request_id: format!("collect-align-render-{}", problem.id),
-        problem: problem.problem.clone(),
-        draft_indices: vec![0],
-        max_tokens: 1,
-        template: args.template.clone(),
-        think_end: args.think_end.clone(),
-        render_only: true,
-        ..Default::default()
-    };
-    let mut stream = client.draft(request).await.map_err(refused)?.into_inner();
-    while let Some(event) = stream.next().await {
-        if let Some(DraftEventKind::Prompt(prompt)) = event.map_err(refused)?.event {
-            return Ok(prompt);
-        }
-    }
-    Err(EvalError::InvalidArgument(format!(
-        "the draft node rendered no prompt for problem {} (is it older than render-only calls?)",
-        problem.id
-    )))
-}
-
-/// The target thinking from scratch, then answering: greedy, as it serves a rejected request.
-async fn think(
-    client: &mut scot_proto::target_service_client::TargetServiceClient<tonic::transport::Channel>,
-    args: &CollectAlignmentArgs,
-    problem: &Problem,
-) -> Result<GenerateResult, EvalError> {
-    let refused = |s: tonic::Status| {
-        EvalError::InvalidArgument(format!(
-            "the target node failed on problem {}: {:?}: {}",
-            problem.id,
-            s.code(),
-            s.message()
-        ))
-    };
-    let request = GenerateRequest {
-        request_id: format!("collect-align-{}", problem.id),
-        problem: problem.problem.clone(),
-        accepted_draft: None,
-        max_thinking_tokens: args.thinking_max_tokens,
-        max_answer_tokens: args.answer_max_tokens,
-        temperature: 0.0,
-        template: args.template.clone(),
-        think_end: args.think_end.clone(),
-        ..Default::default()
-    };
-    let mut stream = client
-        .generate(request)
-        .await
-        .map_err(refused)?
-        .into_inner();
-    while let Some(event) = stream.next().await {
-        if let Some(GenerateEventKind::Result(result)) = event.map_err(refused)?.event {
-            return Ok(result);
-        }
-    }
-    Err(EvalError::InvalidArgument(format!(
-        "the target node's stream for problem {} ended without a result",
-        problem.id
-    )))
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use scot_proto::draft_event::Event as DraftEventKind;
 use scot_proto::draft_service_client::DraftServiceClient;
+use scot_proto::generate_event::Event as GenerateEventKind;
 use scot_proto::limits::MAX_MESSAGE_BYTES;
 use scot_proto::target_service_client::TargetServiceClient;
-use scot_proto::{Draft, DraftRequest};
+use scot_proto::{Draft, DraftPrompt, DraftRequest, GenerateRequest, GenerateResult};
 use tonic::transport::Channel;
 
 use crate::error::EvalError;
@@ -95,4 +96,74 @@ pub async fn write_drafts(
     }
     drafts.sort_by_key(|d| d.index);
     Ok(drafts)
+}
+
+/// The first event of a node's stream that `pick` keeps; None when the stream ends without one.
+async fn first_of<E, T>(
+    mut stream: tonic::Streaming<E>,
+    refused: impl Fn(tonic::Status) -> EvalError,
+    pick: impl Fn(E) -> Option<T>,
+) -> Result<Option<T>, EvalError> {
+    while let Some(event) = stream.next().await {
+        if let Some(found) = pick(event.map_err(&refused)?) {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// A render-only Draft call (`request.render_only`): the draft prompt as the node drafts from.
+pub async fn render_draft_prompt(
+    client: &mut DraftServiceClient<Channel>,
+    problem_id: &str,
+    request: DraftRequest,
+) -> Result<DraftPrompt, EvalError> {
+    let refused = |s: tonic::Status| {
+        EvalError::InvalidArgument(format!(
+            "the draft node refused to render problem {problem_id}: {:?}: {}",
+            s.code(),
+            s.message()
+        ))
+    };
+    let stream = client.draft(request).await.map_err(refused)?.into_inner();
+    first_of(stream, refused, |e| match e.event {
+        Some(DraftEventKind::Prompt(prompt)) => Some(prompt),
+        _ => None,
+    })
+    .await?
+    .ok_or_else(|| {
+        EvalError::InvalidArgument(format!(
+            "the draft node rendered no prompt for problem {problem_id} (is it older than render-only calls?)"
+        ))
+    })
+}
+
+/// A Generate call without an accepted draft (the target thinks, then answers): its result.
+pub async fn think_from_scratch(
+    client: &mut TargetServiceClient<Channel>,
+    problem_id: &str,
+    request: GenerateRequest,
+) -> Result<GenerateResult, EvalError> {
+    let refused = |s: tonic::Status| {
+        EvalError::InvalidArgument(format!(
+            "the target node failed on problem {problem_id}: {:?}: {}",
+            s.code(),
+            s.message()
+        ))
+    };
+    let stream = client
+        .generate(request)
+        .await
+        .map_err(refused)?
+        .into_inner();
+    first_of(stream, refused, |e| match e.event {
+        Some(GenerateEventKind::Result(result)) => Some(result),
+        _ => None,
+    })
+    .await?
+    .ok_or_else(|| {
+        EvalError::InvalidArgument(format!(
+            "the target node's stream for problem {problem_id} ended without a result"
+        ))
+    })
 }

@@ -383,6 +383,18 @@ impl<P> PreparedSets<P> {
     }
 }
 
+/// The examples of every file, read by `read`, in order.
+pub fn read_all<E>(
+    paths: &[PathBuf],
+    read: impl Fn(&std::path::Path) -> Result<Vec<E>, scot_selection::TrainingDataError>,
+) -> Result<Vec<E>, TrainError> {
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(read(path)?);
+    }
+    Ok(all)
+}
+
 /// Each held-out file read by `read`, named by its stem.
 pub fn read_held_out<E>(
     paths: &[PathBuf],

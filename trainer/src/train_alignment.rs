@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::error::TrainError;
 use crate::lora_params::LoraParams;
 use crate::lora_run::{
-    fit, model_fingerprint, read_held_out, write_summary, Fitted, LoraTrainingArgs, PreparedSets,
-    Task,
+    fit, model_fingerprint, read_all, read_held_out, write_summary, Fitted, LoraTrainingArgs,
+    PreparedSets, Task,
 };
 use crate::next_token_loss::{greedy_agreement, next_token_loss};
 use crate::residual_cache::ResidualCache;
@@ -70,10 +70,7 @@ pub fn run_train_alignment(args: TrainAlignmentArgs) -> Result<AlignmentSummary,
             "--max-chain-tokens must be positive".into(),
         ));
     }
-    let mut train = Vec::new();
-    for path in &lora.data {
-        train.extend(read_alignment_examples(path)?);
-    }
+    let mut train = read_all(&lora.data, read_alignment_examples)?;
     let all = train.len();
     if !args.include_wrong {
         train.retain(|e| e.correct);

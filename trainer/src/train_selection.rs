@@ -7,8 +7,6 @@
 //! example per step, a shuffled order per epoch). Held-out examples (`--eval-data`) are scored before
 //! training and after every epoch.
 
-use std::path::PathBuf;
-
 use candle_core::Tensor;
 use scot_engine::{LoadOptions, LoraTerms, Model, TopBlock};
 use scot_selection::{read_examples, SelectionExample, SelectorProbs};
@@ -17,8 +15,8 @@ use serde::Serialize;
 use crate::error::TrainError;
 use crate::lora_params::LoraParams;
 use crate::lora_run::{
-    fit, model_fingerprint, read_held_out, write_summary, Fitted, LoraTrainingArgs, PreparedSets,
-    Task,
+    fit, model_fingerprint, read_all, read_held_out, write_summary, Fitted, LoraTrainingArgs,
+    PreparedSets, Task,
 };
 use crate::residual_cache::ResidualCache;
 use crate::selection_loss::{chosen_option, selection_loss};
@@ -63,7 +61,7 @@ struct Prepared {
 
 pub fn run_train_selection(args: TrainSelectionArgs) -> Result<TrainSummary, TrainError> {
     let args = args.lora;
-    let train = read_all(&args.data)?;
+    let train = read_all(&args.data, read_examples)?;
     let held_out_sets = read_held_out(&args.eval_data, read_examples)?;
     let held_out: Vec<SelectionExample> =
         held_out_sets.iter().flat_map(|(_, e)| e.clone()).collect();
@@ -183,14 +181,6 @@ fn write_selector_probs<'a>(
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
-}
-
-fn read_all(paths: &[PathBuf]) -> Result<Vec<SelectionExample>, TrainError> {
-    let mut all = Vec::new();
-    for path in paths {
-        all.extend(read_examples(path)?);
-    }
-    Ok(all)
 }
 
 fn score(
