@@ -124,16 +124,15 @@ pub(crate) fn generate_batch(
         let cancelled = cancel.is_cancelled();
         let mut next = Vec::with_capacity(members.len());
         let mut tokens = Vec::with_capacity(members.len());
-        for mut m in members.drain(..) {
-            if cancelled {
-                finish(m, FinishReason::Cancelled, on_event)?;
-                continue;
-            }
-            if m.run.exhausted() || m.cache.len() >= m.cache.limit() {
-                finish(m, FinishReason::Length, on_event)?;
-                continue;
-            }
-            let token = m.sampler.sample(&m.logits)?;
+        let draws = draw_tokens(&mut members, cancelled)?;
+        for (mut m, draw) in members.drain(..).zip(draws) {
+            let token = match draw {
+                Draw::Token(token) => token,
+                Draw::Stop(reason) => {
+                    finish(m, reason, on_event)?;
+                    continue;
+                }
+            };
             let (event, finished) = m.run.accept(token)?;
             on_event(BatchEvent::Token { seq: m.seq, event });
             match finished {
@@ -160,6 +159,75 @@ pub(crate) fn generate_batch(
         .into_iter()
         .map(|o| {
             o.ok_or_else(|| EngineError::InvalidRequest("a sequence produced no output".into()))
+        })
+        .collect()
+}
+
+/// One member's draw, done on any thread.
+struct SampleJob<'a> {
+    sampler: &'a mut Sampler,
+    logits: &'a [f32],
+    out: &'a mut Option<Result<Draw>>,
+}
+
+/// What a member does this step: take a token, or stop before sampling.
+enum Draw {
+    Token(u32),
+    Stop(FinishReason),
+}
+
+/// Every member's next token, the samplers spread over the engine's threads: each has its own
+/// random stream and logits, so the draws equal drawing one after another (a full-vocabulary
+/// softmax per row is a visible share of a small model's step).
+fn draw_tokens(members: &mut [Member<'_>], cancelled: bool) -> Result<Vec<Draw>> {
+    let stop = |m: &Member<'_>| {
+        if cancelled {
+            Some(FinishReason::Cancelled)
+        } else if m.run.exhausted() || m.cache.len() >= m.cache.limit() {
+            Some(FinishReason::Length)
+        } else {
+            None
+        }
+    };
+    let mut draws: Vec<Option<Result<Draw>>> = members
+        .iter()
+        .map(|m| stop(m).map(|reason| Ok(Draw::Stop(reason))))
+        .collect();
+    let mut work: Vec<SampleJob<'_>> = members
+        .iter_mut()
+        .zip(draws.iter_mut())
+        .filter(|(_, d)| d.is_none())
+        .map(|(m, out)| SampleJob {
+            sampler: &mut m.sampler,
+            logits: &m.logits,
+            out,
+        })
+        .collect();
+    let threads = candle_core::utils::get_num_threads().clamp(1, work.len().max(1));
+    let per_thread = work.len().div_ceil(threads).max(1);
+    let draw = |part: &mut [SampleJob<'_>]| {
+        for job in part {
+            *job.out = Some(job.sampler.sample(job.logits).map(Draw::Token));
+        }
+    };
+    std::thread::scope(|scope| {
+        let mut parts = work.chunks_mut(per_thread);
+        let first = parts.next();
+        for part in parts {
+            scope.spawn(move || draw(part));
+        }
+        if let Some(part) = first {
+            draw(part);
+        }
+    });
+    draws
+        .into_iter()
+        .map(|d| {
+            d.unwrap_or_else(|| {
+                Err(EngineError::InvalidRequest(
+                    "a member was not sampled".into(),
+                ))
+            })
         })
         .collect()
 }

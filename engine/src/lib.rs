@@ -24,6 +24,8 @@ mod kv_cache;
 mod linear;
 pub mod lora;
 mod model;
+mod q6k_rows;
+mod q8_0_tiles;
 mod rope;
 mod sampling;
 mod session;

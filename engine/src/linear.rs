@@ -7,6 +7,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::Result;
+use crate::q6k_rows;
+use crate::q8_0_tiles::Q8_0Tiles;
 use crate::shard;
 
 /// How the rows of an input relate, which decides whether they may share one kernel call.
@@ -27,22 +29,41 @@ pub(crate) enum Rows {
 enum Weight {
     /// Block-quantized weight, `[out, in]`, multiplied by candle's quantized kernels.
     Quantized(QMatMul, GgmlDType),
+    /// Q8_0 in the engine's own tiles (where candle's kernel would go row by row).
+    Q8_0Tiles(Arc<Q8_0Tiles>),
     /// Dense f32 weight, `[out, in]`.
     Dense(Tensor),
 }
 
 impl Weight {
+    /// A GGUF tensor as the kernel that multiplies it best: float tensors become dense, Q8_0 goes
+    /// to the engine's tiles where they apply, other block-quantized ones stay with candle.
+    fn from_qtensor(w: Arc<QTensor>) -> Result<Weight> {
+        let dtype = w.dtype();
+        Ok(match dtype {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                Weight::Dense(w.dequantize(&w.device())?.to_dtype(DType::F32)?)
+            }
+            _ => match Q8_0Tiles::from_qtensor(&w)? {
+                Some(tiles) => Weight::Q8_0Tiles(Arc::new(tiles)),
+                None => Weight::Quantized(QMatMul::QTensor(w), dtype),
+            },
+        })
+    }
+
     /// The part `range` along `dim` (0: output rows, 1: input columns), on `device`.
     fn cut(&self, dim: usize, range: Range<usize>, device: &Device) -> Result<Weight> {
+        let quantized_part = |q: &QTensor| -> Result<Weight> {
+            let part = if dim == 0 {
+                shard::quantized_rows(q, range.clone(), device)?
+            } else {
+                shard::quantized_cols(q, range.clone(), device)?
+            };
+            Weight::from_qtensor(Arc::new(part))
+        };
         Ok(match self {
-            Weight::Quantized(QMatMul::QTensor(q), dtype) => {
-                let part = if dim == 0 {
-                    shard::quantized_rows(q, range, device)?
-                } else {
-                    shard::quantized_cols(q, range, device)?
-                };
-                Weight::Quantized(QMatMul::QTensor(Arc::new(part)), *dtype)
-            }
+            Weight::Quantized(QMatMul::QTensor(q), _) => quantized_part(q)?,
+            Weight::Q8_0Tiles(t) => quantized_part(&t.to_qtensor(&Device::Cpu)?)?,
             Weight::Quantized(QMatMul::Tensor(t), dtype) => Weight::Quantized(
                 QMatMul::Tensor(shard::dense_range(t, dim, &range, device)?),
                 *dtype,
@@ -102,7 +123,7 @@ fn rows_of_one_kernel(weight: &Weight) -> usize {
     match weight {
         Weight::Quantized(_, GgmlDType::Q6K) => 1,
         Weight::Quantized(_, GgmlDType::Q4K) => 31,
-        Weight::Quantized(..) => usize::MAX,
+        Weight::Quantized(..) | Weight::Q8_0Tiles(_) => usize::MAX,
         Weight::Dense(_) => 1,
     }
 }
@@ -110,15 +131,8 @@ fn rows_of_one_kernel(weight: &Weight) -> usize {
 impl Linear {
     /// From a GGUF tensor: float tensors become dense, block-quantized ones stay quantized.
     pub fn from_qtensor(w: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
-        let dtype = w.dtype();
-        let weight = match dtype {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                Weight::Dense(w.dequantize(&w.device())?.to_dtype(DType::F32)?)
-            }
-            _ => Weight::Quantized(QMatMul::QTensor(w), dtype),
-        };
         Ok(Self {
-            weight,
+            weight: Weight::from_qtensor(w)?,
             bias,
             low_rank: None,
         })
@@ -136,6 +150,7 @@ impl Linear {
     pub fn dims(&self) -> Result<(usize, usize)> {
         Ok(match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.shape().dims2()?,
+            Weight::Q8_0Tiles(t) => t.dims(),
             Weight::Quantized(QMatMul::Tensor(t), _)
             | Weight::Quantized(QMatMul::TensorF16(t), _)
             | Weight::Dense(t) => t.dims2()?,
@@ -147,6 +162,7 @@ impl Linear {
     pub fn dense_parts(&self) -> Result<(Tensor, Option<Tensor>)> {
         let w = match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.dequantize(&q.device())?,
+            Weight::Q8_0Tiles(t) => t.to_qtensor(&Device::Cpu)?.dequantize(&Device::Cpu)?,
             Weight::Quantized(QMatMul::Tensor(t), _)
             | Weight::Quantized(QMatMul::TensorF16(t), _)
             | Weight::Dense(t) => t.clone(),
@@ -193,6 +209,7 @@ impl Linear {
     pub fn block_size(&self) -> usize {
         match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.dtype().block_size(),
+            Weight::Q8_0Tiles(_) => GgmlDType::Q8_0.block_size(),
             _ => 1,
         }
     }
@@ -240,11 +257,12 @@ impl Linear {
         })
     }
 
-    /// Several rows through a Q6K weight, each bit-identical to a single-row call but reading the
-    /// weight once per tile of rows: on x86 candle sends one row to its generic GEMV
-    /// (`k_quants::matmul`, m = 1) and several to repacked tiles of other rounding; calling the
-    /// generic kernel with all rows runs the same per-element dot products. None where that does
-    /// not hold or the weight is not in CPU memory (the caller then goes row by row).
+    /// Several rows through a Q6K weight, each bit-identical to a single-row call: on x86 candle
+    /// sends one row to its generic GEMV (`k_quants::matmul`, m = 1) and several to repacked
+    /// tiles of other rounding. The engine's `q6k_rows` runs the same per-element dot products
+    /// unpacking each block once for all rows (candle's generic kernel with all rows, which
+    /// unpacks per row, where the CPU lacks AVX2). None where that does not hold or the weight
+    /// is not in CPU memory (the caller then goes row by row).
     fn q6k_rows_as_single(&self, x: &Tensor) -> Result<Option<Tensor>> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -279,7 +297,9 @@ impl Linear {
             };
             let lhs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let mut dst = vec![0f32; m * n];
-            k_quants::matmul((m, k, n), &lhs, blocks, &mut dst)?;
+            if !q6k_rows::matmul(bytes, &lhs, (m, k, n), &mut dst) {
+                k_quants::matmul((m, k, n), &lhs, blocks, &mut dst)?;
+            }
             Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -293,6 +313,7 @@ impl Linear {
         let x = x.contiguous()?;
         Ok(match &self.weight {
             Weight::Quantized(q, _) => q.forward(&x)?,
+            Weight::Q8_0Tiles(t) => t.matmul(&x)?,
             Weight::Dense(w) => x.matmul(&w.t()?)?,
         })
     }
@@ -303,17 +324,19 @@ mod tests {
     use super::*;
 
     /// Rows that must match single-row calls do, bit for bit, for every weight type whose kernel
-    /// depends on the row count (Q6K takes the shared-read path on x86), at odd output sizes too.
+    /// depends on the row count (Q6K takes the shared-read path on x86) and for the engine's Q8_0
+    /// tiles, at odd output sizes too.
     #[test]
     fn independent_rows_equal_single_row_calls() {
         let device = Device::Cpu;
-        for (dtype, n) in [
-            (GgmlDType::Q6K, 64),
-            (GgmlDType::Q6K, 37),
-            (GgmlDType::Q4K, 64),
-            (GgmlDType::Q8_0, 33),
+        for (dtype, n, k) in [
+            (GgmlDType::Q6K, 64, 512),
+            (GgmlDType::Q6K, 37, 512),
+            (GgmlDType::Q4K, 64, 512),
+            (GgmlDType::Q8_0, 33, 512),
+            // K not a multiple of 256: the engine's Q8_0 tiles (on x86 with AVX2).
+            (GgmlDType::Q8_0, 37, 896),
         ] {
-            let k = 512;
             let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let linear = Linear::from_qtensor(Arc::new(q), None).unwrap();

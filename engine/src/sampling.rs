@@ -9,6 +9,8 @@ use crate::generation::SamplingParams;
 pub(crate) struct Sampler {
     params: SamplingParams,
     rng: StdRng,
+    /// The candidates of the last draw, kept so each step does not allocate a vocabulary's worth.
+    scratch: Vec<(u32, f64)>,
 }
 
 impl Sampler {
@@ -29,6 +31,7 @@ impl Sampler {
         Ok(Self {
             params: params.clone(),
             rng: StdRng::seed_from_u64(params.seed),
+            scratch: Vec::new(),
         })
     }
 
@@ -43,20 +46,28 @@ impl Sampler {
         if self.params.is_greedy() {
             return Ok(argmax(logits));
         }
-        let cands = self.candidates(logits);
+        let mut cands = std::mem::take(&mut self.scratch);
+        self.candidates_into(logits, &mut cands);
+        let token = self.draw(&cands).unwrap_or_else(|| argmax(logits));
+        self.scratch = cands;
+        Ok(token)
+    }
+
+    /// A token drawn from candidates in proportion to their weights; None when they hold none.
+    fn draw(&mut self, cands: &[(u32, f64)]) -> Option<u32> {
         let total: f64 = cands.iter().map(|c| c.1).sum();
         if cands.is_empty() || !total.is_finite() || total <= 0.0 {
-            return Ok(argmax(logits));
+            return None;
         }
         let r = self.rng.random::<f64>() * total;
         let mut acc = 0.0;
-        for &(tok, p) in &cands {
+        for &(tok, p) in cands {
             acc += p;
             if r < acc {
-                return Ok(tok);
+                return Some(tok);
             }
         }
-        Ok(cands[cands.len() - 1].0)
+        cands.last().map(|c| c.0)
     }
 
     /// The distribution `sample` draws from, over the whole vocabulary (sums to 1): one-hot at the
@@ -66,11 +77,10 @@ impl Sampler {
             return Err(EngineError::InvalidRequest("empty logits".into()));
         }
         let mut probs = vec![0.0; logits.len()];
-        let cands = if self.params.is_greedy() {
-            Vec::new()
-        } else {
-            self.candidates(logits)
-        };
+        let mut cands = Vec::new();
+        if !self.params.is_greedy() {
+            self.candidates_into(logits, &mut cands);
+        }
         let total: f64 = cands.iter().map(|c| c.1).sum();
         if cands.is_empty() || !total.is_finite() || total <= 0.0 {
             probs[argmax(logits) as usize] = 1.0;
@@ -89,15 +99,17 @@ impl Sampler {
 
     /// Candidates (token, unnormalised probability) after temperature, top-k and top-p, most likely
     /// first when filtering needed an order.
-    fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
+    fn candidates_into(&self, logits: &[f32], cands: &mut Vec<(u32, f64)>) {
         let temp = self.params.temperature as f64;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut cands: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, ((l as f64 - max) / temp).exp()))
-            .filter(|&(_, p)| p > 0.0)
-            .collect();
+        cands.clear();
+        cands.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l as f64 - max) / temp).exp()))
+                .filter(|&(_, p)| p > 0.0),
+        );
         let top_k = self.params.top_k;
         if top_k > 0 && top_k < cands.len() {
             cands.select_nth_unstable_by(top_k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -118,7 +130,6 @@ impl Sampler {
             }
             cands.truncate(keep);
         }
-        cands
     }
 }
 

@@ -1,0 +1,220 @@
+//! Several rows through a compact Q6K weight (a decoding batch, a speculative verification), each
+//! row bit-identical to candle's single-row GEMV, with each weight block unpacked once for all
+//! the rows instead of once per row.
+//!
+//! candle multiplies one row by a Q6K weight with `vec_dot_q6k_q8k` (AVX2) and several rows with
+//! repacked tiles of another rounding, so rows that must equal single-row calls went through the
+//! one-row kernel row by row, each row paying the whole unpacking. Here every step of that kernel
+//! is the same instruction on the same data (the same Q8K activation blocks, the same 16-bit
+//! products, integer lane sums, one FMA per block and lane, candle's horizontal sum); only the
+//! unpacking and the scale vectors are shared across rows.
+
+use candle_core::quantized::k_quants::{BlockQ8K, GgmlType, QK_K};
+
+/// Bytes of one Q6K block: ql[128], qh[64], scales[16] (i8), d (f16).
+const Q6K_BYTES: usize = 210;
+/// Bytes of one Q8K block: d (f32), qs[256] (i8), bsums[16] (i16).
+const Q8K_BYTES: usize = 292;
+/// Rows whose accumulators one pass over a column keeps.
+const ROWS_PER_PASS: usize = 8;
+
+const _: () = assert!(std::mem::size_of::<BlockQ8K>() == Q8K_BYTES);
+
+/// `dst[r * n + c] = row r of lhs (m x k) . column c of the weight` for a compact Q6K weight
+/// (`n` columns of `k / 256` blocks each, as bytes). False where this CPU lacks AVX2 + FMA (the
+/// caller then goes row by row through candle).
+pub(crate) fn matmul(
+    weight: &[u8],
+    lhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    dst: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return false;
+        }
+        let blocks = k / QK_K;
+        if k % QK_K != 0
+            || weight.len() != n * blocks * Q6K_BYTES
+            || lhs.len() != m * k
+            || dst.len() != m * n
+        {
+            return false;
+        }
+        let mut acts = vec![BlockQ8K::zeros(); m * blocks];
+        for (row, out) in lhs.chunks_exact(k).zip(acts.chunks_exact_mut(blocks)) {
+            BlockQ8K::from_float(row, out);
+        }
+        // SAFETY: BlockQ8K is repr(C) { d: f32, qs: [i8; 256], bsums: [i16; 16] } (asserted size),
+        // read here as the bytes its fields are; the fields are not public.
+        let acts = unsafe {
+            std::slice::from_raw_parts(acts.as_ptr().cast::<u8>(), acts.len() * Q8K_BYTES)
+        };
+        let dst_ptr = dst.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(n, |columns| {
+            for c in columns {
+                let column = &weight[c * blocks * Q6K_BYTES..(c + 1) * blocks * Q6K_BYTES];
+                for first in (0..m).step_by(ROWS_PER_PASS) {
+                    let rows = first..(first + ROWS_PER_PASS).min(m);
+                    let mut sums = [0f32; ROWS_PER_PASS];
+                    // SAFETY: AVX2 + FMA were detected; the slices hold whole blocks (checked).
+                    unsafe { x86::column(column, acts, blocks, rows.clone(), &mut sums) };
+                    for (i, r) in rows.enumerate() {
+                        // SAFETY: each (row, column) is written by exactly one work item; dst
+                        // holds m * n values (checked) and outlives the pool call.
+                        unsafe { *(dst_ptr as *mut f32).add(r * n + c) = sums[i] };
+                    }
+                }
+            }
+        });
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (weight, lhs, m, k, n, dst);
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{Q6K_BYTES, Q8K_BYTES, ROWS_PER_PASS};
+
+    /// candle's `get_scale_shuffle`: byte `i * 2` eight times, then byte `i * 2 + 1` eight times.
+    #[inline(always)]
+    fn scale_shuffle(i: usize) -> [u8; 16] {
+        std::array::from_fn(|b| (i * 2 + b / 8) as u8)
+    }
+
+    /// candle's `hsum_float_8`.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum_float_8(x: __m256) -> f32 {
+        let res = _mm256_extractf128_ps(x, 1);
+        let res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+        let res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+        let res = _mm_add_ss(res, _mm_movehdup_ps(res));
+        _mm_cvtss_f32(res)
+    }
+
+    /// One column's blocks against some rows' Q8K blocks (`rows` of at most ROWS_PER_PASS).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `column` holds `blocks` Q6K blocks and `acts` every row's.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn column(
+        column: &[u8],
+        acts: &[u8],
+        blocks: usize,
+        rows: std::ops::Range<usize>,
+        sums: &mut [f32; ROWS_PER_PASS],
+    ) {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m2 = _mm256_set1_epi8(3);
+        let m32s = _mm256_set1_epi8(32);
+        let mut acc = [_mm256_setzero_ps(); ROWS_PER_PASS];
+        for b in 0..blocks {
+            let x = &column[b * Q6K_BYTES..(b + 1) * Q6K_BYTES];
+            let (ql, qh, scales_bytes) = (&x[..128], &x[128..192], &x[192..208]);
+            let xd = f16::from_le_bytes([x[208], x[209]]).to_f32();
+            // SAFETY (loads below): every pointer stays inside the 210-byte block.
+            let scales = unsafe { _mm_loadu_si128(scales_bytes.as_ptr() as *const __m128i) };
+            // The block's weights and scale vectors, as candle forms them, once for every row.
+            let mut q4 = [[_mm256_setzero_si256(); 4]; 2];
+            let mut sc = [[_mm256_setzero_si256(); 4]; 2];
+            for j in 0..2 {
+                let is = j * 4;
+                for (part, s) in sc[j].iter_mut().enumerate() {
+                    let shuffle = scale_shuffle(is + part);
+                    let shuffle = unsafe { _mm_loadu_si128(shuffle.as_ptr() as *const __m128i) };
+                    *s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
+                }
+                let q4bits1 =
+                    unsafe { _mm256_loadu_si256(ql[j * 64..].as_ptr() as *const __m256i) };
+                let q4bits2 =
+                    unsafe { _mm256_loadu_si256(ql[j * 64 + 32..].as_ptr() as *const __m256i) };
+                let q4bits_h =
+                    unsafe { _mm256_loadu_si256(qh[j * 32..].as_ptr() as *const __m256i) };
+                let q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, m2), 4);
+                let q4h_1 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 2), m2), 4);
+                let q4h_2 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 4), m2), 4);
+                let q4h_3 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 6), m2), 4);
+                q4[j][0] = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
+                q4[j][1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
+                q4[j][2] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4), q4h_2);
+                q4[j][3] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4), q4h_3);
+            }
+            for (i, r) in rows.clone().enumerate() {
+                let y = &acts[(r * blocks + b) * Q8K_BYTES..(r * blocks + b + 1) * Q8K_BYTES];
+                let yd = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+                let q8 = &y[4..4 + 256];
+                let d = yd * xd;
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..2 {
+                    let mut p = [_mm256_setzero_si256(); 4];
+                    for (part, p) in p.iter_mut().enumerate() {
+                        let q8v = unsafe {
+                            _mm256_loadu_si256(q8[j * 128 + part * 32..].as_ptr() as *const __m256i)
+                        };
+                        let q8s = _mm256_maddubs_epi16(m32s, q8v);
+                        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4[j][part], q8v), q8s);
+                        *p = _mm256_madd_epi16(sc[j][part], p16);
+                    }
+                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+                }
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
+            }
+        }
+        for (i, _) in rows.enumerate() {
+            sums[i] = hsum_float_8(acc[i]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::{Device, Module, Tensor};
+
+    /// Every row equals candle's single-row Q6K GEMV bit for bit, across passes of rows (m up to
+    /// 17) and odd column counts.
+    #[test]
+    fn rows_equal_single_row_calls_bit_for_bit() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            eprintln!("SKIPPED: this CPU has no AVX2 + FMA; the kernel does not run");
+            return;
+        }
+        for (n, k) in [(37, 512), (64, 1536), (5, 256)] {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, GgmlDType::Q6K).unwrap();
+            let data = q.data().unwrap().to_vec();
+            let single = QMatMul::from_qtensor(q).unwrap();
+            for m in [2, 5, 8, 9, 17] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+                let lhs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let mut dst = vec![0f32; m * n];
+                assert!(super::matmul(&data, &lhs, (m, k, n), &mut dst));
+                for r in 0..m {
+                    let one = single.forward(&x.narrow(0, r, 1).unwrap()).unwrap();
+                    let one = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let got = &dst[r * n..(r + 1) * n];
+                    let same = got
+                        .iter()
+                        .zip(&one)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "n={n} k={k} m={m} row {r}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Q8_0 weights repacked into tiles of 16 output columns, and their matmul on x86.
+//!
+//! candle tiles Q8_0 only when K is a multiple of 256; below that (the Qwen2.5-0.5B's K = 896) it
+//! runs one dot product per (row, column), so a batch of rows reads every weight once per row and
+//! prefill runs 8-wide integer dot products. Here every row of a group reads each tile once, with
+//! 16 columns per instruction (AVX-512 VNNI, or AVX2 chosen at run time).
+//!
+//! The results are bit-identical to candle's `vec_dot_q8_0_q8_0`, so switching kernels moves no
+//! answer and a batched row equals the same row alone: the activations are quantized by candle's
+//! own `BlockQ8_0::from_float`, every block gives the same eight exact integer partial sums (four
+//! products each) that candle's 8-lane kernel forms, each lane accumulates `d_w * d_x * sum` by FMA
+//! in block order, and the lanes are summed in candle's `hsum_float_8` order.
+
+use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType, QK8_0};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{Device, Tensor};
+use half::f16;
+
+use crate::error::Result;
+
+/// Output columns per tile: one 512-bit register of f32 lanes.
+const TILE: usize = 16;
+/// Lanes of candle's Q8_0 dot product: 8 partial sums of 4 products each per 32-value block.
+const LANES: usize = 8;
+/// Rows sharing one pass over a tile in the AVX-512 kernel (3 x 8 accumulators in 32 registers).
+const GROUP_512: usize = 3;
+/// Bytes of one GGUF Q8_0 block: f16 scale, 32 x i8.
+const BLOCK_BYTES: usize = 2 + QK8_0;
+
+/// Which kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    Avx512Vnni,
+    Avx2,
+}
+
+impl Level {
+    /// The best kernel this CPU supports, if any.
+    pub fn detect() -> Option<Level> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                return Some(Level::Avx512Vnni);
+            }
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
+                return Some(Level::Avx2);
+            }
+        }
+        None
+    }
+}
+
+/// One 32-value block of 16 columns: `[lane][column][4 bytes]`, each weight stored as `q + 128`
+/// (u8), so one 64-byte load holds one lane of all 16 columns.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct TileQs([[u8; TILE * 4]; LANES]);
+
+/// A Q8_0 weight `[n, k]` in tiles, the only copy of it kept in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Q8_0Tiles {
+    n: usize,
+    k: usize,
+    level: Level,
+    /// `[tile][block]`.
+    qs: Vec<TileQs>,
+    /// `[tile][block][column]`, the blocks' own f16 scales (0 in padding columns).
+    scales: Vec<[f16; TILE]>,
+}
+
+impl std::fmt::Debug for TileQs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TileQs")
+    }
+}
+
+/// One activation block as the kernels read it.
+#[derive(Clone, Copy)]
+struct ActBlock {
+    /// The block's 32 quantized values, four per lane, as the i32 a broadcast reads.
+    quads: [i32; LANES],
+    /// `-128 * (sum of the lane's four values)`: removes the weights' +128 offset exactly.
+    offset: [i32; LANES],
+    /// The block's scale, as candle reads it (`f16::to_f32`).
+    d: f32,
+}
+
+impl Q8_0Tiles {
+    /// Repacks a Q8_0 weight in CPU memory; None where no kernel here applies (not Q8_0, not on
+    /// the CPU, no AVX2, or K a multiple of 256, where candle's own tiles already share reads).
+    pub fn from_qtensor(q: &QTensor) -> Result<Option<Q8_0Tiles>> {
+        let level = match Level::detect() {
+            Some(level) => level,
+            None => return Ok(None),
+        };
+        if q.dtype() != GgmlDType::Q8_0 || !q.device().is_cpu() {
+            return Ok(None);
+        }
+        let (n, k) = q.shape().dims2()?;
+        if k == 0 || !k.is_multiple_of(QK8_0) || k.is_multiple_of(256) {
+            return Ok(None);
+        }
+        let data = q.data()?;
+        let blocks = k / QK8_0;
+        if data.len() != n * blocks * BLOCK_BYTES {
+            return Ok(None);
+        }
+        Ok(Some(Self::pack(&data, n, k, level)))
+    }
+
+    fn pack(data: &[u8], n: usize, k: usize, level: Level) -> Q8_0Tiles {
+        let blocks = k / QK8_0;
+        let tiles = n.div_ceil(TILE);
+        // Padding columns: scale 0 and values 0 (stored as 128), so they add exactly nothing.
+        let mut qs = vec![TileQs([[128u8; TILE * 4]; LANES]); tiles * blocks];
+        let mut scales = vec![[f16::ZERO; TILE]; tiles * blocks];
+        for col in 0..n {
+            let (t, c) = (col / TILE, col % TILE);
+            for b in 0..blocks {
+                let src = &data[(col * blocks + b) * BLOCK_BYTES..][..BLOCK_BYTES];
+                scales[t * blocks + b][c] = f16::from_le_bytes([src[0], src[1]]);
+                let tile = &mut qs[t * blocks + b];
+                for (lane, quad) in src[2..].chunks_exact(4).enumerate() {
+                    for (i, &v) in quad.iter().enumerate() {
+                        tile.0[lane][c * 4 + i] = (v as i8 as i16 + 128) as u8;
+                    }
+                }
+            }
+        }
+        Q8_0Tiles {
+            n,
+            k,
+            level,
+            qs,
+            scales,
+        }
+    }
+
+    /// `[n, k]`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// The GGUF Q8_0 blocks back (for cuts and dequantization, both at load or training time).
+    pub fn to_qtensor(&self, device: &Device) -> Result<QTensor> {
+        let blocks = self.k / QK8_0;
+        let mut out = Vec::with_capacity(self.n * blocks * BLOCK_BYTES);
+        for col in 0..self.n {
+            let (t, c) = (col / TILE, col % TILE);
+            for b in 0..blocks {
+                out.extend_from_slice(&self.scales[t * blocks + b][c].to_le_bytes());
+                let tile = &self.qs[t * blocks + b];
+                for lane in 0..LANES {
+                    for i in 0..4 {
+                        out.push((tile.0[lane][c * 4 + i] as i16 - 128) as i8 as u8);
+                    }
+                }
+            }
+        }
+        let storage = QStorage::from_data(std::borrow::Cow::Owned(out), device, GgmlDType::Q8_0)?;
+        Ok(QTensor::new(storage, (self.n, self.k))?)
+    }
+
+    /// `x` `[m, k]` (f32) -> `[m, n]`. Each row's result depends on that row alone.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        let (m, k) = x.dims2()?;
+        if k != self.k {
+            return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                lhs: x.shape().clone(),
+                rhs: (self.n, self.k).into(),
+                op: "q8_0 tiles matmul",
+            }
+            .into());
+        }
+        let lhs = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let acts = quantize_rows(&lhs, m, k);
+        let mut dst = vec![0f32; m * self.n];
+        self.run(&acts, m, &mut dst);
+        Ok(Tensor::from_vec(dst, (m, self.n), x.device())?)
+    }
+
+    /// Work units are (tile, group of rows), tile-major: one worker's consecutive units reuse a
+    /// tile from L1 for every group of rows.
+    fn run(&self, acts: &[ActBlock], m: usize, dst: &mut [f32]) {
+        let blocks = self.k / QK8_0;
+        let tiles = self.n.div_ceil(TILE);
+        let group = match self.level {
+            Level::Avx512Vnni => GROUP_512,
+            Level::Avx2 => 1,
+        };
+        let groups = m.div_ceil(group);
+        let dst_ptr = dst.as_mut_ptr() as usize;
+        let unit = |u: usize| {
+            let (t, g) = (u / groups, u % groups);
+            let rows = g * group..(g * group + group).min(m);
+            let job = TileJob {
+                qs: &self.qs[t * blocks..(t + 1) * blocks],
+                scales: &self.scales[t * blocks..(t + 1) * blocks],
+                blocks,
+                columns: (self.n - t * TILE).min(TILE),
+            };
+            // SAFETY: each (row, column) of dst is written by exactly one unit; `dst` holds
+            // m * n f32 and outlives the pool call; the level was detected on this CPU.
+            unsafe {
+                let out = (dst_ptr as *mut f32).add(t * TILE);
+                job.rows(self.level, acts, rows, out, self.n);
+            }
+        };
+        candle_core::utils::barrier_pool().execute_chunked(tiles * groups, |range| {
+            for u in range {
+                unit(u)
+            }
+        });
+    }
+}
+
+/// Quantizes rows as candle's Q8_0 path does and lays each block out for the kernels.
+fn quantize_rows(lhs: &[f32], m: usize, k: usize) -> Vec<ActBlock> {
+    let blocks = k / QK8_0;
+    let mut q = vec![BlockQ8_0::zeros(); blocks];
+    let mut acts = Vec::with_capacity(m * blocks);
+    for row in lhs.chunks_exact(k).take(m) {
+        BlockQ8_0::from_float(row, &mut q);
+        // SAFETY: BlockQ8_0 is repr(C) { d: f16, qs: [i8; 32] }, 34 bytes (candle asserts it),
+        // the same layout as a GGUF block; its fields are not public.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(q.as_ptr().cast::<u8>(), blocks * BLOCK_BYTES) };
+        for block in bytes.chunks_exact(BLOCK_BYTES) {
+            let mut act = ActBlock {
+                quads: [0; LANES],
+                offset: [0; LANES],
+                d: f16::from_le_bytes([block[0], block[1]]).to_f32(),
+            };
+            for (lane, quad) in block[2..].chunks_exact(4).enumerate() {
+                act.quads[lane] = i32::from_le_bytes([quad[0], quad[1], quad[2], quad[3]]);
+                act.offset[lane] = -128 * quad.iter().map(|&v| v as i8 as i32).sum::<i32>();
+            }
+            acts.push(act);
+        }
+    }
+    acts
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == BLOCK_BYTES);
+
+/// One tile's blocks, multiplied into some rows.
+struct TileJob<'a> {
+    qs: &'a [TileQs],
+    scales: &'a [[f16; TILE]],
+    blocks: usize,
+    /// Real columns in this tile (16 but in the last tile).
+    columns: usize,
+}
+
+impl TileJob<'_> {
+    /// Writes `dst[row * stride + c]` for the tile's columns `c` of each row in `rows`.
+    ///
+    /// # Safety
+    /// `level` must be supported by this CPU; `dst` must be valid for those writes.
+    unsafe fn rows(
+        &self,
+        level: Level,
+        acts: &[ActBlock],
+        rows: std::ops::Range<usize>,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        let mut sums = [[0f32; TILE]; GROUP_512];
+        let acts_of = |row: usize| &acts[row * self.blocks..(row + 1) * self.blocks];
+        #[cfg(target_arch = "x86_64")]
+        match (level, rows.len()) {
+            (Level::Avx512Vnni, 3) => x86::rows_512::<3>(
+                self,
+                [
+                    acts_of(rows.start),
+                    acts_of(rows.start + 1),
+                    acts_of(rows.start + 2),
+                ],
+                &mut sums,
+            ),
+            (Level::Avx512Vnni, 2) => x86::rows_512::<2>(
+                self,
+                [acts_of(rows.start), acts_of(rows.start + 1)],
+                &mut sums,
+            ),
+            (Level::Avx512Vnni, _) => x86::rows_512::<1>(self, [acts_of(rows.start)], &mut sums),
+            (Level::Avx2, _) => {
+                for (i, row) in rows.clone().enumerate() {
+                    x86::row_256(self, acts_of(row), &mut sums[i]);
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (level, acts_of);
+        for (i, row) in rows.enumerate() {
+            for (c, &v) in sums[i][..self.columns].iter().enumerate() {
+                *dst.add(row * stride + c) = v;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    use super::{ActBlock, TileJob, GROUP_512, LANES, TILE};
+
+    /// candle's `hsum_float_8` order for each column: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+    #[inline(always)]
+    fn hsum_lanes(l: [[f32; TILE]; LANES], out: &mut [f32; TILE]) {
+        *out = std::array::from_fn(|c| {
+            let s: [f32; 4] = std::array::from_fn(|i| l[i + 4][c] + l[i][c]);
+            (s[0] + s[2]) + (s[1] + s[3])
+        });
+    }
+
+    /// `R` rows against one tile: per lane, `s = dpbusd(offset, w + 128, x)` is the exact
+    /// integer sum of the lane's four products, and `acc = fma(d_w * d_x, s, acc)`.
+    // A lane indexes the tile, the activation block and the accumulators in step.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn rows_512<const R: usize>(
+        job: &TileJob<'_>,
+        acts: [&[ActBlock]; R],
+        sums: &mut [[f32; TILE]; GROUP_512],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); LANES]; R];
+        for (b, (scales, tile)) in job.scales.iter().zip(job.qs).enumerate() {
+            // SAFETY: 16 f16 scales of the block are in bounds.
+            let dw =
+                _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales.as_ptr() as *const __m256i) });
+            let d: [__m512; R] =
+                std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(acts[r][b].d)));
+            for lane in 0..LANES {
+                // SAFETY: a 64-byte aligned row of 64 bytes.
+                let w = unsafe { _mm512_load_si512(tile.0[lane].as_ptr() as *const __m512i) };
+                for r in 0..R {
+                    let a = &acts[r][b];
+                    let s = _mm512_dpbusd_epi32(
+                        _mm512_set1_epi32(a.offset[lane]),
+                        w,
+                        _mm512_set1_epi32(a.quads[lane]),
+                    );
+                    acc[r][lane] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(s), acc[r][lane]);
+                }
+            }
+        }
+        for (acc, sums) in acc.iter().zip(sums.iter_mut()) {
+            let mut lanes = [[0f32; TILE]; LANES];
+            for (out, v) in lanes.iter_mut().zip(acc) {
+                // SAFETY: 16 f32 fit the array.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr(), *v) };
+            }
+            hsum_lanes(lanes, sums);
+        }
+    }
+
+    /// One row against one tile, 8 columns at a time: `maddubs(|w|, sign(x, w))` then `madd`
+    /// with ones gives each lane's exact four-product sum, as candle's AVX2 kernel does.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn row_256(job: &TileJob<'_>, acts: &[ActBlock], sums: &mut [f32; TILE]) {
+        let flip = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        let mut lanes = [[0f32; TILE]; LANES];
+        for half in 0..2 {
+            let mut acc = [_mm256_setzero_ps(); LANES];
+            for (b, a) in acts.iter().enumerate().take(job.blocks) {
+                // SAFETY: 8 f16 scales of this half are in bounds.
+                let dw = _mm256_cvtph_ps(unsafe {
+                    _mm_loadu_si128(job.scales[b][half * 8..].as_ptr() as *const __m128i)
+                });
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(a.d));
+                let tile = &job.qs[b].0;
+                for lane in 0..LANES {
+                    // SAFETY: 32 bytes of the lane's 64 are in bounds.
+                    let w = unsafe {
+                        _mm256_loadu_si256(tile[lane][half * 32..].as_ptr() as *const __m256i)
+                    };
+                    let w = _mm256_xor_si256(w, flip);
+                    let x = _mm256_set1_epi32(a.quads[lane]);
+                    let dot = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+                    let s = _mm256_madd_epi16(dot, ones);
+                    acc[lane] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[lane]);
+                }
+            }
+            for lane in 0..LANES {
+                // SAFETY: 8 f32 at offset half * 8 fit the 16-wide array.
+                unsafe { _mm256_storeu_ps(lanes[lane][half * 8..].as_mut_ptr(), acc[lane]) };
+            }
+        }
+        hsum_lanes(lanes, sums);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::QMatMul;
+    use candle_core::Module;
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    /// Every kernel this CPU has equals candle's per-row Q8_0 path bit for bit, for K a multiple
+    /// of 32 only, odd N (a padded last tile) and every batch size 1..8 (row groups of 1-3).
+    #[test]
+    fn equals_candle_bit_for_bit() {
+        let Some(best) = Level::detect() else {
+            eprintln!("SKIPPED: this CPU has no AVX2 or AVX-512 VNNI; the kernels do not run");
+            return;
+        };
+        let levels: Vec<Level> = if best == Level::Avx512Vnni {
+            vec![Level::Avx512Vnni, Level::Avx2]
+        } else {
+            vec![Level::Avx2]
+        };
+        for (n, k) in [(64, 896), (37, 96), (16, 32), (130, 4864 + 32)] {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+            let reference =
+                QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+            for &level in &levels {
+                let data = q.data().unwrap();
+                let tiles = Q8_0Tiles::pack(&data, n, k, level);
+                for m in 1..=8 {
+                    let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+                    let want = reference.forward(&x).unwrap();
+                    let got = tiles.matmul(&x).unwrap();
+                    assert_eq!(bits(&got), bits(&want), "{level:?} n={n} k={k} m={m}");
+                }
+            }
+        }
+    }
+}
