@@ -8,6 +8,8 @@
 #   LLAMA_VENV (default ~/.cache/scot/llama-venv: llama-cpp-python is installed there if missing)
 #   OUT (default target/bench-engine: JSON results per model and side)
 #   SKIP_BUILD=1 uses an already built target/release/examples/bench_engine
+#   BASELINE=path/to/an/older/bench_engine also runs that build in every round (a before/after
+#   comparison in the same run: columns "before" and "engine / before")
 # Prints one markdown table (engine / llama.cpp ratios; batch-N vs batch-1; peak RSS vs budget).
 set -euo pipefail
 
@@ -57,14 +59,21 @@ for m in "${MODELS[@]}"; do
     RAYON_NUM_THREADS=$THREADS "$BENCH_ENGINE" --model "$m" --prompt-tokens "$PROMPT_TOKENS" \
       --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 \
       --prompt-out "$OUT/$name.prompt.json" > "$OUT/$name.engine.$round.json"
+    if [ -n "${BASELINE:-}" ]; then
+      RAYON_NUM_THREADS=$THREADS "$BASELINE" --model "$m" --prompt-tokens "$PROMPT_TOKENS" \
+        --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 > "$OUT/$name.baseline.$round.json"
+    fi
     "$LLAMA_VENV/bin/python" scripts/bench_llamacpp.py --model "$m" --prompt-ids "$OUT/$name.prompt.json" \
       --threads "$THREADS" --decode-tokens "$DECODE_TOKENS" --batch "$BATCH" --reps 1 \
       > "$OUT/$name.llamacpp.$round.json"
   done
+  [ -n "${BASELINE:-}" ] || rm -f "$OUT/$name".baseline.*.json "$OUT/$name".baseline.json
   python3 - "$OUT" "$name" "$REPS" <<'EOF2'
 import json, sys
 out, name, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-for side in ("engine", "llamacpp"):
+import os
+sides = ["engine", "llamacpp"] + (["baseline"] if os.path.exists(f"{out}/{name}.baseline.1.json") else [])
+for side in sides:
     rounds = [json.load(open(f"{out}/{name}.{side}.{r}.json")) for r in range(1, reps + 1)]
     merged = dict(rounds[0])
     for key in ("prefill", "decode_b1", "decode_batch"):
@@ -81,13 +90,15 @@ done
 python3 - "$OUT" "$THREADS" "${MODELS[@]}" <<'EOF'
 import json, os, sys
 out, threads, models = sys.argv[1], sys.argv[2], sys.argv[3:]
-print(f"\n| model | metric ({threads} threads) | engine | llama.cpp | engine / llama.cpp |")
-print("|---|---|---:|---:|---:|")
-notes = []
+before = all(os.path.exists(f"{out}/{os.path.basename(m)[:-5]}.baseline.json") for m in models)
+extra = " before | engine / before |" if before else ""
+print(f"\n| model | metric ({threads} threads) | engine | llama.cpp | engine / llama.cpp |{extra}")
+print("|---|---|---:|---:|---:|" + ("---:|---:|" if before else ""))
 for m in models:
     name = os.path.basename(m)[: -len(".gguf")]
     e = json.load(open(f"{out}/{name}.engine.json"))
     l = json.load(open(f"{out}/{name}.llamacpp.json"))
+    o = json.load(open(f"{out}/{name}.baseline.json")) if before else None
     b = e["batch"]
     rows = [
         (f"prefill tok/s ({e['prompt_tokens']}-token prompt)", "prefill_tok_s"),
@@ -95,11 +106,14 @@ for m in models:
         (f"decode tok/s, batch {b} (all sequences)", "decode_batch_tok_s"),
     ]
     for label, key in rows:
-        print(f"| {name} | {label} | {e[key]:.1f} | {l[key]:.1f} | {e[key] / l[key]:.2f}x |")
-    print(f"| {name} | batch {b} / batch 1 throughput | {e['decode_batch_tok_s'] / e['decode_b1_tok_s']:.2f}x "
-          f"| {l['decode_batch_tok_s'] / l['decode_b1_tok_s']:.2f}x | |")
+        tail = f" {o[key]:.1f} | {e[key] / o[key]:.2f}x |" if o else ""
+        print(f"| {name} | {label} | {e[key]:.1f} | {l[key]:.1f} | {e[key] / l[key]:.2f}x |{tail}")
+    scaling = lambda r: r["decode_batch_tok_s"] / r["decode_b1_tok_s"]
+    tail = f" {scaling(o):.2f}x | |" if o else ""
+    print(f"| {name} | batch {b} / batch 1 throughput | {scaling(e):.2f}x | {scaling(l):.2f}x | |{tail}")
     gib = 1 << 20
+    tail = f" {o['peak_rss_bytes'] / gib:.0f} | {e['peak_rss_bytes'] / o['peak_rss_bytes']:.2f}x |" if o else ""
     print(f"| {name} | peak RSS MiB (budget: 1.2 x file + KV = {e['rss_budget_bytes'] / gib:.0f}) "
           f"| {e['peak_rss_bytes'] / gib:.0f} ({'within' if e['rss_within_budget'] else 'OVER'}) "
-          f"| {l['peak_rss_bytes'] / gib:.0f} | {e['peak_rss_bytes'] / l['peak_rss_bytes']:.2f}x |")
+          f"| {l['peak_rss_bytes'] / gib:.0f} | {e['peak_rss_bytes'] / l['peak_rss_bytes']:.2f}x |{tail}")
 EOF

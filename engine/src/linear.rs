@@ -195,6 +195,34 @@ impl Linear {
         } else {
             self.matmul(x)?
         };
+        self.finish(x, y, rows)
+    }
+
+    /// Several linears over the same input (q/k/v, gate/up), each output what `forward` gives:
+    /// where all are Q8_0 tiles the input is quantized once and one parallel region runs them all.
+    pub fn forward_shared(linears: &[&Linear], x: &Tensor, rows: Rows) -> Result<Vec<Tensor>> {
+        let tiles: Option<Vec<&Q8_0Tiles>> = linears
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Q8_0Tiles(t) => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect();
+        match tiles {
+            Some(tiles) if tiles.len() > 1 => {
+                let ys = Q8_0Tiles::matmul_many(&tiles, &x.contiguous()?)?;
+                linears
+                    .iter()
+                    .zip(ys)
+                    .map(|(l, y)| l.finish(x, y, rows))
+                    .collect()
+            }
+            _ => linears.iter().map(|l| l.forward(x, rows)).collect(),
+        }
+    }
+
+    /// The weight's product `y` plus the run-time LoRA term and the bias.
+    fn finish(&self, x: &Tensor, y: Tensor, rows: Rows) -> Result<Tensor> {
         let y = match &self.low_rank {
             Some(low_rank) => (y + low_rank.forward(&x.to_dtype(DType::F32)?, rows)?)?,
             None => y,
@@ -351,6 +379,53 @@ mod tests {
                         let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
                         assert!(same, "{dtype:?} n={n} m={m} row {i} differs");
                     }
+                }
+            }
+        }
+    }
+
+    /// Linears sharing an input (one quantization, one parallel region for Q8_0 tiles) give what
+    /// each gives alone, bit for bit, with a bias and a run-time LoRA term on some of them, and
+    /// where their kinds differ (Q8_0 tiles beside candle's Q4_0: one call each).
+    #[test]
+    fn shared_input_equals_separate_calls() {
+        let device = Device::Cpu;
+        let k = 896;
+        let linear = |n: usize, dtype: GgmlDType, bias: bool, low_rank: bool| {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let b = bias.then(|| Tensor::randn(0f32, 1.0, n, &device).unwrap());
+            let mut l = Linear::from_qtensor(Arc::new(q), b).unwrap();
+            if low_rank {
+                l.set_low_rank(LowRank {
+                    a: Tensor::randn(0f32, 0.1, (4, k), &device).unwrap(),
+                    b: Tensor::randn(0f32, 0.1, (n, 4), &device).unwrap(),
+                });
+            }
+            l
+        };
+        let q8 = [
+            linear(64, GgmlDType::Q8_0, true, false),
+            linear(37, GgmlDType::Q8_0, false, true),
+            linear(16, GgmlDType::Q8_0, true, true),
+        ];
+        let mixed = [
+            linear(48, GgmlDType::Q8_0, false, false),
+            linear(32, GgmlDType::Q4_0, true, false),
+        ];
+        for set in [&q8[..], &mixed[..]] {
+            let refs: Vec<&Linear> = set.iter().collect();
+            for m in [1, 5] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &device).unwrap();
+                let together = Linear::forward_shared(&refs, &x, Rows::Independent).unwrap();
+                for (l, got) in set.iter().zip(&together) {
+                    let alone = l.forward(&x, Rows::Independent).unwrap();
+                    let a: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                    let b: Vec<f32> = alone.flatten_all().unwrap().to_vec1().unwrap();
+                    assert!(
+                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "m={m}"
+                    );
                 }
             }
         }

@@ -16,7 +16,7 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 use half::f16;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 /// Output columns per tile: one 512-bit register of f32 lanes.
 const TILE: usize = 16;
@@ -169,11 +169,23 @@ impl Q8_0Tiles {
 
     /// `x` `[m, k]` (f32) -> `[m, n]`. Each row's result depends on that row alone.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        let mut out = Self::matmul_many(&[self], x)?;
+        out.pop()
+            .ok_or_else(|| EngineError::Device("q8_0 tiles: no output".into()))
+    }
+
+    /// Several weights over the same input (q/k/v, gate/up): the input is quantized once and all
+    /// their tiles run in one parallel region (one barrier instead of one per weight). Every
+    /// output is the one `matmul` gives.
+    pub fn matmul_many(weights: &[&Q8_0Tiles], x: &Tensor) -> Result<Vec<Tensor>> {
         let (m, k) = x.dims2()?;
-        if k != self.k {
+        if let Some(w) = weights
+            .iter()
+            .find(|w| w.k != k || w.level != weights[0].level)
+        {
             return Err(candle_core::Error::ShapeMismatchBinaryOp {
                 lhs: x.shape().clone(),
-                rhs: (self.n, self.k).into(),
+                rhs: (w.n, w.k).into(),
                 op: "q8_0 tiles matmul",
             }
             .into());
@@ -183,43 +195,75 @@ impl Q8_0Tiles {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let acts = quantize_rows(&lhs, m, k);
-        let mut dst = vec![0f32; m * self.n];
-        self.run(&acts, m, &mut dst);
-        Ok(Tensor::from_vec(dst, (m, self.n), x.device())?)
+        let mut dsts: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
+        let parts: Vec<Part<'_>> = weights
+            .iter()
+            .zip(dsts.iter_mut())
+            .map(|(w, dst)| Part::new(w, m, dst))
+            .collect();
+        let total: usize = parts.iter().map(|p| p.units).sum();
+        candle_core::utils::barrier_pool().execute_chunked(total, |range| {
+            for mut u in range {
+                for part in &parts {
+                    if u < part.units {
+                        part.unit(u, &acts, m);
+                        break;
+                    }
+                    u -= part.units;
+                }
+            }
+        });
+        dsts.into_iter()
+            .zip(weights)
+            .map(|(dst, w)| Ok(Tensor::from_vec(dst, (m, w.n), x.device())?))
+            .collect()
     }
+}
 
-    /// Work units are (tile, group of rows), tile-major: one worker's consecutive units reuse a
-    /// tile from L1 for every group of rows.
-    fn run(&self, acts: &[ActBlock], m: usize, dst: &mut [f32]) {
-        let blocks = self.k / QK8_0;
-        let tiles = self.n.div_ceil(TILE);
-        let group = match self.level {
+/// One weight's share of a parallel region: units are (tile, group of rows), tile-major, so one
+/// worker's consecutive units reuse a tile from L1 for every group of rows.
+struct Part<'a> {
+    weight: &'a Q8_0Tiles,
+    group: usize,
+    groups: usize,
+    units: usize,
+    /// The output `[m, n]`, written through a raw pointer by the units.
+    dst: usize,
+}
+
+impl<'a> Part<'a> {
+    fn new(weight: &'a Q8_0Tiles, m: usize, dst: &mut [f32]) -> Part<'a> {
+        let group = match weight.level {
             Level::Avx512Vnni => GROUP_512,
             Level::Avx2 => 1,
         };
         let groups = m.div_ceil(group);
-        let dst_ptr = dst.as_mut_ptr() as usize;
-        let unit = |u: usize| {
-            let (t, g) = (u / groups, u % groups);
-            let rows = g * group..(g * group + group).min(m);
-            let job = TileJob {
-                qs: &self.qs[t * blocks..(t + 1) * blocks],
-                scales: &self.scales[t * blocks..(t + 1) * blocks],
-                blocks,
-                columns: (self.n - t * TILE).min(TILE),
-            };
-            // SAFETY: each (row, column) of dst is written by exactly one unit; `dst` holds
-            // m * n f32 and outlives the pool call; the level was detected on this CPU.
-            unsafe {
-                let out = (dst_ptr as *mut f32).add(t * TILE);
-                job.rows(self.level, acts, rows, out, self.n);
-            }
+        Part {
+            weight,
+            group,
+            groups,
+            units: weight.n.div_ceil(TILE) * groups,
+            dst: dst.as_mut_ptr() as usize,
+        }
+    }
+
+    fn unit(&self, u: usize, acts: &[ActBlock], m: usize) {
+        let w = self.weight;
+        let blocks = w.k / QK8_0;
+        let (t, g) = (u / self.groups, u % self.groups);
+        let rows = g * self.group..(g * self.group + self.group).min(m);
+        let job = TileJob {
+            qs: &w.qs[t * blocks..(t + 1) * blocks],
+            scales: &w.scales[t * blocks..(t + 1) * blocks],
+            blocks,
+            columns: (w.n - t * TILE).min(TILE),
         };
-        candle_core::utils::barrier_pool().execute_chunked(tiles * groups, |range| {
-            for u in range {
-                unit(u)
-            }
-        });
+        // SAFETY: each (row, column) of dst is written by exactly one unit; dst holds m * n f32
+        // and outlives the pool call; the level was detected on this CPU.
+        unsafe {
+            let out = (self.dst as *mut f32).add(t * TILE);
+            job.rows(w.level, acts, rows, out, w.n);
+        }
     }
 }
 

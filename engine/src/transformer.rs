@@ -150,9 +150,7 @@ impl Transformer {
                 }
             }
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, hp.rms_eps as f32)?;
-            let q = block.q.forward(&h, rows)?;
-            let k = block.k.forward(&h, rows)?;
-            let v = block.v.forward(&h, rows)?;
+            let [q, k, v] = shared::<3>(&[&block.q, &block.k, &block.v], &h, rows)?;
             let heads = |t: Tensor, n: usize| -> Result<Tensor> {
                 Ok(t.reshape((batch, seq, n, hp.head_dim))?
                     .transpose(1, 2)?
@@ -192,8 +190,8 @@ impl Transformer {
             }
             x = (x + o)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, hp.rms_eps as f32)?;
-            let gate = candle_nn::ops::silu(&block.gate.forward(&h, rows)?)?;
-            let up = block.up.forward(&h, rows)?;
+            let [gate, up] = shared::<2>(&[&block.gate, &block.up], &h, rows)?;
+            let gate = candle_nn::ops::silu(&gate)?;
             let mut down = block.down.forward(&(gate * up)?, rows)?;
             if let Some(ctx) = &tp {
                 down = ctx.reduce(&down)?;
@@ -244,6 +242,13 @@ impl Transformer {
             None => Ok(Some(logits)),
         }
     }
+}
+
+/// `N` linears over the same input, as an array.
+fn shared<const N: usize>(linears: &[&Linear; N], x: &Tensor, rows: Rows) -> Result<[Tensor; N]> {
+    Linear::forward_shared(linears, x, rows)?
+        .try_into()
+        .map_err(|_| EngineError::Device("a shared projection lost an output".into()))
 }
 
 /// Sequences of one batch may sit at different positions (they joined a running batch at different
