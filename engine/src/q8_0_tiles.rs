@@ -62,14 +62,66 @@ impl Level {
 #[repr(C, align(64))]
 struct TileQs([[u8; TILE * 4]; LANES]);
 
+/// The same block in 5 bits a value, for weights whose values all lie in -16..=15 (Q5_0 widened
+/// to Q8_0): `q + 16`, low nibbles of lane values `v` and `v + 32` in byte `v`, fifth bits in a
+/// mask. 320 bytes instead of 512; the kernel widens a lane back to bytes in three instructions.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct TileQ5 {
+    nibbles: [[u8; TILE * 2]; LANES],
+    high: [u64; LANES],
+}
+
+/// A weight's values in tiles, `[tile][block]`.
+#[derive(Debug, Clone)]
+enum Values {
+    Bytes(Vec<TileQs>),
+    /// Only built where the AVX-512 VNNI kernel runs.
+    Five(Vec<TileQ5>),
+}
+
+impl TileQ5 {
+    /// None when a value does not fit 5 bits.
+    fn from_bytes(t: &TileQs) -> Option<TileQ5> {
+        let mut out = TileQ5 {
+            nibbles: [[0; TILE * 2]; LANES],
+            high: [0; LANES],
+        };
+        for lane in 0..LANES {
+            for v in 0..TILE * 4 {
+                let q = t.0[lane][v] as i16 - 128;
+                if !(-16..=15).contains(&q) {
+                    return None;
+                }
+                let u = (q + 16) as u8;
+                out.nibbles[lane][v % 32] |= (u & 15) << (4 * (v / 32));
+                out.high[lane] |= ((u >> 4) as u64) << v;
+            }
+        }
+        Some(out)
+    }
+
+    /// The lane's value `v` as stored in [`TileQs`] (`q + 128`).
+    fn byte(&self, lane: usize, v: usize) -> u8 {
+        let low = (self.nibbles[lane][v % 32] >> (4 * (v / 32))) & 15;
+        let high = ((self.high[lane] >> v) & 1) as u8;
+        (low | (high << 4)) + 112
+    }
+}
+
+impl std::fmt::Debug for TileQ5 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TileQ5")
+    }
+}
+
 /// A Q8_0 weight `[n, k]` in tiles, the only copy of it kept in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct Q8_0Tiles {
     n: usize,
     k: usize,
     level: Level,
-    /// `[tile][block]`.
-    qs: Vec<TileQs>,
+    values: Values,
     /// `[tile][block][column]`, the blocks' own f16 scales (0 in padding columns).
     scales: Vec<[f16; TILE]>,
 }
@@ -87,6 +139,8 @@ struct ActBlock {
     quads: [i32; LANES],
     /// `-128 * (sum of the lane's four values)`: removes the weights' +128 offset exactly.
     offset: [i32; LANES],
+    /// `-16 * (the same sum)`, for 5-bit tiles (`q + 16`).
+    offset5: [i32; LANES],
     /// The block's scale, as candle reads it (`f16::to_f32`).
     d: f32,
 }
@@ -133,11 +187,23 @@ impl Q8_0Tiles {
                 }
             }
         }
+        // Five bits where every value fits them (and the kernel that reads them runs here).
+        let five = match level {
+            Level::Avx512Vnni => qs
+                .iter()
+                .map(TileQ5::from_bytes)
+                .collect::<Option<Vec<_>>>(),
+            Level::Avx2 => None,
+        };
+        let values = match five {
+            Some(five) => Values::Five(five),
+            None => Values::Bytes(qs),
+        };
         Q8_0Tiles {
             n,
             k,
             level,
-            qs,
+            values,
             scales,
         }
     }
@@ -155,10 +221,13 @@ impl Q8_0Tiles {
             let (t, c) = (col / TILE, col % TILE);
             for b in 0..blocks {
                 out.extend_from_slice(&self.scales[t * blocks + b][c].to_le_bytes());
-                let tile = &self.qs[t * blocks + b];
                 for lane in 0..LANES {
                     for i in 0..4 {
-                        out.push((tile.0[lane][c * 4 + i] as i16 - 128) as i8 as u8);
+                        let byte = match &self.values {
+                            Values::Bytes(qs) => qs[t * blocks + b].0[lane][c * 4 + i],
+                            Values::Five(qs) => qs[t * blocks + b].byte(lane, c * 4 + i),
+                        };
+                        out.push((byte as i16 - 128) as i8 as u8);
                     }
                 }
             }
@@ -199,7 +268,10 @@ impl Q8_0Tiles {
         let parts: Vec<Part<'_>> = weights
             .iter()
             .zip(dsts.iter_mut())
-            .map(|(w, dst)| Part::new(w, m, dst))
+            .map(|(w, dst)| {
+                let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Part::new(w, m, dst, call)
+            })
             .collect();
         let total: usize = parts.iter().map(|p| p.units).sum();
         candle_core::utils::barrier_pool().execute_chunked(total, |range| {
@@ -229,10 +301,12 @@ struct Part<'a> {
     units: usize,
     /// The output `[m, n]`, written through a raw pointer by the units.
     dst: usize,
+    /// Which parallel region (and weight in it) this is: keys a worker's widened tile.
+    call: u64,
 }
 
 impl<'a> Part<'a> {
-    fn new(weight: &'a Q8_0Tiles, m: usize, dst: &mut [f32]) -> Part<'a> {
+    fn new(weight: &'a Q8_0Tiles, m: usize, dst: &mut [f32], call: u64) -> Part<'a> {
         let group = match weight.level {
             Level::Avx512Vnni => GROUP_512,
             Level::Avx2 => 1,
@@ -244,6 +318,7 @@ impl<'a> Part<'a> {
             groups,
             units: weight.n.div_ceil(TILE) * groups,
             dst: dst.as_mut_ptr() as usize,
+            call,
         }
     }
 
@@ -252,19 +327,50 @@ impl<'a> Part<'a> {
         let blocks = w.k / QK8_0;
         let (t, g) = (u / self.groups, u % self.groups);
         let rows = g * self.group..(g * self.group + self.group).min(m);
-        let job = TileJob {
-            qs: &w.qs[t * blocks..(t + 1) * blocks],
-            scales: &w.scales[t * blocks..(t + 1) * blocks],
-            blocks,
-            columns: (w.n - t * TILE).min(TILE),
+        let range = t * blocks..(t + 1) * blocks;
+        let run = |values: TileValues<'_>| {
+            let job = TileJob {
+                values,
+                scales: &w.scales[range.clone()],
+                blocks,
+                columns: (w.n - t * TILE).min(TILE),
+            };
+            // SAFETY: each (row, column) of dst is written by exactly one unit; dst holds m * n
+            // f32 and outlives the pool call; the level was detected on this CPU.
+            unsafe {
+                let out = (self.dst as *mut f32).add(t * TILE);
+                job.rows(w.level, acts, rows.clone(), out, w.n);
+            }
         };
-        // SAFETY: each (row, column) of dst is written by exactly one unit; dst holds m * n f32
-        // and outlives the pool call; the level was detected on this CPU.
-        unsafe {
-            let out = (self.dst as *mut f32).add(t * TILE);
-            job.rows(w.level, acts, rows, out, w.n);
+        match &w.values {
+            Values::Bytes(qs) => run(TileValues::Bytes(&qs[range.clone()])),
+            Values::Five(qs) if self.groups >= WIDEN_FROM_GROUPS => WIDENED.with(|cell| {
+                let mut cache = cell.borrow_mut();
+                if cache.0 != (self.call, t) {
+                    cache.1.clear();
+                    // SAFETY: 5-bit tiles are only built where AVX-512 VNNI was detected (`pack`).
+                    let widen = |t: &TileQ5| unsafe { x86::widen_tile(t) };
+                    cache.1.extend(qs[range.clone()].iter().map(widen));
+                    cache.0 = (self.call, t);
+                }
+                run(TileValues::Bytes(&cache.1));
+            }),
+            Values::Five(qs) => run(TileValues::Five(&qs[range.clone()])),
         }
     }
+}
+
+/// From this many row groups on (prefill), a worker widens a 5-bit tile to bytes once and runs
+/// the byte kernel over it (the same bytes, so the same results) instead of widening per group.
+const WIDEN_FROM_GROUPS: usize = 4;
+
+/// Each `matmul_many` call's number, so a worker's widened tile is never one of another call.
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The last 5-bit tile this worker widened: ((call, tile), its blocks as bytes).
+    static WIDENED: std::cell::RefCell<((u64, usize), Vec<TileQs>)> =
+        const { std::cell::RefCell::new(((u64::MAX, 0), Vec::new())) };
 }
 
 /// Quantizes rows as candle's Q8_0 path does and lays each block out for the kernels.
@@ -282,11 +388,14 @@ fn quantize_rows(lhs: &[f32], m: usize, k: usize) -> Vec<ActBlock> {
             let mut act = ActBlock {
                 quads: [0; LANES],
                 offset: [0; LANES],
+                offset5: [0; LANES],
                 d: f16::from_le_bytes([block[0], block[1]]).to_f32(),
             };
             for (lane, quad) in block[2..].chunks_exact(4).enumerate() {
                 act.quads[lane] = i32::from_le_bytes([quad[0], quad[1], quad[2], quad[3]]);
-                act.offset[lane] = -128 * quad.iter().map(|&v| v as i8 as i32).sum::<i32>();
+                let sum = quad.iter().map(|&v| v as i8 as i32).sum::<i32>();
+                act.offset[lane] = -128 * sum;
+                act.offset5[lane] = -16 * sum;
             }
             acts.push(act);
         }
@@ -298,11 +407,17 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == BLOCK_BYTES);
 
 /// One tile's blocks, multiplied into some rows.
 struct TileJob<'a> {
-    qs: &'a [TileQs],
+    values: TileValues<'a>,
     scales: &'a [[f16; TILE]],
     blocks: usize,
     /// Real columns in this tile (16 but in the last tile).
     columns: usize,
+}
+
+#[derive(Clone, Copy)]
+enum TileValues<'a> {
+    Bytes(&'a [TileQs]),
+    Five(&'a [TileQ5]),
 }
 
 impl TileJob<'_> {
@@ -321,25 +436,17 @@ impl TileJob<'_> {
         let mut sums = [[0f32; TILE]; GROUP_512];
         let acts_of = |row: usize| &acts[row * self.blocks..(row + 1) * self.blocks];
         #[cfg(target_arch = "x86_64")]
-        match (level, rows.len()) {
-            (Level::Avx512Vnni, 3) => x86::rows_512::<3>(
-                self,
-                [
-                    acts_of(rows.start),
-                    acts_of(rows.start + 1),
-                    acts_of(rows.start + 2),
-                ],
-                &mut sums,
-            ),
-            (Level::Avx512Vnni, 2) => x86::rows_512::<2>(
-                self,
-                [acts_of(rows.start), acts_of(rows.start + 1)],
-                &mut sums,
-            ),
-            (Level::Avx512Vnni, _) => x86::rows_512::<1>(self, [acts_of(rows.start)], &mut sums),
-            (Level::Avx2, _) => {
+        match (self.values, level) {
+            // 5-bit tiles exist only where AVX-512 VNNI was detected (`pack`).
+            (TileValues::Five(five), _) => {
+                self.rows_512(&[], five, &acts_of, rows.clone(), &mut sums)
+            }
+            (TileValues::Bytes(bytes), Level::Avx512Vnni) => {
+                self.rows_512(bytes, &[], &acts_of, rows.clone(), &mut sums)
+            }
+            (TileValues::Bytes(bytes), Level::Avx2) => {
                 for (i, row) in rows.clone().enumerate() {
-                    x86::row_256(self, acts_of(row), &mut sums[i]);
+                    x86::row_256(self, bytes, acts_of(row), &mut sums[i]);
                 }
             }
         }
@@ -354,10 +461,66 @@ impl TileJob<'_> {
 }
 
 #[cfg(target_arch = "x86_64")]
+impl TileJob<'_> {
+    /// The AVX-512 kernel over 1-3 rows, from byte tiles or (`bytes` empty) 5-bit ones.
+    ///
+    /// # Safety
+    /// AVX-512 VNNI must be available.
+    unsafe fn rows_512<'a>(
+        &self,
+        bytes: &[TileQs],
+        five: &[TileQ5],
+        acts_of: &dyn Fn(usize) -> &'a [ActBlock],
+        rows: std::ops::Range<usize>,
+        sums: &mut [[f32; TILE]; GROUP_512],
+    ) {
+        let r = rows.start;
+        match (five.is_empty(), rows.len()) {
+            (true, 3) => x86::rows_512::<3, false>(
+                self,
+                bytes,
+                five,
+                [acts_of(r), acts_of(r + 1), acts_of(r + 2)],
+                sums,
+            ),
+            (true, 2) => {
+                x86::rows_512::<2, false>(self, bytes, five, [acts_of(r), acts_of(r + 1)], sums)
+            }
+            (true, _) => x86::rows_512::<1, false>(self, bytes, five, [acts_of(r)], sums),
+            (false, 3) => x86::rows_512::<3, true>(
+                self,
+                bytes,
+                five,
+                [acts_of(r), acts_of(r + 1), acts_of(r + 2)],
+                sums,
+            ),
+            (false, 2) => {
+                x86::rows_512::<2, true>(self, bytes, five, [acts_of(r), acts_of(r + 1)], sums)
+            }
+            (false, _) => x86::rows_512::<1, true>(self, bytes, five, [acts_of(r)], sums),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
 
-    use super::{ActBlock, TileJob, GROUP_512, LANES, TILE};
+    use super::{ActBlock, TileJob, TileQ5, TileQs, GROUP_512, LANES, TILE};
+
+    /// Lane `lane` of a 5-bit block widened to `q + 16` bytes: nibbles split and placed, then 16
+    /// added where the fifth bit is set.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn widen_five(t: &TileQ5, lane: usize) -> __m512i {
+        let m4 = _mm256_set1_epi8(15);
+        // SAFETY: 32 bytes of the lane, 32-byte aligned inside the 64-byte aligned tile.
+        let x = unsafe { _mm256_load_si256(t.nibbles[lane].as_ptr() as *const __m256i) };
+        let low = _mm256_and_si256(x, m4);
+        let high = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high);
+        _mm512_mask_add_epi8(v, t.high[lane], v, _mm512_set1_epi8(16))
+    }
 
     /// candle's `hsum_float_8` order for each column: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
     #[inline(always)]
@@ -368,30 +531,54 @@ mod x86 {
         });
     }
 
+    /// A whole 5-bit block widened to the byte layout.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn widen_tile(t: &TileQ5) -> TileQs {
+        let mut out = TileQs([[0; TILE * 4]; LANES]);
+        for (lane, row) in out.0.iter_mut().enumerate() {
+            // `q + 16` -> `q + 128`, the byte layout's offset.
+            let bytes = _mm512_add_epi8(widen_five(t, lane), _mm512_set1_epi8(112));
+            // SAFETY: a 64-byte aligned row of 64 bytes.
+            unsafe { _mm512_store_si512(row.as_mut_ptr() as *mut __m512i, bytes) };
+        }
+        out
+    }
+
     /// `R` rows against one tile: per lane, `s = dpbusd(offset, w + 128, x)` is the exact
     /// integer sum of the lane's four products, and `acc = fma(d_w * d_x, s, acc)`.
     // A lane indexes the tile, the activation block and the accumulators in step.
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) fn rows_512<const R: usize>(
+    pub(super) fn rows_512<const R: usize, const FIVE: bool>(
         job: &TileJob<'_>,
+        bytes: &[TileQs],
+        five: &[TileQ5],
         acts: [&[ActBlock]; R],
         sums: &mut [[f32; TILE]; GROUP_512],
     ) {
         let mut acc = [[_mm512_setzero_ps(); LANES]; R];
-        for (b, (scales, tile)) in job.scales.iter().zip(job.qs).enumerate() {
+        for (b, scales) in job.scales.iter().enumerate() {
             // SAFETY: 16 f16 scales of the block are in bounds.
             let dw =
                 _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales.as_ptr() as *const __m256i) });
             let d: [__m512; R] =
                 std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(acts[r][b].d)));
             for lane in 0..LANES {
-                // SAFETY: a 64-byte aligned row of 64 bytes.
-                let w = unsafe { _mm512_load_si512(tile.0[lane].as_ptr() as *const __m512i) };
+                let w = if FIVE {
+                    widen_five(&five[b], lane)
+                } else {
+                    // SAFETY: a 64-byte aligned row of 64 bytes.
+                    unsafe { _mm512_load_si512(bytes[b].0[lane].as_ptr() as *const __m512i) }
+                };
                 for r in 0..R {
                     let a = &acts[r][b];
+                    let offset = if FIVE {
+                        a.offset5[lane]
+                    } else {
+                        a.offset[lane]
+                    };
                     let s = _mm512_dpbusd_epi32(
-                        _mm512_set1_epi32(a.offset[lane]),
+                        _mm512_set1_epi32(offset),
                         w,
                         _mm512_set1_epi32(a.quads[lane]),
                     );
@@ -413,7 +600,12 @@ mod x86 {
     /// with ones gives each lane's exact four-product sum, as candle's AVX2 kernel does.
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn row_256(job: &TileJob<'_>, acts: &[ActBlock], sums: &mut [f32; TILE]) {
+    pub(super) fn row_256(
+        job: &TileJob<'_>,
+        bytes: &[TileQs],
+        acts: &[ActBlock],
+        sums: &mut [f32; TILE],
+    ) {
         let flip = _mm256_set1_epi8(-128);
         let ones = _mm256_set1_epi16(1);
         let mut lanes = [[0f32; TILE]; LANES];
@@ -425,7 +617,7 @@ mod x86 {
                     _mm_loadu_si128(job.scales[b][half * 8..].as_ptr() as *const __m128i)
                 });
                 let d = _mm256_mul_ps(dw, _mm256_set1_ps(a.d));
-                let tile = &job.qs[b].0;
+                let tile = &bytes[b].0;
                 for lane in 0..LANES {
                     // SAFETY: 32 bytes of the lane's 64 are in bounds.
                     let w = unsafe {
@@ -463,8 +655,39 @@ mod tests {
             .collect()
     }
 
+    /// Q8_0 block bytes for `n x k` values drawn from `-span..span` with random f16 scales.
+    fn blocks(n: usize, k: usize, span: i32, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as i32
+        };
+        let mut out = Vec::new();
+        for _ in 0..n * k / QK8_0 {
+            let d = f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+            out.extend_from_slice(&d.to_le_bytes());
+            out.extend((0..QK8_0).map(|_| (next().rem_euclid(2 * span) - span) as i8 as u8));
+        }
+        out
+    }
+
+    fn qtensor(data: &[u8], n: usize, k: usize) -> QTensor {
+        let storage = QStorage::from_data(
+            std::borrow::Cow::Owned(data.to_vec()),
+            &Device::Cpu,
+            GgmlDType::Q8_0,
+        )
+        .unwrap();
+        QTensor::new(storage, (n, k)).unwrap()
+    }
+
     /// Every kernel this CPU has equals candle's per-row Q8_0 path bit for bit, for K a multiple
-    /// of 32 only, odd N (a padded last tile) and every batch size 1..8 (row groups of 1-3).
+    /// of 32 only, odd N (a padded last tile), every batch size 1..8 (row groups of 1-3) and 12, 17
+    /// (5-bit tiles widened once per worker), full
+    /// 8-bit values and values that fit 5 bits (Q5_0 widened, kept in 5-bit tiles under AVX-512);
+    /// the blocks come back from the tiles unchanged.
     #[test]
     fn equals_candle_bit_for_bit() {
         let Some(best) = Level::detect() else {
@@ -474,21 +697,36 @@ mod tests {
         let levels: Vec<Level> = if best == Level::Avx512Vnni {
             vec![Level::Avx512Vnni, Level::Avx2]
         } else {
+            eprintln!("PARTLY SKIPPED: no AVX-512 VNNI here; the AVX2 kernel is checked, 5-bit tiles are not");
             vec![Level::Avx2]
         };
         for (n, k) in [(64, 896), (37, 96), (16, 32), (130, 4864 + 32)] {
-            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
-            let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-            let reference =
-                QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
-            for &level in &levels {
-                let data = q.data().unwrap();
-                let tiles = Q8_0Tiles::pack(&data, n, k, level);
-                for m in 1..=8 {
-                    let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
-                    let want = reference.forward(&x).unwrap();
-                    let got = tiles.matmul(&x).unwrap();
-                    assert_eq!(bits(&got), bits(&want), "{level:?} n={n} k={k} m={m}");
+            for span in [127, 16] {
+                let data = blocks(n, k, span, (n * k) as u64 + span as u64);
+                let reference = QMatMul::from_qtensor(qtensor(&data, n, k)).unwrap();
+                for &level in &levels {
+                    let tiles = Q8_0Tiles::pack(&data, n, k, level);
+                    let five = matches!(tiles.values, Values::Five(_));
+                    assert_eq!(
+                        five,
+                        span == 16 && level == Level::Avx512Vnni,
+                        "{level:?} span {span}"
+                    );
+                    let back = tiles.to_qtensor(&Device::Cpu).unwrap();
+                    assert!(
+                        back.data().unwrap().as_ref() == data.as_slice(),
+                        "{level:?} span {span}"
+                    );
+                    for m in (1..=8).chain([12, 17]) {
+                        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+                        let want = reference.forward(&x).unwrap();
+                        let got = tiles.matmul(&x).unwrap();
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{level:?} span {span} n={n} k={k} m={m}"
+                        );
+                    }
                 }
             }
         }
