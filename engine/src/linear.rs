@@ -201,6 +201,13 @@ impl Linear {
     /// Several linears over the same input (q/k/v, gate/up), each output what `forward` gives:
     /// where all are Q8_0 tiles the input is quantized once and one parallel region runs them all.
     pub fn forward_shared(linears: &[&Linear], x: &Tensor, rows: Rows) -> Result<Vec<Tensor>> {
+        if let Some(ys) = Self::q4k_fused(linears, x)? {
+            return linears
+                .iter()
+                .zip(ys)
+                .map(|(l, y)| l.finish(x, y, rows))
+                .collect();
+        }
         let tiles: Option<Vec<&Q8_0Tiles>> = linears
             .iter()
             .map(|l| match &l.weight {
@@ -218,6 +225,31 @@ impl Linear {
                     .collect()
             }
             _ => linears.iter().map(|l| l.forward(x, rows)).collect(),
+        }
+    }
+
+    /// candle's fused form for Q4K weights over one input (one input quantization, one parallel
+    /// region): the same repacked tile kernel as one call each, so the same bits, as long as the
+    /// row count keeps one call each on that kernel (below its switch to AMX tiles). None where
+    /// that does not hold.
+    fn q4k_fused(linears: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let m = x.dim(0)?;
+        let qs: Option<Vec<&QTensor>> = linears
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Quantized(QMatMul::QTensor(q), GgmlDType::Q4K)
+                    if !row_count_changes_kernel(&l.weight, m) =>
+                {
+                    Some(q.as_ref())
+                }
+                _ => None,
+            })
+            .collect();
+        match qs {
+            Some(qs) if qs.len() > 1 && x.dtype() == DType::F32 => {
+                Ok(QTensor::gemv_fused_shared_lhs(&qs, &x.contiguous()?)?)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -384,14 +416,13 @@ mod tests {
         }
     }
 
-    /// Linears sharing an input (one quantization, one parallel region for Q8_0 tiles) give what
-    /// each gives alone, bit for bit, with a bias and a run-time LoRA term on some of them, and
-    /// where their kinds differ (Q8_0 tiles beside candle's Q4_0: one call each).
+    /// Linears sharing an input (one quantization, one parallel region: the engine's Q8_0 tiles,
+    /// candle's fused Q4K form) give what each gives alone, bit for bit, with a bias and a run-time
+    /// LoRA term on some of them, at 1-40 rows, and where their kinds differ (one call each).
     #[test]
     fn shared_input_equals_separate_calls() {
         let device = Device::Cpu;
-        let k = 896;
-        let linear = |n: usize, dtype: GgmlDType, bias: bool, low_rank: bool| {
+        let linear = |n: usize, k: usize, dtype: GgmlDType, bias: bool, low_rank: bool| {
             let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let b = bias.then(|| Tensor::randn(0f32, 1.0, n, &device).unwrap());
@@ -404,28 +435,46 @@ mod tests {
             }
             l
         };
-        let q8 = [
-            linear(64, GgmlDType::Q8_0, true, false),
-            linear(37, GgmlDType::Q8_0, false, true),
-            linear(16, GgmlDType::Q8_0, true, true),
+        let sets = [
+            // The engine's Q8_0 tiles.
+            vec![
+                linear(64, 896, GgmlDType::Q8_0, true, false),
+                linear(37, 896, GgmlDType::Q8_0, false, true),
+                linear(16, 896, GgmlDType::Q8_0, true, true),
+            ],
+            // Kinds that differ: one call each.
+            vec![
+                linear(48, 896, GgmlDType::Q8_0, false, false),
+                linear(32, 896, GgmlDType::Q4_0, true, false),
+            ],
+            // candle's fused Q4K form, up to its switch to AMX tiles (40 rows: one call each).
+            vec![
+                linear(64, 512, GgmlDType::Q4K, true, false),
+                linear(48, 512, GgmlDType::Q4K, false, true),
+            ],
         ];
-        let mixed = [
-            linear(48, GgmlDType::Q8_0, false, false),
-            linear(32, GgmlDType::Q4_0, true, false),
-        ];
-        for set in [&q8[..], &mixed[..]] {
+        for set in &sets {
             let refs: Vec<&Linear> = set.iter().collect();
-            for m in [1, 5] {
+            let (_, k) = set[0].dims().unwrap();
+            for m in [1, 5, 31, 40] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &device).unwrap();
-                let together = Linear::forward_shared(&refs, &x, Rows::Independent).unwrap();
-                for (l, got) in set.iter().zip(&together) {
-                    let alone = l.forward(&x, Rows::Independent).unwrap();
-                    let a: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-                    let b: Vec<f32> = alone.flatten_all().unwrap().to_vec1().unwrap();
-                    assert!(
-                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "m={m}"
-                    );
+                if set[0].block_size() == 256
+                    && m < 32
+                    && crate::q8_0_tiles::Level::detect()
+                        == Some(crate::q8_0_tiles::Level::Avx512Vnni)
+                {
+                    // The fused form really runs here (candle's is AVX-512 VNNI only).
+                    assert!(Linear::q4k_fused(&refs, &x).unwrap().is_some(), "m={m}");
+                }
+                for rows in [Rows::Independent, Rows::SameSequence] {
+                    let together = Linear::forward_shared(&refs, &x, rows).unwrap();
+                    for (l, got) in set.iter().zip(&together) {
+                        let alone = l.forward(&x, rows).unwrap();
+                        let a: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                        let b: Vec<f32> = alone.flatten_all().unwrap().to_vec1().unwrap();
+                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{:?} m={m} {rows:?}", l.dims());
+                    }
                 }
             }
         }
