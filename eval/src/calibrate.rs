@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
-use crate::node_calls::{draft_client, target_client, write_drafts, DraftSettings};
+use crate::node_calls::{draft_client, refusal, target_client, write_drafts, DraftSettings};
 use crate::results::read_lines;
 
 /// Make a selection prior for a target node (see docs: README, Selection).
@@ -99,13 +99,9 @@ pub async fn run_calibrate(args: CalibrateArgs) -> Result<CalibrateSummary, Eval
                     render_only: false,
                 })
                 .await
-                .map_err(|s| {
-                    EvalError::InvalidArgument(format!(
-                        "the target node refused calibration problem {p}: {:?}: {}",
-                        s.code(),
-                        s.message()
-                    ))
-                })?
+                .map_err(refusal(format!(
+                    "the target node refused calibration problem {p}"
+                )))?
                 .into_inner();
             orders.push(response.option_logprobs.clone());
             identity.get_or_insert(response);

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::dataset::{load_problems, select_window};
 use crate::error::EvalError;
-use crate::node_calls::{draft_client, target_client, write_drafts, DraftSettings};
+use crate::node_calls::{draft_client, refusal, target_client, write_drafts, DraftSettings};
 use crate::results::read_lines;
 use crate::training_file::TrainingFile;
 
@@ -211,14 +211,10 @@ async fn render(
             render_only: true,
         })
         .await
-        .map_err(|s| {
-            EvalError::InvalidArgument(format!(
-                "the target node refused to render problem {}: {:?}: {}",
-                drafted.id,
-                s.code(),
-                s.message()
-            ))
-        })?
+        .map_err(refusal(format!(
+            "the target node refused to render problem {}",
+            drafted.id
+        )))?
         .into_inner();
     let example = SelectionExample {
         id: drafted.id,

@@ -98,6 +98,11 @@ pub async fn write_drafts(
     Ok(drafts)
 }
 
+/// A node's gRPC refusal as an error naming what was asked: `{what}: {code:?}: {message}`.
+pub fn refusal(what: String) -> impl Fn(tonic::Status) -> EvalError {
+    move |s| EvalError::InvalidArgument(format!("{what}: {:?}: {}", s.code(), s.message()))
+}
+
 /// The first event of a node's stream that `pick` keeps; None when the stream ends without one.
 async fn first_of<E, T>(
     mut stream: tonic::Streaming<E>,
@@ -118,14 +123,10 @@ pub async fn render_draft_prompt(
     problem_id: &str,
     request: DraftRequest,
 ) -> Result<DraftPrompt, EvalError> {
-    let refused = |s: tonic::Status| {
-        EvalError::InvalidArgument(format!(
-            "the draft node refused to render problem {problem_id}: {:?}: {}",
-            s.code(),
-            s.message()
-        ))
-    };
-    let stream = client.draft(request).await.map_err(refused)?.into_inner();
+    let refused = refusal(format!(
+        "the draft node refused to render problem {problem_id}"
+    ));
+    let stream = client.draft(request).await.map_err(&refused)?.into_inner();
     first_of(stream, refused, |e| match e.event {
         Some(DraftEventKind::Prompt(prompt)) => Some(prompt),
         _ => None,
@@ -144,17 +145,11 @@ pub async fn think_from_scratch(
     problem_id: &str,
     request: GenerateRequest,
 ) -> Result<GenerateResult, EvalError> {
-    let refused = |s: tonic::Status| {
-        EvalError::InvalidArgument(format!(
-            "the target node failed on problem {problem_id}: {:?}: {}",
-            s.code(),
-            s.message()
-        ))
-    };
+    let refused = refusal(format!("the target node failed on problem {problem_id}"));
     let stream = client
         .generate(request)
         .await
-        .map_err(refused)?
+        .map_err(&refused)?
         .into_inner();
     first_of(stream, refused, |e| match e.event {
         Some(GenerateEventKind::Result(result)) => Some(result),
