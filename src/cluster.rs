@@ -5,7 +5,6 @@
 //! runs mTLS under a throwaway CA made for the cluster: its files live in a temporary folder as long
 //! as the cluster does, and [`LocalCluster::client_tls`] is the certificate a client calls it with.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -488,11 +487,9 @@ fn spawn(
     })
 }
 
-/// A port the OS considers free right now (bind to 0, read it, release it).
-pub fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
-    let port = listener.local_addr().map_err(ClusterError::Port)?.port();
-    Ok(port)
+/// A free loopback port no other node of this process got (nodes bind theirs only after loading).
+fn free_port() -> Result<u16, ClusterError> {
+    scot_discovery::loopback_port().map_err(ClusterError::Port)
 }
 
 /// Health status of `service` at `url` (called with `tls` when set), or None when it cannot be asked.

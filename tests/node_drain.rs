@@ -25,8 +25,7 @@ const WAIT: Duration = Duration::from_secs(180);
 const CALLS: usize = 3;
 
 fn free_addr() -> SocketAddr {
-    let port = scot::cluster::free_port().expect("no free loopback port");
-    SocketAddr::from(([127, 0, 0, 1], port))
+    scot_discovery::loopback_addr().expect("no free loopback port")
 }
 
 /// A child process killed on drop (a failed test leaves nothing running).

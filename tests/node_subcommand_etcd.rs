@@ -3,7 +3,7 @@
 //! both subcommands as child processes on the smallest model, and a watcher that sees each node appear
 //! with its id, address and capacity, then disappear once the process is killed (its 2 s lease expires).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,13 +14,6 @@ const PREFIX: &str = "/scot-cli-test";
 const MODEL: &str = "smollm2-135m-instruct-q4_1.gguf";
 /// Generous wait for things to appear (not a timing assertion).
 const WAIT: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
 
 /// A child process killed on drop.
 struct Killed(Child);
@@ -92,8 +85,8 @@ async fn wait_membership(
 async fn node_subcommands_register_in_etcd_and_vanish_when_killed() {
     let etcd = EtcdServer::start();
     let endpoint = etcd.endpoint();
-    let draft_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let target_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let draft_addr = scot_discovery::loopback_addr().expect("no free loopback port");
+    let target_addr = scot_discovery::loopback_addr().expect("no free loopback port");
     let draft = start_node("draft-node", &endpoint, draft_addr);
     let target = start_node("target-node", &endpoint, target_addr);
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,6 @@ use tokio::sync::watch;
 const PREFIX: &str = "/scot-coordinator-test";
 /// Generous wait for things to appear (not a timing assertion).
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
 
 fn wait_tcp(address: SocketAddr, what: &str) {
     let deadline = Instant::now() + WAIT;
@@ -74,8 +67,9 @@ fn node_cli(etcd: &str, id: &str, listen: SocketAddr) -> NodeCli {
     ])
 }
 
+/// Distinct from every other address this test hands out: the nodes bind theirs only after loading.
 fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    scot_discovery::loopback_addr().expect("no free loopback port")
 }
 
 async fn wait_membership(

@@ -686,8 +686,7 @@ async fn a_stalled_draft_node_fails_its_open_calls_instead_of_hanging_them() {
 
 /// A free loopback address for a coordinator's `--listen`.
 fn free_listen() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    scot_discovery::loopback_addr().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

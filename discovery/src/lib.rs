@@ -32,6 +32,8 @@
 //! instance_key(prefix, kind, id) = "{prefix}/v1/instances/{kind}/{id}"   instances_prefix(prefix)
 //! DiscoveryError (thiserror), Result<T>
 //!
+//! loopback_port() / loopback_addr()   // free 127.0.0.1 ports for a one-machine cluster, never one twice
+//!
 //! // clap flags/env matching k8s/ (flatten them into the binaries' CLIs):
 //! EtcdArgs { --etcd-endpoints SCOT_ETCD_ENDPOINTS (comma list), --etcd-prefix SCOT_ETCD_PREFIX }
 //!     .config() -> Option<EtcdConfig>          // None = no etcd: use StaticDiscovery
@@ -72,6 +74,7 @@ mod error;
 mod etcd_config;
 mod etcd_discovery;
 mod keys;
+mod loopback_port;
 mod node;
 mod registration;
 mod static_discovery;
@@ -84,6 +87,7 @@ pub use error::{DiscoveryError, Result};
 pub use etcd_config::{EtcdConfig, EtcdTls, Secret};
 pub use etcd_discovery::{EtcdDiscovery, SyncState};
 pub use keys::{instance_key, instances_prefix, DEFAULT_PREFIX};
+pub use loopback_port::{loopback_addr, loopback_port};
 pub use node::{Membership, NodeInfo, NodeKind};
 pub use registration::{Registration, RegistrationState, MIN_TTL};
 pub use static_discovery::StaticDiscovery;

@@ -2,7 +2,7 @@
 //! for tests of discovery and of everything that registers or watches (feature `test-etcd`). Test
 //! support only: it panics with a clear message when etcd cannot be started.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,10 +37,7 @@ fn etcd_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    crate::loopback_port().expect("no free loopback port")
 }
 
 impl EtcdServer {

@@ -2,7 +2,7 @@
 //! `SCOT_COORDINATOR_BIN`), started on a free loopback port with static draft-node lists, and watched
 //! for CPU time (`/proc/<pid>/stat` utime + stime). Killed when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,10 +66,7 @@ pub struct CoordinatorProcess {
 }
 
 fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| SimulationError::io("no free loopback port", e))
+    scot_discovery::loopback_port().map_err(|e| SimulationError::io("no free loopback port", e))
 }
 
 impl CoordinatorProcess {

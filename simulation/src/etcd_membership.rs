@@ -3,7 +3,7 @@
 //! targets there; the coordinator reads them with `--etcd-endpoints` (its cluster path). Draft nodes
 //! stay a static `--draft-nodes` list (an explicit list wins over etcd for its pool).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,10 +36,7 @@ fn etcd_binary() -> Result<PathBuf> {
 }
 
 fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| SimulationError::io("no free loopback port", e))
+    scot_discovery::loopback_port().map_err(|e| SimulationError::io("no free loopback port", e))
 }
 
 impl SimulatedEtcd {

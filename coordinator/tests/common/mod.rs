@@ -53,8 +53,7 @@ async fn load(file: &str) -> NodeModel {
 }
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
+    scot_discovery::loopback_addr().expect("no free loopback port")
 }
 
 async fn wait_listening(addr: SocketAddr) {

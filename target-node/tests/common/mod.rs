@@ -31,8 +31,7 @@ pub mod models;
 use models::model_path;
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
+    scot_discovery::loopback_addr().expect("no free loopback port")
 }
 
 /// A running `target-node`; killed when dropped.
