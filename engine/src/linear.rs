@@ -7,6 +7,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::Result;
+use crate::q4k_tiles::Q4kTiles;
+use crate::q6k_prefill;
 use crate::q6k_rows;
 use crate::q8_0_tiles::Q8_0Tiles;
 use crate::shard;
@@ -31,23 +33,30 @@ enum Weight {
     Quantized(QMatMul, GgmlDType),
     /// Q8_0 in the engine's own tiles (where candle's kernel would go row by row).
     Q8_0Tiles(Arc<Q8_0Tiles>),
+    /// Q4K in the engine's own tiles (where candle would keep its tiles beside the blocks).
+    Q4kTiles(Arc<Q4kTiles>),
     /// Dense f32 weight, `[out, in]`.
     Dense(Tensor),
 }
 
 impl Weight {
-    /// A GGUF tensor as the kernel that multiplies it best: float tensors become dense, Q8_0 goes
-    /// to the engine's tiles where they apply, other block-quantized ones stay with candle.
+    /// A GGUF tensor as the kernel that multiplies it best: float tensors become dense, Q8_0 and
+    /// Q4K go to the engine's tiles where they apply, other block-quantized ones stay with candle.
     fn from_qtensor(w: Arc<QTensor>) -> Result<Weight> {
         let dtype = w.dtype();
         Ok(match dtype {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                 Weight::Dense(w.dequantize(&w.device())?.to_dtype(DType::F32)?)
             }
-            _ => match Q8_0Tiles::from_qtensor(&w)? {
-                Some(tiles) => Weight::Q8_0Tiles(Arc::new(tiles)),
-                None => Weight::Quantized(QMatMul::QTensor(w), dtype),
-            },
+            _ => {
+                if let Some(tiles) = Q8_0Tiles::from_qtensor(&w)? {
+                    Weight::Q8_0Tiles(Arc::new(tiles))
+                } else if let Some(tiles) = Q4kTiles::from_qtensor(&w)? {
+                    Weight::Q4kTiles(Arc::new(tiles))
+                } else {
+                    Weight::Quantized(QMatMul::QTensor(w), dtype)
+                }
+            }
         })
     }
 
@@ -64,6 +73,7 @@ impl Weight {
         Ok(match self {
             Weight::Quantized(QMatMul::QTensor(q), _) => quantized_part(q)?,
             Weight::Q8_0Tiles(t) => quantized_part(&t.to_qtensor(&Device::Cpu)?)?,
+            Weight::Q4kTiles(t) => quantized_part(&t.to_qtensor(&Device::Cpu)?)?,
             Weight::Quantized(QMatMul::Tensor(t), dtype) => Weight::Quantized(
                 QMatMul::Tensor(shard::dense_range(t, dim, &range, device)?),
                 *dtype,
@@ -123,7 +133,7 @@ fn rows_of_one_kernel(weight: &Weight) -> usize {
     match weight {
         Weight::Quantized(_, GgmlDType::Q6K) => 1,
         Weight::Quantized(_, GgmlDType::Q4K) => 31,
-        Weight::Quantized(..) | Weight::Q8_0Tiles(_) => usize::MAX,
+        Weight::Quantized(..) | Weight::Q8_0Tiles(_) | Weight::Q4kTiles(_) => usize::MAX,
         Weight::Dense(_) => 1,
     }
 }
@@ -151,6 +161,7 @@ impl Linear {
         Ok(match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.shape().dims2()?,
             Weight::Q8_0Tiles(t) => t.dims(),
+            Weight::Q4kTiles(t) => t.dims(),
             Weight::Quantized(QMatMul::Tensor(t), _)
             | Weight::Quantized(QMatMul::TensorF16(t), _)
             | Weight::Dense(t) => t.dims2()?,
@@ -163,6 +174,7 @@ impl Linear {
         let w = match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.dequantize(&q.device())?,
             Weight::Q8_0Tiles(t) => t.to_qtensor(&Device::Cpu)?.dequantize(&Device::Cpu)?,
+            Weight::Q4kTiles(t) => t.to_qtensor(&Device::Cpu)?.dequantize(&Device::Cpu)?,
             Weight::Quantized(QMatMul::Tensor(t), _)
             | Weight::Quantized(QMatMul::TensorF16(t), _)
             | Weight::Dense(t) => t.clone(),
@@ -199,33 +211,46 @@ impl Linear {
     }
 
     /// Several linears over the same input (q/k/v, gate/up), each output what `forward` gives:
-    /// where all are Q8_0 tiles the input is quantized once and one parallel region runs them all.
+    /// where all are the engine's tiles of one kind (or candle's fusable Q4K), the input is
+    /// quantized once and one parallel region runs them all.
     pub fn forward_shared(linears: &[&Linear], x: &Tensor, rows: Rows) -> Result<Vec<Tensor>> {
-        if let Some(ys) = Self::q4k_fused(linears, x)? {
-            return linears
-                .iter()
-                .zip(ys)
-                .map(|(l, y)| l.finish(x, y, rows))
-                .collect();
+        let ys = match Self::shared_kernel(linears, x)? {
+            Some(ys) => ys,
+            None => return linears.iter().map(|l| l.forward(x, rows)).collect(),
+        };
+        linears
+            .iter()
+            .zip(ys)
+            .map(|(l, y)| l.finish(x, y, rows))
+            .collect()
+    }
+
+    /// The weights' products over one shared input in one call, where one kernel takes them all.
+    fn shared_kernel(linears: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        if linears.len() < 2 {
+            return Ok(None);
         }
-        let tiles: Option<Vec<&Q8_0Tiles>> = linears
+        let q8_0: Option<Vec<&Q8_0Tiles>> = linears
             .iter()
             .map(|l| match &l.weight {
                 Weight::Q8_0Tiles(t) => Some(t.as_ref()),
                 _ => None,
             })
             .collect();
-        match tiles {
-            Some(tiles) if tiles.len() > 1 => {
-                let ys = Q8_0Tiles::matmul_many(&tiles, &x.contiguous()?)?;
-                linears
-                    .iter()
-                    .zip(ys)
-                    .map(|(l, y)| l.finish(x, y, rows))
-                    .collect()
-            }
-            _ => linears.iter().map(|l| l.forward(x, rows)).collect(),
+        if let Some(tiles) = q8_0 {
+            return Ok(Some(Q8_0Tiles::matmul_many(&tiles, &x.contiguous()?)?));
         }
+        let q4k: Option<Vec<&Q4kTiles>> = linears
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Q4kTiles(t) => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if let Some(tiles) = q4k {
+            return Ok(Some(Q4kTiles::matmul_many(&tiles, &x.contiguous()?)?));
+        }
+        Self::q4k_fused(linears, x)
     }
 
     /// candle's fused form for Q4K weights over one input (one input quantization, one parallel
@@ -270,6 +295,7 @@ impl Linear {
         match &self.weight {
             Weight::Quantized(QMatMul::QTensor(q), _) => q.dtype().block_size(),
             Weight::Q8_0Tiles(_) => GgmlDType::Q8_0.block_size(),
+            Weight::Q4kTiles(_) => GgmlDType::Q4K.block_size(),
             _ => 1,
         }
     }
@@ -369,11 +395,39 @@ impl Linear {
         }
     }
 
+    /// Several rows through a Q6K weight as candle's multi-row kernel gives them, without the
+    /// widened copy candle would keep beside the blocks (`q6k_prefill`). None where that kernel
+    /// does not run here or the weight is not in CPU memory.
+    fn q6k_prefill(q: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
+        let (n, k) = q.shape().dims2()?;
+        if !x.device().is_cpu() || !q.device().is_cpu() || !q6k_prefill::applies(n, k) {
+            return Ok(None);
+        }
+        let m = x.dim(0)?;
+        // The blocks in place (a copy per call would cost more than the kernel).
+        let std::borrow::Cow::Borrowed(data) = q.data()? else {
+            return Ok(None);
+        };
+        let lhs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut dst = vec![0f32; m * n];
+        if !q6k_prefill::matmul(data, &lhs, (m, k, n), &mut dst) {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
+    }
+
     fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match &self.weight {
+            Weight::Quantized(QMatMul::QTensor(q), GgmlDType::Q6K) if x.dim(0)? > 1 => {
+                match Self::q6k_prefill(q, &x)? {
+                    Some(y) => y,
+                    None => x.apply_op1_no_bwd(q.as_ref())?,
+                }
+            }
             Weight::Quantized(q, _) => q.forward(&x)?,
             Weight::Q8_0Tiles(t) => t.matmul(&x)?,
+            Weight::Q4kTiles(t) => t.matmul(&x)?,
             Weight::Dense(w) => x.matmul(&w.t()?)?,
         })
     }
@@ -447,7 +501,8 @@ mod tests {
                 linear(48, 896, GgmlDType::Q8_0, false, false),
                 linear(32, 896, GgmlDType::Q4_0, true, false),
             ],
-            // candle's fused Q4K form, up to its switch to AMX tiles (40 rows: one call each).
+            // Q4K: the engine's tiles (candle's fused form where AMX keeps candle's, up to its
+            // switch to AMX tiles: 40 rows, one call each).
             vec![
                 linear(64, 512, GgmlDType::Q4K, true, false),
                 linear(48, 512, GgmlDType::Q4K, false, true),
@@ -463,8 +518,9 @@ mod tests {
                     && crate::q8_0_tiles::Level::detect()
                         == Some(crate::q8_0_tiles::Level::Avx512Vnni)
                 {
-                    // The fused form really runs here (candle's is AVX-512 VNNI only).
-                    assert!(Linear::q4k_fused(&refs, &x).unwrap().is_some(), "m={m}");
+                    // One shared call really runs here (the engine's Q4K tiles, or candle's
+                    // fused form on AMX machines; both AVX-512 VNNI only).
+                    assert!(Linear::shared_kernel(&refs, &x).unwrap().is_some(), "m={m}");
                 }
                 for rows in [Rows::Independent, Rows::SameSequence] {
                     let together = Linear::forward_shared(&refs, &x, rows).unwrap();

@@ -9,16 +9,14 @@
 //! products, integer lane sums, one FMA per block and lane, candle's horizontal sum); only the
 //! unpacking and the scale vectors are shared across rows.
 
-use candle_core::quantized::k_quants::{BlockQ8K, GgmlType, QK_K};
+use candle_core::quantized::k_quants::QK_K;
+
+use crate::q8k_rows::{Q8kRows, Q8K_BYTES};
 
 /// Bytes of one Q6K block: ql[128], qh[64], scales[16] (i8), d (f16).
 const Q6K_BYTES: usize = 210;
-/// Bytes of one Q8K block: d (f32), qs[256] (i8), bsums[16] (i16).
-const Q8K_BYTES: usize = 292;
 /// Rows whose accumulators one pass over a column keeps.
 const ROWS_PER_PASS: usize = 8;
-
-const _: () = assert!(std::mem::size_of::<BlockQ8K>() == Q8K_BYTES);
 
 /// `dst[r * n + c] = row r of lhs (m x k) . column c of the weight` for a compact Q6K weight
 /// (`n` columns of `k / 256` blocks each, as bytes). False where this CPU lacks AVX2 + FMA (the
@@ -42,15 +40,8 @@ pub(crate) fn matmul(
         {
             return false;
         }
-        let mut acts = vec![BlockQ8K::zeros(); m * blocks];
-        for (row, out) in lhs.chunks_exact(k).zip(acts.chunks_exact_mut(blocks)) {
-            BlockQ8K::from_float(row, out);
-        }
-        // SAFETY: BlockQ8K is repr(C) { d: f32, qs: [i8; 256], bsums: [i16; 16] } (asserted size),
-        // read here as the bytes its fields are; the fields are not public.
-        let acts = unsafe {
-            std::slice::from_raw_parts(acts.as_ptr().cast::<u8>(), acts.len() * Q8K_BYTES)
-        };
+        let acts = Q8kRows::quantize(lhs, m, k);
+        let acts = acts.bytes();
         let dst_ptr = dst.as_mut_ptr() as usize;
         candle_core::utils::barrier_pool().execute_chunked(n, |columns| {
             for c in columns {
