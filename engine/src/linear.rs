@@ -419,8 +419,13 @@ impl Linear {
     fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match &self.weight {
-            Weight::Quantized(QMatMul::QTensor(q), GgmlDType::Q6K) if x.dim(0)? > 1 => {
-                match Self::q6k_prefill(q, &x)? {
+            Weight::Quantized(QMatMul::QTensor(q), GgmlDType::Q6K) => {
+                // One row: candle's one-row kernel, run by `q6k_rows` in fewer instructions.
+                let ours = match x.dim(0)? {
+                    1 => self.q6k_rows_as_single(&x)?,
+                    _ => Self::q6k_prefill(q, &x)?,
+                };
+                match ours {
                     Some(y) => y,
                     None => x.apply_op1_no_bwd(q.as_ref())?,
                 }
