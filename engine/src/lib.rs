@@ -30,6 +30,7 @@ mod q6k_rows;
 mod q8_0_tiles;
 mod q8k_rows;
 mod rope;
+mod rows_dispatch;
 mod sampling;
 mod session;
 mod shard;

@@ -269,6 +269,7 @@ mod x86 {
 
     use super::{TileQ4, ROWS_MAX, TILE};
     use crate::q8k_rows::{Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
+    use crate::rows_dispatch::with_rows;
 
     /// `rows` (1..=ROWS_MAX) consecutive activation rows against one column tile's blocks,
     /// written to `out` (row stride `n`).
@@ -277,14 +278,8 @@ mod x86 {
     /// AVX-512 F/BW/VNNI must be available; `acts` holds `rows` rows of `tiles.len()` blocks;
     /// `out` has room for `rows` rows of 16 values at stride `n`.
     pub(super) unsafe fn rows(tiles: &[TileQ4], acts: &[u8], rows: usize, out: *mut f32, n: usize) {
-        match rows {
-            1 => rows_of::<1>(tiles, acts, out, n),
-            2 => rows_of::<2>(tiles, acts, out, n),
-            3 => rows_of::<3>(tiles, acts, out, n),
-            4 => rows_of::<4>(tiles, acts, out, n),
-            5 => rows_of::<5>(tiles, acts, out, n),
-            _ => rows_of::<ROWS_MAX>(tiles, acts, out, n),
-        }
+        const _: () = assert!(ROWS_MAX == 6);
+        with_rows!(rows, [1, 2, 3, 4, 5], 6, rows_of(tiles, acts, out, n))
     }
 
     /// candle's `q4k_tile`, block after block, for R rows at once.

@@ -11,6 +11,7 @@
 use candle_core::quantized::k_quants::QK_K;
 use half::f16;
 
+use crate::q6k_rows::{self, Q6K_BYTES};
 use crate::q8_0_tiles::Level;
 use crate::q8k_rows::{Q8kRows, Q8K_BYTES};
 
@@ -18,8 +19,6 @@ use crate::q8k_rows::{Q8kRows, Q8K_BYTES};
 const TILE: usize = 16;
 /// Sub-blocks of 16 values in a 256-value block, each with its own scale.
 const SUBS: usize = 16;
-/// Bytes of one GGUF Q6K block: ql[128], qh[64], scales[16] (i8), d (f16).
-const BLOCK_BYTES: usize = 210;
 /// Rows sharing one pass over a widened block.
 const ROWS_MAX: usize = 8;
 /// Rows of one work unit; a worker widens a tile once for all the units of it that it runs.
@@ -52,12 +51,10 @@ pub(crate) fn matmul(
     (m, k, n): (usize, usize, usize),
     dst: &mut [f32],
 ) -> bool {
-    let blocks = k / QK_K;
-    if !applies(n, k)
-        || weight.len() != n * blocks * BLOCK_BYTES
-        || lhs.len() != m * k
-        || dst.len() != m * n
-    {
+    let Some(blocks) = q6k_rows::blocks_per_column(weight, lhs, (m, k, n), dst) else {
+        return false;
+    };
+    if !applies(n, k) {
         return false;
     }
     let acts = Q8kRows::quantize(lhs, m, k);
@@ -111,7 +108,7 @@ fn widen(weight: &[u8], blocks: usize, t: usize, b: usize) -> Widened {
         qs: [0; QK_K / 4 * TILE * 4],
     };
     for c in 0..TILE {
-        let blk = &weight[((t * TILE + c) * blocks + b) * BLOCK_BYTES..][..BLOCK_BYTES];
+        let blk = &weight[((t * TILE + c) * blocks + b) * Q6K_BYTES..][..Q6K_BYTES];
         let (ql, qh, scales) = (&blk[..128], &blk[128..192], &blk[192..208]);
         let d = f16::from_le_bytes([blk[208], blk[209]]).to_f32();
         for (sub, &s) in scales.iter().enumerate() {
@@ -140,6 +137,7 @@ mod x86 {
 
     use super::{Widened, ROWS_MAX, SUBS, TILE};
     use crate::q8k_rows::{Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
+    use crate::rows_dispatch::with_rows;
 
     /// `rows` (1..=ROWS_MAX) consecutive activation rows against one column tile's blocks,
     /// written to `out` (row stride `n`).
@@ -154,16 +152,8 @@ mod x86 {
         out: *mut f32,
         n: usize,
     ) {
-        match rows {
-            1 => rows_of::<1>(tiles, acts, out, n),
-            2 => rows_of::<2>(tiles, acts, out, n),
-            3 => rows_of::<3>(tiles, acts, out, n),
-            4 => rows_of::<4>(tiles, acts, out, n),
-            5 => rows_of::<5>(tiles, acts, out, n),
-            6 => rows_of::<6>(tiles, acts, out, n),
-            7 => rows_of::<7>(tiles, acts, out, n),
-            _ => rows_of::<ROWS_MAX>(tiles, acts, out, n),
-        }
+        const _: () = assert!(ROWS_MAX == 8);
+        with_rows!(rows, [1, 2, 3, 4, 5, 6, 7], 8, rows_of(tiles, acts, out, n))
     }
 
     /// candle's `q6k_tile`, block after block, for R rows at once.

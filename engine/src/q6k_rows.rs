@@ -15,7 +15,7 @@ use crate::q8_0_tiles::Level;
 use crate::q8k_rows::{Q8kRows, Q8K_BYTES, Q8K_QS};
 
 /// Bytes of one Q6K block: ql[128], qh[64], scales[16] (i8), d (f16).
-const Q6K_BYTES: usize = 210;
+pub(crate) const Q6K_BYTES: usize = 210;
 /// Rows whose accumulators one pass over a column keeps.
 const ROWS_PER_PASS: usize = 8;
 
@@ -44,14 +44,9 @@ fn matmul_at(
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return false;
         }
-        let blocks = k / QK_K;
-        if k % QK_K != 0
-            || weight.len() != n * blocks * Q6K_BYTES
-            || lhs.len() != m * k
-            || dst.len() != m * n
-        {
+        let Some(blocks) = blocks_per_column(weight, lhs, (m, k, n), dst) else {
             return false;
-        }
+        };
         let acts = Q8kRows::quantize(lhs, m, k);
         let acts = acts.bytes();
         // One row: AVX-512 VNNI forms the same integer lane sums in fewer instructions
@@ -95,6 +90,22 @@ fn matmul_at(
         let _ = (level, weight, lhs, m, k, n, dst);
         false
     }
+}
+
+/// Blocks per column of a compact Q6K weight (`n` columns of `k / 256` blocks, as bytes) when the
+/// weight, `lhs` (`m x k`) and `dst` (`m x n`) have the sizes of that product; None otherwise.
+pub(crate) fn blocks_per_column(
+    weight: &[u8],
+    lhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    dst: &[f32],
+) -> Option<usize> {
+    let blocks = k / QK_K;
+    let fits = k % QK_K == 0
+        && weight.len() == n * blocks * Q6K_BYTES
+        && lhs.len() == m * k
+        && dst.len() == m * n;
+    fits.then_some(blocks)
 }
 
 /// `32 * (sum of each 4 activation values)` of every Q8K block, `[row block][group of 4]`: the
