@@ -49,9 +49,9 @@ fn matmul_at(
         };
         let acts = Q8kRows::quantize(lhs, m, k);
         let acts = acts.bytes();
-        // One row: AVX-512 VNNI forms the same integer lane sums in fewer instructions
-        // (`x86_512`). Several rows share the AVX2 kernel's unpacking instead: measured, a batch
-        // of 5 ran 7 % slower through the AVX-512 kernel (0.5B draft), one row 4 % faster (1.5B).
+        // One row: the same steps in 512-bit registers (`x86_512`), measured 4 % faster on the
+        // 1.5B. Several rows keep the AVX2 kernel, which unpacks each block once for all of them:
+        // through the 512-bit kernel a batch of 5 on the 0.5B ran 3-7 % slower.
         let offsets = (level == Some(Level::Avx512Vnni) && m == 1).then(|| offsets(acts));
         let dst_ptr = dst.as_mut_ptr() as usize;
         candle_core::utils::barrier_pool().execute_chunked(n, |columns| {
@@ -108,30 +108,26 @@ pub(crate) fn blocks_per_column(
     fits.then_some(blocks)
 }
 
-/// `32 * (sum of each 4 activation values)` of every Q8K block, `[row block][group of 4]`: the
-/// part of `(q - 32) * a` that does not depend on the weight, once for every column.
+/// `32 * (sum of each 2 activation values)` of every Q8K block, `[row block][pair]`: the part of
+/// `(q - 32) * a` that does not depend on the weight, as candle's `maddubs(32, a)` forms it, once
+/// for every column.
 #[cfg(target_arch = "x86_64")]
-fn offsets(acts: &[u8]) -> Vec<[i32; QK_K / 4]> {
+fn offsets(acts: &[u8]) -> Vec<[i16; QK_K / 2]> {
     acts.chunks_exact(Q8K_BYTES)
         .map(|block| {
             let qs = &block[Q8K_QS..Q8K_QS + QK_K];
-            std::array::from_fn(|g| {
-                32 * qs[g * 4..g * 4 + 4]
-                    .iter()
-                    .map(|&v| v as i8 as i32)
-                    .sum::<i32>()
-            })
+            std::array::from_fn(|u| 32 * (qs[2 * u] as i8 as i16 + qs[2 * u + 1] as i8 as i16))
         })
         .collect()
 }
 
-/// candle's one-row Q6K kernel (AVX2) on AVX-512 VNNI, several rows per pass over a column.
+/// candle's one-row Q6K kernel (AVX2) in 512-bit registers.
 ///
 /// The AVX2 kernel forms, per block and row, eight exact integer lane sums (lane `s` of every
 /// 32-value part: four products `(q - 32) * a` times their 16-value sub-block's scale), then one
-/// FMA per lane. Here `vpdpbusd` forms the four-product sums of 64 values at once, the scales are
-/// applied per lane, and the two 256-bit halves are added: the same eight integers (integer sums
-/// are exact in any order), then the same FMA per lane and the same horizontal sum.
+/// FMA per lane. Here the same `maddubs` / `madd` steps run on 64 values at once and the two
+/// 256-bit halves are added: the same eight integers (integer sums are exact in any order), then
+/// the same FMA per lane and the same horizontal sum.
 #[cfg(target_arch = "x86_64")]
 mod x86_512 {
     use core::arch::x86_64::*;
@@ -150,7 +146,7 @@ mod x86_512 {
     pub(super) unsafe fn column(
         column: &[u8],
         acts: &[u8],
-        offsets: &[[i32; 64]],
+        offsets: &[[i16; 128]],
         blocks: usize,
         rows: std::ops::Range<usize>,
         sums: &mut [f32; ROWS_PER_PASS],
@@ -181,15 +177,17 @@ mod x86_512 {
                     _mm512_slli_epi16(h23, 4),
                 );
             }
-            // sc[j][h]: lane t holds the scale of sub-block 8j + 4h + t / 4.
-            let scale_bytes = _mm_loadu_si128(scales.as_ptr() as *const __m128i);
+            // sc[j][h]: 16-bit lane u (values 2u, 2u + 1) holds the scale of sub-block
+            // 8j + 4h + u / 8.
+            let scale_bytes =
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(scales.as_ptr() as *const __m128i));
             let mut sc = [[_mm512_setzero_si512(); 2]; 2];
             for (j, sc) in sc.iter_mut().enumerate() {
                 for (h, sc) in sc.iter_mut().enumerate() {
                     let first = (8 * j + 4 * h) as i8;
-                    let shuffle: [i8; 16] = std::array::from_fn(|t| first + (t / 4) as i8);
-                    let shuffle = _mm_loadu_si128(shuffle.as_ptr() as *const __m128i);
-                    *sc = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(scale_bytes, shuffle));
+                    let shuffle: [i8; 32] = std::array::from_fn(|u| first + (u / 8) as i8);
+                    let shuffle = _mm256_loadu_si256(shuffle.as_ptr() as *const __m256i);
+                    *sc = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(scale_bytes, shuffle));
                 }
             }
             for (i, r) in rows.clone().enumerate() {
@@ -201,11 +199,10 @@ mod x86_512 {
                 for j in 0..2 {
                     for h in 0..2 {
                         let a = _mm512_loadu_si512(q8[j * 128 + h * 64..].as_ptr() as *const _);
-                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[j][h], a);
                         let off =
-                            _mm512_loadu_si512(offset[(2 * j + h) * 16..].as_ptr() as *const _);
-                        let part = _mm512_mullo_epi32(_mm512_sub_epi32(dot, off), sc[j][h]);
-                        lanes = _mm512_add_epi32(lanes, part);
+                            _mm512_loadu_si512(offset[(2 * j + h) * 32..].as_ptr() as *const _);
+                        let p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(v[j][h], a), off);
+                        lanes = _mm512_add_epi32(lanes, _mm512_madd_epi16(sc[j][h], p16));
                     }
                 }
                 // Lane t of a 64-value vector is lane t % 8 of its 32-value part.
