@@ -230,27 +230,29 @@ impl Linear {
         if linears.len() < 2 {
             return Ok(None);
         }
-        let q8_0: Option<Vec<&Q8_0Tiles>> = linears
-            .iter()
-            .map(|l| match &l.weight {
-                Weight::Q8_0Tiles(t) => Some(t.as_ref()),
-                _ => None,
-            })
-            .collect();
+        let q8_0 = Self::all_of(linears, |w| match w {
+            Weight::Q8_0Tiles(t) => Some(t.as_ref()),
+            _ => None,
+        });
         if let Some(tiles) = q8_0 {
             return Ok(Some(Q8_0Tiles::matmul_many(&tiles, &x.contiguous()?)?));
         }
-        let q4k: Option<Vec<&Q4kTiles>> = linears
-            .iter()
-            .map(|l| match &l.weight {
-                Weight::Q4kTiles(t) => Some(t.as_ref()),
-                _ => None,
-            })
-            .collect();
+        let q4k = Self::all_of(linears, |w| match w {
+            Weight::Q4kTiles(t) => Some(t.as_ref()),
+            _ => None,
+        });
         if let Some(tiles) = q4k {
             return Ok(Some(Q4kTiles::matmul_many(&tiles, &x.contiguous()?)?));
         }
         Self::q4k_fused(linears, x)
+    }
+
+    /// Every linear's weight as one kind (`kind` picks it out), or None when one is another kind.
+    fn all_of<'a, T>(
+        linears: &[&'a Linear],
+        kind: impl Fn(&'a Weight) -> Option<&'a T>,
+    ) -> Option<Vec<&'a T>> {
+        linears.iter().map(|l| kind(&l.weight)).collect()
     }
 
     /// candle's fused form for Q4K weights over one input (one input quantization, one parallel
